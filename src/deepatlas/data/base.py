@@ -1,0 +1,100 @@
+"""The :class:`ImageSet` container and the name-based loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepatlas.errors import DataError, UsageError
+
+__all__ = ["DATASETS", "ImageSet", "load_dataset"]
+
+#: Data set names that ``load_dataset`` (and ``--data`` on the CLI) accepts.
+DATASETS = ("fashion-mnist", "digits")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with labels.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        float32, shape (N, C, H, W), values in [0, 1].
+    labels : torch.Tensor
+        int64, shape (N,), values in ``range(len(class_names))``.
+    class_names : tuple of str
+    name : str
+        Data set name, e.g. ``"fashion-mnist"``.
+    split : str
+        ``"train"`` or ``"test"``.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+    name: str
+    split: str
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise DataError(f"images must have shape (N, C, H, W); got {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DataError(
+                f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
+
+    def subset(self, limit: int | None = None, *, per_class: int | None = None) -> ImageSet:
+        """The first ``limit`` images, or the first ``per_class`` of each class (stratified)."""
+        if limit is not None and limit <= 0:
+            raise UsageError(f"limit must be positive, got {limit}")
+        if per_class is not None:
+            if per_class <= 0:
+                raise UsageError(f"per_class must be positive, got {per_class}")
+            idx = torch.cat(
+                [torch.nonzero(self.labels == c).flatten()[:per_class] for c in range(len(self.class_names))]
+            ).sort().values
+        else:
+            idx = torch.arange(min(limit or len(self), len(self)))
+        return ImageSet(self.images[idx], self.labels[idx], self.class_names, self.name, self.split)
+
+
+def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None = None) -> ImageSet:
+    """Load a data set by name.
+
+    Parameters
+    ----------
+    name : {"fashion-mnist", "digits"}
+    split : {"train", "test"}, default "test"
+    data_dir : path, optional
+        Where the Fashion-MNIST IDX files are (default: the Debian package's directory).
+
+    Raises
+    ------
+    UsageError
+        Unknown name or split.
+    DataError
+        Files missing or malformed.
+    """
+    if split not in ("train", "test"):
+        raise UsageError(f"unknown split {split!r}; use 'train' or 'test'")
+    key = name.lower()
+    if key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+        from deepatlas.data.fashion_mnist import load_fashion_mnist
+
+        return load_fashion_mnist(split, data_dir=data_dir)
+    if key == "digits":
+        from deepatlas.data.digits import load_digits
+
+        return load_digits(split)
+    raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")

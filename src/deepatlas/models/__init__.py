@@ -1,0 +1,20 @@
+"""Reference architectures, training and checkpoints."""
+
+from __future__ import annotations
+
+from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from deepatlas.models.reference import ARCHITECTURES, FashionCNN, MLP, build_model
+from deepatlas.models.train import TrainResult, evaluate, train_model
+
+__all__ = [
+    "ARCHITECTURES",
+    "MLP",
+    "Checkpoint",
+    "FashionCNN",
+    "TrainResult",
+    "build_model",
+    "evaluate",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train_model",
+]
