@@ -1,0 +1,267 @@
+"""Runs in the graph: write one atomically-visible, list, resolve, delete.
+
+Life of a Run (``status``):
+
+``running``   created first, before any of its rows; readers ignore it.
+``complete``  set only after every row is in and the counts in the database equal the
+              tables'; in the same transaction any earlier complete run with the same name
+              becomes ``replaced``, so a re-ingest swaps the whole run at once, never a mix.
+``failed``    set when anything breaks; the partial rows are deleted (best effort), and a
+              later ingest of the same name deletes any that remain.
+``replaced``  an older generation; its rows are deleted right after the swap.
+
+``Run.key`` is the ingest id (``{name}@{8 hex}``) every node of the run carries; ``Run.name``
+is what users type (``--run``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from deepatlas.db.graph import Graph
+from deepatlas.db.schema import RUN_LABELS, SCHEMA, check_label, check_rel
+from deepatlas.errors import DeepAtlasError, GraphError, NotFoundError, UsageError
+from deepatlas.ingest.tables import EdgeTable, GraphTables
+
+__all__ = ["RunInfo", "delete_run", "ensure_schema", "list_runs", "new_run_key", "resolve_run", "write_run"]
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A Run node as read back."""
+
+    key: str
+    name: str
+    status: str
+    model: str | None
+    dataset: str | None
+    split: str | None
+    n_samples: int | None
+    accuracy: float | None
+    created_at: str | None
+    completed_at: str | None
+    params: dict[str, Any]
+    counts: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunInfo:
+        r = row["r"]
+        return cls(
+            key=r["key"], name=r["name"], status=r["status"], model=r.get("model"), dataset=r.get("dataset"),
+            split=r.get("split"), n_samples=r.get("n_samples"), accuracy=r.get("accuracy"),
+            created_at=str(r.get("created_at")) if r.get("created_at") is not None else None,
+            completed_at=str(r.get("completed_at")) if r.get("completed_at") is not None else None,
+            params=json.loads(r.get("params") or "{}"), counts=json.loads(r.get("counts") or "{}"),
+        )
+
+
+def validate_run_name(name: str) -> str:
+    if not name or len(name) > 100 or not set(name) <= _NAME_CHARS:
+        raise UsageError(f"run name {name!r} must be 1-100 characters of letters, digits, '-', '_' and '.'")
+    return name
+
+
+def new_run_key(name: str) -> str:
+    return f"{validate_run_name(name)}@{uuid.uuid4().hex[:8]}"
+
+
+def ensure_schema(graph: Graph) -> None:
+    """Create every constraint and index (``IF NOT EXISTS``) before the first write."""
+    for statement in SCHEMA:
+        graph.write(statement)
+
+
+_NODE_WRITES = {
+    "Layer": "UNWIND $rows AS row MERGE (n:Layer {key: row.key}) SET n += row",
+    "Neuron": (
+        "UNWIND $rows AS row MERGE (n:Neuron {key: row.key}) SET n += row {.*, layer_key: null} "
+        "WITH n, row MATCH (l:Layer {key: row.layer_key}) MERGE (n)-[:IN_LAYER]->(l)"
+    ),
+    "Class": (
+        "UNWIND $rows AS row MERGE (n:Class {key: row.key}) SET n += row {.*, layer_key: null} "
+        "WITH n, row MATCH (l:Layer {key: row.layer_key}) MERGE (n)-[:IN_LAYER]->(l)"
+    ),
+    "Pixel": "UNWIND $rows AS row MERGE (n:Pixel {key: row.key}) SET n += row",
+}
+
+
+def _edge_query(table: EdgeTable) -> str:
+    """UNWIND-CREATE for one (type, source label, target label); names from the allow-list.
+
+    CREATE, not MERGE: a run's id is new on every ingest and each batch is one transaction
+    that the driver retries whole, so an edge cannot be written twice.
+    """
+    src, dst, rel = check_label(table.src_label), check_label(table.dst_label), check_rel(table.rel)
+    sets = ", ".join(f"e.{p} = row.{p}" for p in table.props if p.isidentifier())
+    return (
+        f"UNWIND $rows AS row MATCH (a:{src} {{key: row.a}}) MATCH (b:{dst} {{key: row.b}}) "
+        f"CREATE (a)-[e:{rel}]->(b)" + (f" SET {sets}" if sets else "")
+    )
+
+
+def write_run(
+    graph: Graph,
+    tables: GraphTables,
+    *,
+    key: str,
+    name: str,
+    run_props: dict[str, Any],
+    model_props: dict[str, Any],
+    batch_size: int = 5_000,
+    progress: Callable[[int], None] | None = None,
+) -> RunInfo:
+    """Write one run; it becomes visible (``complete``) only when every row is in.
+
+    Parameters
+    ----------
+    graph : Graph
+    tables : GraphTables
+    key : str
+        New ingest id from :func:`new_run_key`.
+    name : str
+        The user-facing run name.
+    run_props : dict
+        dataset, split, n_samples, accuracy, params (dict), confusion (list of lists), ...
+    model_props : dict
+        key (weights sha256), name, arch, accuracy, path.
+    batch_size : int, default 5000
+    progress : callable, optional
+        Called with the number of rows after each batch.
+
+    Raises
+    ------
+    GraphError
+        The server failed or the stored counts do not match; the run is marked ``failed``.
+    """
+    ensure_schema(graph)
+    _purge_unfinished(graph, name)
+    props = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in run_props.items()}
+    expected_nodes = tables.node_counts()
+    expected_edges = tables.edge_counts()
+    props["counts"] = json.dumps({"nodes": expected_nodes, "edges": expected_edges})
+    graph.write(
+        "MERGE (m:Model {key: $model.key}) SET m += $model "
+        "CREATE (r:Run {key: $key, name: $name, status: 'running', created_at: datetime()}) SET r += $props "
+        "SET r.model = $model.key CREATE (r)-[:OF_MODEL]->(m)",
+        {"key": key, "name": name, "props": props, "model": model_props},
+    )
+    started = time.perf_counter()
+    try:
+        for label, rows in (("Layer", tables.layers), ("Neuron", tables.neurons), ("Class", tables.classes), ("Pixel", tables.pixels)):
+            graph.write_batches(_NODE_WRITES[label], rows, batch_size=batch_size, progress=progress)
+        for table in tables.edges:
+            graph.write_batches(_edge_query(table), table.rows(), batch_size=batch_size, progress=progress)
+        _verify_counts(graph, key, expected_nodes, expected_edges)
+        rows = graph.write(
+            "MATCH (r:Run {key: $key, status: 'running'}) "
+            "SET r.status = 'complete', r.completed_at = datetime(), r.write_seconds = $seconds "
+            "WITH r OPTIONAL MATCH (old:Run {name: r.name, status: 'complete'}) WHERE old.key <> r.key "
+            "SET old.status = 'replaced' RETURN collect(old.key) AS replaced",
+            {"key": key, "seconds": time.perf_counter() - started},
+        )
+        if not rows:
+            raise GraphError(f"run {key} vanished while it was written (deleted by another process?)")
+    except BaseException as exc:
+        _mark_failed(graph, key, exc)
+        raise
+    for old in rows[0]["replaced"]:
+        _delete_run_data(graph, old)
+    return resolve_run(graph, name)
+
+
+def _verify_counts(graph: Graph, key: str, nodes: dict[str, int], edges: dict[str, int]) -> None:
+    for label, n in nodes.items():
+        got = graph.read(f"MATCH (n:{check_label(label)} {{run: $key}}) RETURN count(n) AS c", {"key": key})[0]["c"]
+        if got != n:
+            raise GraphError(f"run {key}: {got} {label} nodes stored, {n} expected")
+    stored: dict[str, int] = {}
+    for label in ("Neuron", "Class", "Pixel"):
+        for row in graph.read(
+            f"MATCH (n:{label} {{run: $key}})-[e]->() RETURN type(e) AS t, count(e) AS c", {"key": key}
+        ):
+            stored[row["t"]] = stored.get(row["t"], 0) + row["c"]
+    for rel, n in edges.items():
+        if stored.get(rel, 0) != n:
+            raise GraphError(f"run {key}: {stored.get(rel, 0)} {rel} edges stored, {n} expected")
+
+
+def _mark_failed(graph: Graph, key: str, exc: BaseException) -> None:
+    """Best effort: flag the run failed and remove its partial rows. Never masks ``exc``."""
+    reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    try:
+        graph.write("MATCH (r:Run {key: $key}) SET r.status = 'failed', r.error = $reason", {"key": key, "reason": reason})
+        _delete_run_data(graph, key, keep_run=True)
+    except DeepAtlasError:
+        pass  # the server is gone; the next ingest of this name cleans up
+
+
+def _purge_unfinished(graph: Graph, name: str) -> None:
+    """Delete leftovers (running/failed/replaced) of earlier ingests of ``name``."""
+    rows = graph.read(
+        "MATCH (r:Run {name: $name}) WHERE r.status <> 'complete' RETURN r.key AS key", {"name": name}
+    )
+    for row in rows:
+        _delete_run_data(graph, row["key"])
+
+
+def _delete_run_data(graph: Graph, key: str, *, keep_run: bool = False) -> int:
+    deleted = 0
+    for label in RUN_LABELS:
+        deleted += graph.write_until_done(
+            f"MATCH (n:{label} {{run: $key}}) WITH n LIMIT $limit DETACH DELETE n RETURN count(*) AS count",
+            {"key": key},
+        )
+    if not keep_run:
+        graph.write("MATCH (r:Run {key: $key}) DETACH DELETE r", {"key": key})
+    return deleted
+
+
+def list_runs(graph: Graph, *, include_incomplete: bool = False) -> list[RunInfo]:
+    """Runs, newest first; only complete ones unless asked."""
+    rows = graph.read(
+        "MATCH (r:Run) WHERE $all OR r.status = 'complete' RETURN r ORDER BY r.created_at DESC",
+        {"all": include_incomplete},
+    )
+    return [RunInfo.from_row(row) for row in rows]
+
+
+def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
+    """The complete run called ``name``, or the latest complete run when ``name`` is None.
+
+    Raises
+    ------
+    NotFoundError
+        No such complete run; the message lists the complete runs.
+    """
+    if name is None:
+        rows = graph.read("MATCH (r:Run {status: 'complete'}) RETURN r ORDER BY r.completed_at DESC LIMIT 1")
+        if not rows:
+            raise NotFoundError("no complete run in the graph yet; create one with `deepatlas ingest`")
+        return RunInfo.from_row(rows[0])
+    rows = graph.read("MATCH (r:Run {name: $name, status: 'complete'}) RETURN r", {"name": name})
+    if not rows:
+        names = [r.name for r in list_runs(graph)]
+        raise NotFoundError(f"no complete run named {name!r}; runs: {', '.join(names) or 'none yet'}")
+    return RunInfo.from_row(rows[0])
+
+
+def delete_run(graph: Graph, name: str) -> int:
+    """Delete every generation of run ``name``. Returns nodes deleted.
+
+    Raises
+    ------
+    NotFoundError
+        No run of that name.
+    """
+    rows = graph.read("MATCH (r:Run {name: $name}) RETURN r.key AS key", {"name": name})
+    if not rows:
+        names = [r.name for r in list_runs(graph, include_incomplete=True)]
+        raise NotFoundError(f"no run named {name!r}; runs: {', '.join(names) or 'none'}")
+    return sum(_delete_run_data(graph, row["key"]) for row in rows)

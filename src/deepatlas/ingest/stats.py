@@ -1,0 +1,211 @@
+"""Streaming statistics: co-moments for Pearson correlation, and the confusion matrix.
+
+Both follow the accumulator protocol ``update(batch)`` / ``merge(other)`` / ``compute()``;
+neither holds more than its running sums, so an N x M activation matrix never exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from deepatlas.errors import IngestError
+
+__all__ = ["CoMoments", "Confusion", "Correlation"]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Pearson correlation of every x-variable with every y-variable.
+
+    Attributes
+    ----------
+    r : torch.Tensor
+        (Mx, My); 0 wherever either variable is dead (constant), never NaN.
+    mean_x, std_x, mean_y, std_y : torch.Tensor
+        Population standard deviations (divided by n).
+    dead_x, dead_y : torch.Tensor
+        bool masks of constant variables.
+    n : int
+    """
+
+    r: torch.Tensor
+    mean_x: torch.Tensor
+    std_x: torch.Tensor
+    dead_x: torch.Tensor
+    mean_y: torch.Tensor
+    std_y: torch.Tensor
+    dead_y: torch.Tensor
+    n: int
+
+
+class CoMoments:
+    """Running means and centred cross-products of two blocks of variables.
+
+    Each batch is centred on its own mean and folded in with Chan et al.'s pairwise update,
+    ``C = C_a + C_b + (mu_a - mu_b)(nu_a - nu_b)^T n_a n_b / n``, so the result does not
+    depend on batch size or order (up to rounding) and stays accurate in float32. The
+    batch's cross-product is one GEMM on the batch's device.
+
+    Parameters
+    ----------
+    dim_x : int
+    dim_y : int, optional
+        Omit for the symmetric case (x against itself): one GEMM per batch, not two.
+    dtype : torch.dtype, default torch.float64
+    device : str or torch.device, default "cpu"
+    dead_tol : float, default 1e-7
+        A variable is dead when its std <= dead_tol * max(1, |mean|).
+
+    Examples
+    --------
+    >>> acc = CoMoments(3)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> for _ in range(4):
+    ...     acc.update(torch.randn(50, 3, generator=g, dtype=torch.float64))
+    >>> acc.compute().r.shape
+    torch.Size([3, 3])
+
+    References
+    ----------
+    Chan, Golub & LeVeque (1979), Updating formulae and a pairwise algorithm for computing
+    sample variances. Horta & Mileo (2019), Towards explaining deep neural networks through
+    graph analysis (Pearson co-activation).
+    """
+
+    def __init__(
+        self,
+        dim_x: int,
+        dim_y: int | None = None,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        dead_tol: float = 1e-7,
+    ) -> None:
+        self.symmetric = dim_y is None
+        self.dim_x = dim_x
+        self.dim_y = dim_x if dim_y is None else dim_y
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.dead_tol = dead_tol
+        self.n = 0
+        self.mean_x = torch.zeros(dim_x, dtype=dtype, device=self.device)
+        self.m2_x = torch.zeros(dim_x, dtype=dtype, device=self.device)
+        self.mean_y = self.mean_x if self.symmetric else torch.zeros(self.dim_y, dtype=dtype, device=self.device)
+        self.m2_y = self.m2_x if self.symmetric else torch.zeros(self.dim_y, dtype=dtype, device=self.device)
+        self.cxy = torch.zeros(dim_x, self.dim_y, dtype=dtype, device=self.device)
+
+    def update(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Fold in one batch: ``x`` (B, dim_x) and, unless symmetric, ``y`` (B, dim_y)."""
+        if self.symmetric and y is not None:
+            raise IngestError("symmetric CoMoments takes only x")
+        if not self.symmetric and y is None:
+            raise IngestError("CoMoments over two blocks needs y")
+        x = x.to(self.device, self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.dim_x:
+            raise IngestError(f"expected x of shape (B, {self.dim_x}), got {tuple(x.shape)}")
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        mx = x.mean(0)
+        xc = x - mx
+        if self.symmetric:
+            cb = xc.T @ xc
+            other = _Block(nb, mx, cb.diagonal().clone(), mx, cb.diagonal().clone(), cb)
+        else:
+            assert y is not None
+            y = y.to(self.device, self.dtype)
+            if y.ndim != 2 or y.shape != (nb, self.dim_y):
+                raise IngestError(f"expected y of shape ({nb}, {self.dim_y}), got {tuple(y.shape)}")
+            my = y.mean(0)
+            yc = y - my
+            other = _Block(nb, mx, (xc * xc).sum(0), my, (yc * yc).sum(0), xc.T @ yc)
+        self._fold(other)
+
+    def merge(self, other: CoMoments) -> CoMoments:
+        """Fold another accumulator of the same shape into this one; return self."""
+        if (other.dim_x, other.dim_y, other.symmetric) != (self.dim_x, self.dim_y, self.symmetric):
+            raise IngestError("cannot merge CoMoments of different shapes")
+        if other.n:
+            self._fold(_Block(other.n, other.mean_x.to(self.device, self.dtype), other.m2_x.to(self.device, self.dtype),
+                              other.mean_y.to(self.device, self.dtype), other.m2_y.to(self.device, self.dtype),
+                              other.cxy.to(self.device, self.dtype)))
+        return self
+
+    def _fold(self, b: _Block) -> None:
+        if self.n == 0:
+            self.n = b.n
+            self.mean_x, self.m2_x, self.cxy = b.mean_x.clone(), b.m2_x.clone(), b.cxy.clone()
+            self.mean_y, self.m2_y = (self.mean_x, self.m2_x) if self.symmetric else (b.mean_y.clone(), b.m2_y.clone())
+            return
+        n = self.n + b.n
+        w = self.n * b.n / n
+        dx = b.mean_x - self.mean_x
+        dy = dx if self.symmetric else b.mean_y - self.mean_y
+        self.cxy += b.cxy
+        self.cxy.add_(torch.outer(dx, dy), alpha=w)
+        self.m2_x += b.m2_x + dx * dx * w
+        self.mean_x += dx * (b.n / n)
+        if self.symmetric:
+            self.mean_y, self.m2_y = self.mean_x, self.m2_x
+        else:
+            self.m2_y += b.m2_y + dy * dy * w
+            self.mean_y += dy * (b.n / n)
+        self.n = n
+
+    def compute(self) -> Correlation:
+        """Pearson r with dead (constant) variables set to 0 and flagged."""
+        if self.n < 2:
+            raise IngestError(f"correlation needs at least 2 samples, got {self.n}")
+        var_x = (self.m2_x / self.n).clamp_min(0)
+        var_y = (self.m2_y / self.n).clamp_min(0)
+        std_x, std_y = var_x.sqrt(), var_y.sqrt()
+        dead_x = std_x <= self.dead_tol * self.mean_x.abs().clamp_min(1.0)
+        dead_y = std_y <= self.dead_tol * self.mean_y.abs().clamp_min(1.0)
+        sx = torch.where(dead_x, torch.ones_like(std_x), std_x) * self.n**0.5
+        sy = torch.where(dead_y, torch.ones_like(std_y), std_y) * self.n**0.5
+        r = (self.cxy / sx[:, None] / sy[None, :]).clamp_(-1.0, 1.0)
+        r[dead_x, :] = 0.0
+        r[:, dead_y] = 0.0
+        if self.symmetric:
+            r = (r + r.T) / 2
+            live = ~dead_x
+            r.diagonal().copy_(live.to(r.dtype))
+        return Correlation(r, self.mean_x.clone(), std_x, dead_x, self.mean_y.clone(), std_y, dead_y, self.n)
+
+
+@dataclass(frozen=True)
+class _Block:
+    n: int
+    mean_x: torch.Tensor
+    m2_x: torch.Tensor
+    mean_y: torch.Tensor
+    m2_y: torch.Tensor
+    cxy: torch.Tensor
+
+
+class Confusion:
+    """Streaming confusion matrix: ``counts[true, predicted]``.
+
+    Parameters
+    ----------
+    n_classes : int
+    device : str or torch.device, default "cpu"
+    """
+
+    def __init__(self, n_classes: int, *, device: str | torch.device = "cpu") -> None:
+        self.n_classes = n_classes
+        self.counts = torch.zeros(n_classes * n_classes, dtype=torch.int64, device=torch.device(device))
+
+    def update(self, predicted: torch.Tensor, labels: torch.Tensor) -> None:
+        idx = labels.to(self.counts.device) * self.n_classes + predicted.to(self.counts.device)
+        self.counts += torch.bincount(idx, minlength=self.n_classes**2)
+
+    def merge(self, other: Confusion) -> Confusion:
+        self.counts += other.counts.to(self.counts.device)
+        return self
+
+    def compute(self) -> torch.Tensor:
+        """(n_classes, n_classes) int64 on the CPU."""
+        return self.counts.view(self.n_classes, self.n_classes).cpu()

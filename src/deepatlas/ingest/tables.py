@@ -1,0 +1,276 @@
+"""From a :class:`CoactivationResult` to node and edge rows for the graph.
+
+Pure functions; no database here. Keys are single strings scoped by the ingest id
+(``Run.key``), so runs of several models coexist and a re-ingest never collides::
+
+    Layer  {run}/layer/{name}      Neuron {run}/n/{layer}/{index}
+    Class  {run}/class/{index}     Pixel  {run}/px/{channel}/{y}/{x}
+
+Sparsification (:class:`SparsifyParams`), recorded on the Run:
+
+- every hidden->class edge of two live units is kept (the paper's class queries need them all);
+- among the other pairs (hidden-hidden, class-class) a pair is kept when ``|r| >= min_abs_r``
+  or when it is among the ``top_k`` strongest (by ``|r|``) pairs of either endpoint;
+- each unit and class keeps its ``pixel_top_k`` strongest pixel edges; its full pixel
+  correlation vector is also stored on the node as ``pixel_r`` (a heatmap is one read);
+- dead (constant) units and pixels get no edges at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepatlas.errors import UsageError
+from deepatlas.ingest.coactivation import CoactivationResult
+
+__all__ = ["EdgeTable", "GraphTables", "SparsifyParams", "build_tables", "class_key", "layer_key", "neuron_key", "pixel_key"]
+
+
+def layer_key(run: str, name: str) -> str:
+    return f"{run}/layer/{name}"
+
+
+def neuron_key(run: str, layer: str, index: int) -> str:
+    return f"{run}/n/{layer}/{index}"
+
+
+def class_key(run: str, index: int) -> str:
+    return f"{run}/class/{index}"
+
+
+def pixel_key(run: str, channel: int, y: int, x: int) -> str:
+    return f"{run}/px/{channel}/{y}/{x}"
+
+
+@dataclass(frozen=True)
+class SparsifyParams:
+    """Which co-activation edges are stored (see the module docstring).
+
+    Attributes
+    ----------
+    min_abs_r : float, default 0.5
+        Keep any non-class pair with ``|r| >= min_abs_r``; None disables the threshold.
+    top_k : int, default 8
+        Keep each node's ``top_k`` strongest non-class pairs; 0 disables.
+    pixel_top_k : int, default 16
+        Pixel edges kept per unit and class; 0 stores none (``pixel_r`` is always stored).
+    """
+
+    min_abs_r: float | None = 0.5
+    top_k: int = 8
+    pixel_top_k: int = 16
+
+    def __post_init__(self) -> None:
+        if self.min_abs_r is not None and not 0.0 <= self.min_abs_r <= 1.0:
+            raise UsageError(f"min_abs_r must lie in [0, 1], got {self.min_abs_r}")
+        if self.top_k < 0 or self.pixel_top_k < 0:
+            raise UsageError("top_k and pixel_top_k must be >= 0")
+
+
+@dataclass
+class EdgeTable:
+    """Edges of one type between two labels, columnar.
+
+    Attributes
+    ----------
+    rel : str
+        Relationship type (from the writer's allow-list).
+    src_label, dst_label : str
+    src, dst : list of str
+        Node keys.
+    props : dict of str to list
+        Property columns, each as long as ``src``.
+    """
+
+    rel: str
+    src_label: str
+    dst_label: str
+    src: list[str] = field(default_factory=list)
+    dst: list[str] = field(default_factory=list)
+    props: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def rows(self) -> list[dict[str, Any]]:
+        names = list(self.props)
+        cols = [self.props[n] for n in names]
+        return [{"a": a, "b": b, **dict(zip(names, vals, strict=True))} for a, b, *vals in zip(self.src, self.dst, *cols, strict=True)]
+
+
+@dataclass
+class GraphTables:
+    """All rows of one Run, grouped by label and relationship type."""
+
+    layers: list[dict[str, Any]]
+    neurons: list[dict[str, Any]]
+    classes: list[dict[str, Any]]
+    pixels: list[dict[str, Any]]
+    edges: list[EdgeTable]
+
+    def node_counts(self) -> dict[str, int]:
+        return {"Layer": len(self.layers), "Neuron": len(self.neurons), "Class": len(self.classes), "Pixel": len(self.pixels)}
+
+    def edge_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.edges:
+            counts[t.rel] = counts.get(t.rel, 0) + len(t)
+        counts["IN_LAYER"] = len(self.neurons) + len(self.classes)
+        return counts
+
+
+def _node_ids(result: CoactivationResult, run: str) -> tuple[list[str], list[str]]:
+    keys, labels = [], []
+    for spec in result.layers:
+        for i in range(spec.size):
+            keys.append(neuron_key(run, spec.name, i))
+            labels.append("Neuron")
+    for c in range(len(result.class_names)):
+        keys.append(class_key(run, c))
+        labels.append("Class")
+    return keys, labels
+
+
+def select_pairs(r: np.ndarray, is_class: np.ndarray, dead: np.ndarray, params: SparsifyParams) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j), i < j, of the co-activation pairs to keep (see module docstring)."""
+    m = r.shape[0]
+    live = ~dead
+    iu, ju = np.triu_indices(m, k=1)
+    pair_live = live[iu] & live[ju]
+    hidden_class = is_class[iu] != is_class[ju]
+    keep = pair_live & hidden_class
+    other = pair_live & ~hidden_class
+    a = np.abs(r)
+    if params.min_abs_r is not None:
+        keep |= other & (a[iu, ju] >= params.min_abs_r)
+    if params.top_k > 0:
+        # A node's candidates: live partners of the same kind-class (non hidden-class pairs).
+        masked = a.copy()
+        np.fill_diagonal(masked, -1.0)
+        masked[:, ~live] = -1.0
+        masked[is_class[:, None] != is_class[None, :]] = -1.0
+        k = min(params.top_k, m - 1)
+        top = np.argpartition(-masked, kth=k - 1, axis=1)[:, :k] if k > 0 else np.zeros((m, 0), dtype=int)
+        chosen = np.zeros((m, m), dtype=bool)
+        rows = np.repeat(np.arange(m), top.shape[1])
+        chosen[rows, top.ravel()] = True
+        chosen &= masked > -1.0
+        chosen |= chosen.T
+        keep |= other & chosen[iu, ju]
+    return iu[keep], ju[keep]
+
+
+def build_tables(
+    result: CoactivationResult,
+    run: str,
+    params: SparsifyParams | None = None,
+) -> GraphTables:
+    """Turn a co-activation result into rows for the graph.
+
+    Parameters
+    ----------
+    result : CoactivationResult
+    run : str
+        The ingest id (``Run.key``) every node carries.
+    params : SparsifyParams, optional
+
+    Returns
+    -------
+    GraphTables
+    """
+    params = params or SparsifyParams()
+    units = result.units
+    r = units.r.numpy()
+    dead = units.dead_x.numpy()
+    n_hidden = result.n_hidden
+    n_classes = len(result.class_names)
+    keys, labels = _node_ids(result, run)
+    is_class = np.array([lab == "Class" for lab in labels])
+    mean, std = units.mean_x.numpy(), units.std_x.numpy()
+    pr = result.pixels.r.numpy()  # (P, M)
+    pr_t = np.round(pr.T, 5)  # (M, P): one pixel vector per node
+    c, h, w = result.input_shape
+
+    layers = [
+        {"key": layer_key(run, s.name), "run": run, "name": s.name, "position": s.position, "kind": s.kind, "size": s.size}
+        for s in result.layers
+    ]
+    layers.insert(0, {"key": layer_key(run, "input"), "run": run, "name": "input", "position": 0, "kind": "input", "size": c * h * w})
+    layers.append({"key": layer_key(run, "output"), "run": run, "name": "output", "position": len(result.layers) + 1,
+                   "kind": "output", "size": n_classes})
+    neurons: list[dict[str, Any]] = []
+    j = 0
+    for s in result.layers:
+        for i in range(s.size):
+            neurons.append({
+                "key": keys[j], "run": run, "layer": s.name, "layer_key": layer_key(run, s.name), "index": i,
+                "kind": s.kind, "mean": float(mean[j]), "std": float(std[j]), "dead": bool(dead[j]),
+                "pixel_r": pr_t[j].tolist(),
+            })
+            j += 1
+    support = result.confusion.sum(1).tolist()
+    predicted = result.confusion.sum(0).tolist()
+    classes = [
+        {"key": keys[n_hidden + k], "run": run, "index": k, "name": name, "mean": float(mean[n_hidden + k]),
+         "std": float(std[n_hidden + k]), "dead": bool(dead[n_hidden + k]), "support": int(support[k]),
+         "predicted": int(predicted[k]), "pixel_r": pr_t[n_hidden + k].tolist(), "layer_key": layer_key(run, "output")}
+        for k, name in enumerate(result.class_names)
+    ]
+    pmean, pstd, pdead = result.pixels.mean_x.numpy(), result.pixels.std_x.numpy(), result.pixels.dead_x.numpy()
+    pixel_keys = [pixel_key(run, ch, y, x) for ch in range(c) for y in range(h) for x in range(w)]
+    pixels = [
+        {"key": k, "run": run, "channel": idx // (h * w), "y": (idx // w) % h, "x": idx % w,
+         "mean": float(pmean[idx]), "std": float(pstd[idx]), "dead": bool(pdead[idx])}
+        for idx, k in enumerate(pixel_keys)
+    ]
+
+    edges: dict[tuple[str, str], EdgeTable] = {}
+
+    def table(src_label: str, dst_label: str, rel: str = "COACTIVATES") -> EdgeTable:
+        return edges.setdefault((src_label, dst_label, rel), EdgeTable(rel, src_label, dst_label, props={"r": []}))  # type: ignore[arg-type]
+
+    ii, jj = select_pairs(r, is_class, dead, params)
+    for i, jx in zip(ii.tolist(), jj.tolist(), strict=True):
+        t = table(labels[i], labels[jx])
+        t.src.append(keys[i])
+        t.dst.append(keys[jx])
+        t.props["r"].append(round(float(r[i, jx]), 6))
+
+    if params.pixel_top_k > 0:
+        live_px = ~pdead
+        a = np.abs(pr)
+        a[~live_px, :] = -1.0
+        k = min(params.pixel_top_k, int(live_px.sum()))
+        for node in range(len(keys)):
+            if dead[node] or k == 0:
+                continue
+            top = np.argpartition(-a[:, node], kth=k - 1)[:k]
+            t = table("Pixel", labels[node])
+            for px in top.tolist():
+                t.src.append(pixel_keys[px])
+                t.dst.append(keys[node])
+                t.props["r"].append(round(float(pr[px, node]), 6))
+
+    conf = EdgeTable("CONFUSED_WITH", "Class", "Class", props={"count": [], "rate": []})
+    cm = result.confusion
+    for a_i in range(n_classes):
+        for b_i in range(n_classes):
+            count = int(cm[a_i, b_i])
+            if a_i != b_i and count > 0:
+                conf.src.append(keys[n_hidden + a_i])
+                conf.dst.append(keys[n_hidden + b_i])
+                conf.props["count"].append(count)
+                conf.props["rate"].append(count / max(1, int(support[a_i])))
+    return GraphTables(layers, neurons, classes, pixels, [*edges.values(), conf])
+
+
+def params_dict(params: SparsifyParams) -> dict[str, Any]:
+    return asdict(params)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()

@@ -1,0 +1,210 @@
+"""Workflows the CLI (and scripts) call: one function per user-level job.
+
+This is the only module above both ``ingest`` and ``db``; it wires data, model, statistics
+and the writer together, and reports what happened. It never prints: progress goes through
+the ``progress(stage, advance, total)`` callback.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.db.graph import Graph
+from deepatlas.db.runs import RunInfo, new_run_key, validate_run_name, write_run
+from deepatlas.errors import UsageError
+from deepatlas.ingest.coactivation import compute_coactivation
+from deepatlas.ingest.tables import SparsifyParams, build_tables, params_dict
+from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from deepatlas.models.reference import FashionCNN
+from deepatlas.models.train import evaluate, train_model
+
+__all__ = ["IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
+
+#: progress(stage, advance, total): called as work is done; total may be 0 when unknown.
+Progress = Callable[[str, int, int], None]
+
+
+def _noop(stage: str, advance: int, total: int) -> None:
+    return None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("CUDA was asked for but torch sees no GPU here; use --device cpu")
+    return device
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    checkpoint: Path
+    test_accuracy: float
+    train_seconds: float
+    epochs: int
+    seed: int
+    sha256: str
+
+
+def train_reference(
+    out: str | Path,
+    *,
+    epochs: int = 6,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    train_limit: int | None = None,
+    widths: tuple[int, int, int] = (16, 32, 64),
+    hidden: int = 128,
+    progress: Progress = _noop,
+) -> TrainReport:
+    """Train the reference CNN on Fashion-MNIST and save a checkpoint with its metadata.
+
+    Deterministic for a seed on a given machine and torch build (CPU).
+    """
+    dev = pick_device(device)
+    train = load_dataset("fashion-mnist", "train", data_dir=data_dir)
+    test = load_dataset("fashion-mnist", "test", data_dir=data_dir)
+    if train_limit is not None:
+        train = train.subset(train_limit)
+    mean, std = float(train.images.mean()), float(train.images.std())
+    torch.manual_seed(seed)
+    config: dict[str, Any] = {"in_channels": 1, "n_classes": 10, "widths": list(widths), "hidden": hidden, "input_size": 28}
+    model = FashionCNN(1, 10, widths, hidden, 28)
+    steps = (len(train) + 127) // 128
+    result = train_model(
+        model, train, epochs=epochs, seed=seed, mean=mean, std=std, device=dev,
+        progress=lambda e, s, n, loss: progress("train", 1, epochs * steps),
+    )
+    acc = evaluate(model, test, mean=mean, std=std, device=dev)
+    model.cpu()
+    path = save_checkpoint(out, model, "fashion_cnn", config, {
+        "name": "fashion-cnn", "class_names": list(train.class_names), "input_shape": list(train.input_shape),
+        "mean": mean, "std": std, "accuracy": acc, "dataset": "fashion-mnist", "seed": seed, "epochs": epochs,
+        "train_images": len(train), "train_seconds": result.seconds, "device": str(dev),
+        "torch": torch.__version__,
+    })
+    ckpt = load_checkpoint(path)
+    return TrainReport(path, acc, result.seconds, epochs, seed, ckpt.sha256)
+
+
+@dataclass
+class IngestReport:
+    run: RunInfo
+    nodes: dict[str, int]
+    edges: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    accuracy: float = 0.0
+    device: str = "cpu"
+
+
+def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{ckpt.name}-{data.name}-{data.split}")
+
+
+def ingest(
+    checkpoint: str | Path | Checkpoint,
+    *,
+    dataset: str = "fashion-mnist",
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    data: ImageSet | None = None,
+    layers: Sequence[str] | None = None,
+    limit: int | None = None,
+    run_name: str | None = None,
+    batch_size: int = 500,
+    device: str = "auto",
+    sparsify: SparsifyParams | None = None,
+    class_values: str = "probs",
+    graph: Graph | None = None,
+    progress: Progress = _noop,
+) -> IngestReport:
+    """Model + data -> a complete Run in Neo4j (the co-activation graph).
+
+    Parameters
+    ----------
+    checkpoint : path or Checkpoint
+    dataset, split, data_dir : see :func:`deepatlas.data.load_dataset`
+    data : ImageSet, optional
+        Use these images instead of loading ``dataset``.
+    layers : sequence of str, optional
+        Module names to capture; default every conv/dense layer's post-activation output.
+    limit : int, optional
+        Only the first ``limit`` images.
+    run_name : str, optional
+        Default ``{model}-{dataset}-{split}``; an existing complete run of that name is
+        replaced atomically.
+    batch_size, device, class_values : see :func:`deepatlas.ingest.compute_coactivation`
+    sparsify : SparsifyParams, optional
+    graph : Graph, optional
+        Default: a new connection from the environment (starting the local server if needed).
+    progress : callable, optional
+
+    Returns
+    -------
+    IngestReport
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    images = data if data is not None else load_dataset(dataset, split, data_dir=data_dir)
+    if limit is not None:
+        images = images.subset(limit)
+    expected = tuple(ckpt.meta.get("input_shape", images.input_shape))
+    if images.input_shape != expected:
+        raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
+    if len(ckpt.class_names) != len(images.class_names):
+        raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
+    name = validate_run_name(run_name or _default_run_name(ckpt, images))
+    sparsify = sparsify or SparsifyParams()
+    dev = pick_device(device)
+    timings["load"] = time.perf_counter() - t0
+
+    own_graph = graph is None
+    g = graph if graph is not None else Graph()
+    try:
+        n = len(images)
+        result = compute_coactivation(
+            ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
+            class_values=class_values, progress=lambda k: progress("capture", k, n),
+        )
+        ckpt.model.cpu()
+        timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
+        timings["correlate"] = result.seconds.get("correlate", 0.0)
+        t0 = time.perf_counter()
+        key = new_run_key(name)
+        tables = build_tables(result, key, sparsify)
+        timings["tables"] = time.perf_counter() - t0
+        total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
+        t0 = time.perf_counter()
+        run = write_run(
+            g, tables, key=key, name=name,
+            run_props={
+                "dataset": images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
+                "layers": [s.name for s in result.layers], "class_values": class_values,
+                "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
+                           "layers": [s.name for s in result.layers]},
+                "confusion": result.confusion.tolist(), "device": str(dev),
+            },
+            model_props={"key": ckpt.sha256, "name": ckpt.name, "arch": ckpt.arch,
+                         "accuracy": ckpt.meta.get("accuracy"), "path": str(ckpt.path or "")},
+            progress=lambda k: progress("write", k, total_rows),
+        )
+        timings["write"] = time.perf_counter() - t0
+        return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))
+    finally:
+        if own_graph:
+            g.close()
