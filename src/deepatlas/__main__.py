@@ -1,0 +1,3 @@
+from deepatlas.cli.app import main
+
+main()

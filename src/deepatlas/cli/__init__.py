@@ -1,0 +1,1 @@
+"""The Typer command-line interface. Thin: parse, call one library function, render."""

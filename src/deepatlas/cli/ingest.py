@@ -1,0 +1,64 @@
+"""`deepatlas ingest`: model + data -> a Run in Neo4j."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.ingest.tables import SparsifyParams
+from deepatlas.paths import models_dir
+from deepatlas.pipeline import ingest as run_ingest
+
+
+@cli_errors
+def ingest(
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint. Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")] = None,
+    data: Annotated[str, typer.Option(help="Data set: fashion-mnist or digits.")] = "fashion-mnist",
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Comma-separated module names to capture. Default: every conv/dense layer's activation.")] = None,
+    limit: Annotated[int | None, typer.Option(min=2, help="Only the first N images.")] = None,
+    run: Annotated[str | None, typer.Option(help="Run name. Default: {model}-{data}-{split}; an existing run of that name is replaced.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    min_r: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep neuron-neuron pairs with |r| at least this.")] = 0.5,
+    top_k: Annotated[int, typer.Option(min=0, help="Also keep each node's k strongest neuron-neuron pairs.")] = 8,
+    pixel_top_k: Annotated[int, typer.Option(min=0, help="Pixel edges kept per neuron (the full pixel vector is always stored).")] = 16,
+    class_values: Annotated[str, typer.Option(help="Class node values: probs (softmax) or logits.")] = "probs",
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Run the model over a data set and write its co-activation graph to Neo4j.
+
+    Nodes: every captured unit (conv filters averaged over positions), each class, each input
+    pixel. Edges: Pearson r (COACTIVATES), and the confusion matrix (CONFUSED_WITH). The run
+    becomes visible only once every row is in.
+
+    Example: deepatlas ingest --model fashion-cnn.pt --split test --limit 2000
+    """
+    layer_list = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
+    with progress_bars(not json_out) as progress:
+        report = run_ingest(
+            model or models_dir() / "fashion-cnn.pt", dataset=data, split=split, data_dir=data_dir, layers=layer_list,
+            limit=limit, run_name=run, batch_size=batch_size, device=device,
+            sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
+            class_values=class_values, progress=progress,
+        )
+    if json_out:
+        print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,
+                    "nodes": report.nodes, "edges": report.edges, "seconds": report.seconds})
+        return
+    table = Table(title=f"run {report.run.name}  ({report.run.n_samples} images, accuracy {report.accuracy:.2%}, {report.device})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, n in report.nodes.items():
+        table.add_row(f":{label}", f"{n:,}")
+    for rel, n in report.edges.items():
+        table.add_row(f"[:{rel}]", f"{n:,}")
+    for stage, s in report.seconds.items():
+        table.add_row(f"time {stage}", f"{s:.2f} s")
+    console.print(table)
+    console.print(f"next: deepatlas query drivers --class Sandal --run {report.run.name}")

@@ -1,0 +1,104 @@
+"""`deepatlas query drivers|list|run`: answers from the Cypher template library."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.syntax import Syntax
+from rich.table import Table
+
+from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.db.graph import Graph
+from deepatlas.db.queries import class_drivers, run_template
+from deepatlas.db.runs import resolve_run
+from deepatlas.db.templates import list_templates, load_template
+from deepatlas.errors import UsageError
+
+app = typer.Typer(help="Ask the graph: which neurons drive a class, and any shipped Cypher template.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
+
+
+def _table(rows: list[dict[str, object]], title: str) -> Table:
+    table = Table(title=title)
+    for col in rows[0] if rows else []:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else ("[list]" if isinstance(v, list) else str(v)) for v in row.values()))
+    return table
+
+
+@app.command()
+@cli_errors
+def drivers(
+    class_name: Annotated[str, typer.Option("--class", "-c", help="Class name, any case (e.g. Sandal).")],
+    k: Annotated[int, typer.Option("-k", help="How many neurons.")] = 10,
+    run: RunOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The k hidden neurons most correlated with a class (template class_drivers)."""
+    with Graph() as g:
+        info, stored, rows = class_drivers(g, class_name, k=k, run=run)
+    if json_out:
+        print_json({"run": info.name, "class": stored, "drivers": rows})
+        return
+    console.print(_table([{k2: v for k2, v in r.items() if k2 != "key"} for r in rows], f"drivers of {stored} in {info.name}"))
+
+
+@app.command("list")
+@cli_errors
+def list_cmd(json_out: JsonOpt = False) -> None:
+    """The shipped templates, their parameters and what they answer."""
+    templates = list_templates()
+    if json_out:
+        print_json([{"name": t.name, "description": t.description, "params": t.params} for t in templates])
+        return
+    table = Table(title="Cypher templates (deepatlas query run NAME -p key=value)")
+    for col in ("name", "params", "description"):
+        table.add_column(col)
+    for t in templates:
+        table.add_row(t.name, ", ".join(f"{k}:{v}" for k, v in t.params.items()), t.description)
+    console.print(table)
+
+
+@app.command()
+@cli_errors
+def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
+    """Print a template's Cypher, to paste into Neo4j Browser after `:param` lines."""
+    console.print(Syntax(load_template(name).text, "cypher", theme="ansi_dark"))
+
+
+@app.command("run")
+@cli_errors
+def run_cmd(
+    name: Annotated[str, typer.Argument(help="Template name (see `deepatlas query list`).")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value; repeat for each parameter.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a template with parameters, in a read transaction.
+
+    `run` defaults to the latest complete run when the template takes it and -p run= is absent.
+    Example: deepatlas query run confused_pairs -p k=5
+    """
+    template = load_template(name)
+    raw: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"malformed parameter {item!r}; write -p key=value")
+        if key.strip() in raw:
+            raise UsageError(f"parameter {key.strip()} given twice")
+        raw[key.strip()] = value
+    with Graph() as g:
+        if "run" in template.params and "run" not in raw:
+            raw["run"] = resolve_run(g).name
+        rows = run_template(g, name, template.bind(raw))
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no rows")
+        return
+    console.print(_table(rows, name))

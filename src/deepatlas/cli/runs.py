@@ -1,0 +1,75 @@
+"""`deepatlas runs list|show|delete`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.db.graph import Graph
+from deepatlas.db.runs import delete_run, list_runs, resolve_run
+
+app = typer.Typer(help="List, inspect and delete the runs stored in the graph.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.command("list")
+@cli_errors
+def list_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="Include running, failed and replaced runs.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Runs, newest first (complete ones unless --all)."""
+    with Graph() as g:
+        runs = list_runs(g, include_incomplete=all_)
+    if json_out:
+        print_json(runs)
+        return
+    table = Table(title="runs")
+    for col in ("name", "status", "data", "images", "accuracy", "created"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r.name, r.status, f"{r.dataset}/{r.split}", str(r.n_samples),
+                      f"{r.accuracy:.2%}" if r.accuracy is not None else "-", (r.created_at or "")[:19])
+    console.print(table if runs else "no runs yet: deepatlas ingest")
+
+
+@app.command()
+@cli_errors
+def show(
+    run: Annotated[str | None, typer.Argument(help="Run name. Default: the latest complete run.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One run's parameters, counts and accuracy."""
+    with Graph() as g:
+        info = resolve_run(g, run)
+    if json_out:
+        print_json(info)
+        return
+    console.print(f"[bold]{info.name}[/]  ({info.status}, key {info.key})")
+    console.print(f"  data      {info.dataset}/{info.split}, {info.n_samples} images, accuracy {info.accuracy:.2%}")
+    console.print(f"  model     {info.model}")
+    console.print(f"  params    {info.params}")
+    console.print(f"  counts    {info.counts}")
+    console.print(f"  completed {info.completed_at}")
+
+
+@app.command()
+@cli_errors
+def delete(
+    run: Annotated[str, typer.Argument(help="Run name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete every node and edge of a run."""
+    if not yes and not typer.confirm(f"delete run {run}?"):
+        raise typer.Exit(1)
+    with Graph() as g:
+        n = delete_run(g, run)
+    if json_out:
+        print_json({"deleted_run": run, "nodes": n})
+    else:
+        console.print(f"deleted run {run} ({n:,} nodes)")

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepatlas.data import load_digits
+from deepatlas.data.base import ImageSet
+from deepatlas.errors import IngestError, UsageError
+from deepatlas.ingest.coactivation import compute_coactivation
+from deepatlas.models import MLP, evaluate, train_model
+
+
+@pytest.fixture(scope="module")
+def digits_mlp() -> tuple[nn.Module, ImageSet]:
+    train, test = load_digits("train"), load_digits("test")
+    torch.manual_seed(0)
+    model = MLP(64, (24, 12), 10).double()
+    data = ImageSet(train.images.double(), train.labels, train.class_names, "digits", "train")
+    train_model(model, data, epochs=30, seed=0, batch_size=64)
+    test64 = ImageSet(test.images.double(), test.labels, test.class_names, "digits", "test")
+    assert evaluate(model, test64) > 0.85  # really trained
+    return model, test64
+
+
+def test_correlations_equal_numpy_on_explicit_activations(digits_mlp) -> None:  # type: ignore[no-untyped-def]
+    model, data = digits_mlp
+    res = compute_coactivation(model, data, batch_size=37)
+    with torch.no_grad():
+        x = data.images.flatten(1)
+        h1 = torch.relu(model.fc1(x))
+        h2 = torch.relu(model.fc2(h1))
+        probs = model.out(h2).softmax(1)
+    nodes = torch.cat([h1, h2, probs], 1).numpy()
+    live = nodes.std(0) > 1e-9
+    want = np.corrcoef(nodes[:, live], rowvar=False)
+    got = res.units.r.numpy()[np.ix_(live, live)]
+    assert np.abs(got - want).max() < 1e-6
+    assert res.units.dead_x.numpy().tolist() == (~live).tolist()
+    px = x.numpy()
+    pl = px.std(0) > 1e-9
+    want_px = np.corrcoef(np.hstack([px[:, pl], nodes[:, live]]), rowvar=False)[: pl.sum(), pl.sum():]
+    assert np.abs(res.pixels.r.numpy()[np.ix_(pl, live)] - want_px).max() < 1e-6
+    assert res.confusion.sum() == len(data)
+    assert res.accuracy == pytest.approx(evaluate(model, data))
+
+
+def test_logits_option_correlates_raw_scores(digits_mlp) -> None:  # type: ignore[no-untyped-def]
+    model, data = digits_mlp
+    res = compute_coactivation(model, data, class_values="logits")
+    with torch.no_grad():
+        logits = model(data.images.flatten(1)).numpy()
+    want = np.corrcoef(logits, rowvar=False)
+    assert np.abs(res.units.r.numpy()[-10:, -10:] - want).max() < 1e-6
+
+
+def test_nan_output_is_refused(digits_mlp) -> None:  # type: ignore[no-untyped-def]
+    _, data = digits_mlp
+
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 10).double()
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.act(self.fc(x.flatten(1)))
+            return out / torch.zeros(())  # inf and nan
+
+    with pytest.raises(IngestError, match="NaN or Inf"):
+        compute_coactivation(Broken(), data, layers=["act"])
+
+
+def test_wrong_image_shape_and_class_count(digits_mlp) -> None:  # type: ignore[no-untyped-def]
+    model, data = digits_mlp
+    wrong = ImageSet(torch.rand(4, 1, 5, 5, dtype=torch.float64), torch.zeros(4, dtype=torch.long), data.class_names, "x", "test")
+    with pytest.raises(IngestError, match="cannot take images"):
+        compute_coactivation(model, wrong)
+    three = ImageSet(data.images, data.labels % 3, ("a", "b", "c"), "x", "test")
+    with pytest.raises(IngestError, match="outputs 10 scores but the data set has 3"):
+        compute_coactivation(model, three)
+    with pytest.raises(UsageError):
+        compute_coactivation(model, data, class_values="softmax")

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepatlas.ingest.capture import LayerSpec
+from deepatlas.ingest.coactivation import CoactivationResult
+from deepatlas.ingest.stats import Correlation
+from deepatlas.ingest.tables import SparsifyParams, build_tables, select_pairs
+
+# 4 hidden units (0..3) and 2 classes (4, 5); unit 2 is dead.
+R = np.array([
+    [1.0, 0.9, 0.0, 0.1, 0.3, -0.2],
+    [0.9, 1.0, 0.0, 0.2, 0.1, 0.05],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [0.1, 0.2, 0.0, 1.0, 0.4, -0.6],
+    [0.3, 0.1, 0.0, 0.4, 1.0, -0.7],
+    [-0.2, 0.05, 0.0, -0.6, -0.7, 1.0],
+])
+IS_CLASS = np.array([False] * 4 + [True] * 2)
+DEAD = np.array([False, False, True, False, False, False])
+
+
+def _pairs(params: SparsifyParams) -> set[tuple[int, int]]:
+    i, j = select_pairs(R, IS_CLASS, DEAD, params)
+    return set(zip(i.tolist(), j.tolist(), strict=True))
+
+
+HIDDEN_CLASS = {(0, 4), (0, 5), (1, 4), (1, 5), (3, 4), (3, 5)}
+
+
+def test_every_live_hidden_class_pair_is_kept_and_dead_units_get_nothing() -> None:
+    got = _pairs(SparsifyParams(min_abs_r=1.0, top_k=0))
+    assert got == HIDDEN_CLASS  # nothing else reaches |r| >= 1
+
+
+def test_threshold() -> None:
+    assert _pairs(SparsifyParams(min_abs_r=0.5, top_k=0)) == HIDDEN_CLASS | {(0, 1), (4, 5)}
+    assert _pairs(SparsifyParams(min_abs_r=0.15, top_k=0)) == HIDDEN_CLASS | {(0, 1), (1, 3), (4, 5)}
+
+
+def test_top_k_per_node_among_same_kind_pairs() -> None:
+    # hidden 0 -> 1 (0.9); 1 -> 0; 3 -> 1 (0.2); classes 4 <-> 5
+    assert _pairs(SparsifyParams(min_abs_r=None, top_k=1)) == HIDDEN_CLASS | {(0, 1), (1, 3), (4, 5)}
+
+
+def _result() -> CoactivationResult:
+    m = 6
+    corr = Correlation(torch.tensor(R), torch.zeros(m), torch.ones(m), torch.tensor(DEAD), torch.zeros(m), torch.ones(m),
+                       torch.tensor(DEAD), 50)
+    pr = torch.zeros(4, m, dtype=torch.float64)  # 2x2 image, 4 pixels
+    pr[0, 0], pr[3, 0], pr[1, 4] = 0.8, -0.9, 0.5
+    pix = Correlation(pr, torch.zeros(4), torch.ones(4), torch.tensor([False, False, False, True]),
+                      torch.zeros(m), torch.ones(m), torch.tensor(DEAD), 50)
+    conf = torch.tensor([[20, 5], [3, 22]])
+    return CoactivationResult((LayerSpec("c", "conv", 2, 1), LayerSpec("d", "dense", 2, 2)), ("A", "B"), corr, pix,
+                              conf, (1, 2, 2), 50, "probs")
+
+
+def test_tables_from_a_hand_built_result() -> None:
+    t = build_tables(_result(), "run@1", SparsifyParams(min_abs_r=0.5, top_k=0, pixel_top_k=1))
+    assert t.node_counts() == {"Layer": 4, "Neuron": 4, "Class": 2, "Pixel": 4}
+    by = {(e.rel, e.src_label, e.dst_label): e for e in t.edges}
+    nn_edges = by[("COACTIVATES", "Neuron", "Neuron")]
+    assert list(zip(nn_edges.src, nn_edges.dst, strict=True)) == [("run@1/n/c/0", "run@1/n/c/1")]
+    assert len(by[("COACTIVATES", "Neuron", "Class")]) == 6 and len(by[("COACTIVATES", "Class", "Class")]) == 1
+    px = by[("COACTIVATES", "Pixel", "Neuron")]
+    # unit 0's strongest pixel by |r| is pixel 3 (r=-0.9), but pixel 3 is dead: pixel 0 wins
+    assert px.src[0] == "run@1/px/0/0/0" and px.props["r"][0] == 0.8
+    assert "run@1/n/c/2" not in {*px.dst}  # no such unit; the dead unit is d/0
+    assert all(d != "run@1/n/d/0" for d in px.dst)
+    conf = by[("CONFUSED_WITH", "Class", "Class")]
+    assert conf.props["count"] == [5, 3] and conf.props["rate"] == [5 / 25, 3 / 25]
+    assert t.neurons[0]["pixel_r"] == [0.8, 0.0, 0.0, -0.9] and t.neurons[2]["dead"] is True
+    assert t.edge_counts()["IN_LAYER"] == 6
