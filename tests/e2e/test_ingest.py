@@ -54,7 +54,7 @@ def test_counts_in_neo4j_equal_the_in_memory_tables(graph: Graph, ingested) -> N
 
 def test_drivers_are_the_highest_r_neurons_in_order(graph: Graph, ingested) -> None:  # type: ignore[no-untyped-def]
     _, result, _ = ingested
-    info, stored, rows = class_drivers(graph, "sandal", k=7, run="tiny")
+    _, stored, rows = class_drivers(graph, "sandal", k=7, run="tiny")
     assert stored == "Sandal"
     r = result.units.r.numpy()
     hidden = result.n_hidden
@@ -69,7 +69,7 @@ def test_drivers_are_the_highest_r_neurons_in_order(graph: Graph, ingested) -> N
 def test_unknown_class_and_run_list_valid_ones(graph: Graph, ingested) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NotFoundError, match="classes: T-shirt/top, Trouser"):
         class_drivers(graph, "Sandle", run="tiny")
-    with pytest.raises(NotFoundError, match="runs: .*tiny"):
+    with pytest.raises(NotFoundError, match=r"runs: .*tiny"):
         class_drivers(graph, "Sandal", run="nope")
 
 

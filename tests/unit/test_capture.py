@@ -59,7 +59,7 @@ def test_functional_activation_falls_back_to_the_layer() -> None:
 def test_bad_layer_names() -> None:
     model = FashionCNN(1, 10, (2, 3, 4), 5, 28)
     ex = torch.rand(1, 1, 28, 28)
-    with pytest.raises(IngestError, match="unknown layer 'conv9'.*conv1"):
+    with pytest.raises(IngestError, match=r"unknown layer 'conv9'.*conv1"):
         ActivationRecorder(model, ["conv9"], example=ex)
     with pytest.raises(IngestError, match="named twice: relu1"):
         ActivationRecorder(model, ["relu1", "relu1"], example=ex)

@@ -232,7 +232,7 @@ class LocalServer:
         self._write_conf()
         env = self._env()
         self._ensure_password(env)
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
+        log = open(self.log_file, "ab")
         try:
             proc = subprocess.Popen(
                 [_java(), f"-Xmx{self.heap}", "-XX:+UseG1GC", "-cp", f"{self.lib}/*", _ENTRY,

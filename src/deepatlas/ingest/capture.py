@@ -146,7 +146,7 @@ class ActivationRecorder:
         shapes: dict[str, tuple[int, ...]] = {}
         calls: dict[str, int] = dict.fromkeys(names, 0)
 
-        def probe(name: str):  # noqa: ANN202
+        def probe(name: str):
             def hook(_m: nn.Module, _i: object, out: object) -> None:
                 if not isinstance(out, torch.Tensor) or out.ndim < 2:
                     raise IngestError(f"layer {name!r} does not output a (batch, units, ...) tensor")
@@ -179,7 +179,7 @@ class ActivationRecorder:
         """Register the hooks; yield the dict they fill (name -> (B, units)); remove them."""
         store: dict[str, torch.Tensor] = {}
 
-        def make(name: str):  # noqa: ANN202
+        def make(name: str):
             def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
                 t = out.detach()
                 store[name] = t.flatten(2).mean(2) if t.ndim > 2 else t

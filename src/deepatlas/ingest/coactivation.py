@@ -179,5 +179,5 @@ def compute_coactivation(
 
 
 def _to_cpu(c: Correlation) -> Correlation:
-    return Correlation(*(t.cpu() if isinstance(t, torch.Tensor) else t for t in (
-        c.r, c.mean_x, c.std_x, c.dead_x, c.mean_y, c.std_y, c.dead_y, c.n)))
+    return Correlation(c.r.cpu(), c.mean_x.cpu(), c.std_x.cpu(), c.dead_x.cpu(), c.mean_y.cpu(), c.std_y.cpu(),
+                       c.dead_y.cpu(), c.n)

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from deepatlas.errors import UsageError
 from deepatlas.ingest.coactivation import CoactivationResult
@@ -230,8 +229,9 @@ def build_tables(
 
     edges: dict[tuple[str, str], EdgeTable] = {}
 
-    def table(src_label: str, dst_label: str, rel: str = "COACTIVATES") -> EdgeTable:
-        return edges.setdefault((src_label, dst_label, rel), EdgeTable(rel, src_label, dst_label, props={"r": []}))  # type: ignore[arg-type]
+    def table(src_label: str, dst_label: str) -> EdgeTable:
+        """The COACTIVATES table for one (source label, target label) pair."""
+        return edges.setdefault((src_label, dst_label), EdgeTable("COACTIVATES", src_label, dst_label, props={"r": []}))
 
     ii, jj = select_pairs(r, is_class, dead, params)
     for i, jx in zip(ii.tolist(), jj.tolist(), strict=True):
@@ -270,7 +270,3 @@ def build_tables(
 
 def params_dict(params: SparsifyParams) -> dict[str, Any]:
     return asdict(params)
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from deepatlas.models.reference import ARCHITECTURES, FashionCNN, MLP, build_model
+from deepatlas.models.reference import ARCHITECTURES, MLP, FashionCNN, build_model
 from deepatlas.models.train import TrainResult, evaluate, train_model
 
 __all__ = [
