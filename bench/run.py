@@ -1,0 +1,194 @@
+"""deepatlas benchmarks: every figure is a ratio against a baseline run in the same process.
+
+    python bench/run.py            # all benchmarks, full size
+    python bench/run.py --quick    # small sizes, a minute or so
+    python bench/run.py --only stats,capture,writes --device cuda
+
+Prints a Markdown table and writes bench/out/results.json. Never run as a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepatlas.ingest.capture import ActivationRecorder
+from deepatlas.ingest.stats import CoMoments
+from deepatlas.models import FashionCNN
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _best(fn: Callable[[], None], device: torch.device, repeat: int) -> float:
+    """Best wall time of ``repeat`` runs after one warm-up."""
+    fn()
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_stats(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    """CoMoments.update against the bare GEMM it is built on, same shapes and dtype.
+
+    Baseline: ``xc.T @ yc`` alone (2*B*Mx*My FLOPs), the floor any co-moment update pays.
+    """
+    rows = []
+    batches = 4 if quick else 20
+    b = 500
+    for dtype in (torch.float64, torch.float32):
+        for name, mx, my in (("units 250x250 (sym)", 250, None), ("pixels 784x250", 784, 250), ("wide 2048x2048 (sym)", 2048, None)):
+            if quick and mx > 1000:
+                continue
+            g = torch.Generator(device="cpu").manual_seed(0)
+            xs = [torch.randn(b, mx, generator=g, dtype=dtype).to(device) for _ in range(batches)]
+            ys = [torch.randn(b, my, generator=g, dtype=dtype).to(device) for _ in range(batches)] if my else None
+            ny = my or mx
+            flops = 2.0 * b * mx * ny * batches
+
+            def matmul() -> None:
+                for i, x in enumerate(xs):
+                    y = ys[i] if ys is not None else x
+                    x.T @ y
+
+            def acc() -> None:
+                a = CoMoments(mx, my, dtype=dtype, device=device)
+                for i, x in enumerate(xs):
+                    a.update(x, ys[i] if ys is not None else None)
+
+            t_mm, t_acc = _best(matmul, device, 3), _best(acc, device, 3)
+            rows.append({
+                "bench": "stats", "case": f"{name} {str(dtype).replace('torch.', '')}", "device": device.type,
+                "baseline_gflops": flops / t_mm / 1e9, "gflops": flops / t_acc / 1e9, "ratio": t_mm / t_acc,
+            })
+    return rows
+
+
+def bench_capture(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    """Forward with hooks + both accumulators against the plain forward on the same batches."""
+    torch.manual_seed(0)
+    model = FashionCNN().to(device).eval()
+    n = 2000 if quick else 10000
+    b = 500
+    xs = [torch.rand(b, 1, 28, 28, device=device) for _ in range(n // b)]
+    rec = ActivationRecorder(model, example=xs[0][:2])
+    m = rec.n_units + 10
+    rows = []
+    for dtype in (torch.float32, torch.float64):
+        def plain() -> None:
+            with torch.no_grad():
+                for x in xs:
+                    model(x)
+
+        def hooked() -> None:
+            units = CoMoments(m, dtype=dtype, device=device)
+            pixels = CoMoments(784, m, dtype=dtype, device=device)
+            for x in xs:
+                acts, out = rec.record(x)
+                nodes = torch.cat([acts, out.softmax(1)], 1)
+                units.update(nodes)
+                pixels.update(x.flatten(1), nodes)
+
+        t_plain, t_hooked = _best(plain, device, 2), _best(hooked, device, 2)
+        rows.append({"bench": "capture", "case": f"FashionCNN {n} images, stats {str(dtype).replace('torch.', '')}",
+                     "device": device.type, "plain_s": t_plain, "hooked_s": t_hooked, "ratio": t_hooked / t_plain})
+    return rows
+
+
+def bench_writes(quick: bool) -> list[dict[str, Any]]:
+    """The batched UNWIND writer against one transaction per edge, on the same edge rows."""
+    from deepatlas.db.graph import Graph
+
+    n_nodes = 500
+    n_batched = 20_000 if quick else 100_000
+    n_naive = 300 if quick else 1000
+    rows = []
+    with Graph() as g:
+        g.write("CREATE CONSTRAINT bench_key IF NOT EXISTS FOR (n:BenchNode) REQUIRE n.key IS UNIQUE")
+        g.write_until_done("MATCH (n:BenchNode) WITH n LIMIT $limit DETACH DELETE n RETURN count(*) AS count")
+        g.write_batches("UNWIND $rows AS row CREATE (:BenchNode {key: row.k})", [{"k": f"b{i}"} for i in range(n_nodes)])
+        gen = torch.Generator().manual_seed(0)
+        src = torch.randint(0, n_nodes, (n_batched,), generator=gen).tolist()
+        dst = torch.randint(0, n_nodes, (n_batched,), generator=gen).tolist()
+        edges = [{"a": f"b{s}", "b": f"b{d}", "r": 0.5} for s, d in zip(src, dst, strict=True)]
+        query = "UNWIND $rows AS row MATCH (a:BenchNode {key: row.a}) MATCH (b:BenchNode {key: row.b}) CREATE (a)-[e:BENCH_EDGE]->(b) SET e.r = row.r"
+        t0 = time.perf_counter()
+        g.write_batches(query, edges, batch_size=10_000)
+        t_batched = time.perf_counter() - t0
+        single = "MATCH (a:BenchNode {key: $a}) MATCH (b:BenchNode {key: $b}) CREATE (a)-[e:BENCH_EDGE]->(b) SET e.r = $r"
+        t0 = time.perf_counter()
+        for e in edges[:n_naive]:
+            g.write(single, e)
+        t_naive = time.perf_counter() - t0
+        stored = g.read("MATCH (:BenchNode)-[e:BENCH_EDGE]->() RETURN count(e) AS c")[0]["c"]
+        assert stored == n_batched + n_naive, stored
+        g.write_until_done("MATCH (n:BenchNode) WITH n LIMIT $limit DETACH DELETE n RETURN count(*) AS count", limit=100)
+        g.write("DROP CONSTRAINT bench_key IF EXISTS")
+    rate_b, rate_n = n_batched / t_batched, n_naive / t_naive
+    rows.append({"bench": "writes", "case": f"{n_batched} edges batched vs {n_naive} one-tx-per-edge", "device": "bolt",
+                 "batched_edges_per_s": rate_b, "naive_edges_per_s": rate_n, "ratio": rate_b / rate_n})
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = "?"
+    return {"commit": commit, "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--only", default="stats,capture,writes", help="comma-separated: stats,capture,writes")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    chosen = set(args.only.split(","))
+    rows: list[dict[str, Any]] = []
+    if "stats" in chosen:
+        rows += bench_stats(device, args.quick)
+    if "capture" in chosen:
+        rows += bench_capture(device, args.quick)
+    if "writes" in chosen:
+        rows += bench_writes(args.quick)
+    info = machine()
+    OUT.mkdir(exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    print(f"machine: {json.dumps(info)}\n")
+    print("| bench | case | device | baseline | measured | ratio |\n|---|---|---|---|---|---|")
+    for r in rows:
+        if r["bench"] == "stats":
+            base, got = f"matmul {r['baseline_gflops']:.1f} GFLOP/s", f"{r['gflops']:.1f} GFLOP/s"
+        elif r["bench"] == "capture":
+            base, got = f"plain forward {r['plain_s']:.3f} s", f"hooks+stats {r['hooked_s']:.3f} s"
+        else:
+            base, got = f"naive {r['naive_edges_per_s']:.0f} edges/s", f"batched {r['batched_edges_per_s']:.0f} edges/s"
+        print(f"| {r['bench']} | {r['case']} | {r['device']} | {base} | {got} | {r['ratio']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
