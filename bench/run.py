@@ -65,12 +65,13 @@ def bench_stats(device: torch.device, quick: bool) -> list[dict[str, Any]]:
             ny = my or mx
             flops = 2.0 * b * mx * ny * batches
 
-            def matmul() -> None:
+            def matmul(xs: list[torch.Tensor] = xs, ys: list[torch.Tensor] | None = ys) -> None:
                 for i, x in enumerate(xs):
                     y = ys[i] if ys is not None else x
                     x.T @ y
 
-            def acc() -> None:
+            def acc(xs: list[torch.Tensor] = xs, ys: list[torch.Tensor] | None = ys, mx: int = mx,
+                    my: int | None = my, dtype: torch.dtype = dtype) -> None:
                 a = CoMoments(mx, my, dtype=dtype, device=device)
                 for i, x in enumerate(xs):
                     a.update(x, ys[i] if ys is not None else None)
@@ -99,7 +100,7 @@ def bench_capture(device: torch.device, quick: bool) -> list[dict[str, Any]]:
                 for x in xs:
                     model(x)
 
-        def hooked() -> None:
+        def hooked(dtype: torch.dtype = dtype) -> None:
             units = CoMoments(m, dtype=dtype, device=device)
             pixels = CoMoments(784, m, dtype=dtype, device=device)
             for x in xs:

@@ -195,6 +195,7 @@ def ingest(
             run_props={
                 "dataset": images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
                 "layers": [s.name for s in result.layers], "class_values": class_values,
+                "input_shape": list(result.input_shape),
                 "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
                            "layers": [s.name for s in result.layers]},
                 "confusion": result.confusion.tolist(), "device": str(dev),

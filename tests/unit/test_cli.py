@@ -55,7 +55,7 @@ def test_query_run_malformed_param_and_unknown_template() -> None:
     r = runner.invoke(app, ["query", "run", "class_list", "-p", "oops"])
     assert r.exit_code == 1 and "malformed parameter" in _one_error_line(r)
     r = runner.invoke(app, ["query", "run", "no_such_template"])
-    assert r.exit_code == 1 and "templates: class_drivers" in _one_error_line(r)
+    assert r.exit_code == 1 and "class_drivers, class_list" in _one_error_line(r)
 
 
 def test_db_commands_refuse_with_external_uri(monkeypatch: pytest.MonkeyPatch) -> None:

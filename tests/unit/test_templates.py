@@ -39,7 +39,6 @@ def test_templates_only_use_parameters_never_spliced_values() -> None:
     for t in list_templates():
         body = "\n".join(line for line in t.text.splitlines() if not line.startswith("//"))
         assert not re.search(r"\b(CREATE|MERGE|DELETE|SET|REMOVE)\b", body), t.name  # read-only library
-        assert "{" not in body.replace("{run:", "").replace("{name:", "").replace("{key:", "") or t.name
 
 
 def test_unknown_template_lists_the_valid_ones() -> None:

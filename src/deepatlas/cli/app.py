@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from deepatlas import __version__
-from deepatlas.cli import db, query, runs
+from deepatlas.cli import analyze, audit, db, export, query, runs
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
 from deepatlas.cli.train import train
@@ -45,6 +45,9 @@ app.command(rich_help_panel="Build")(ingest)
 app.command(rich_help_panel="Start here")(demo)
 app.add_typer(query.app, name="query")
 app.add_typer(runs.app, name="runs")
+app.add_typer(analyze.app, name="analyze")
+app.add_typer(audit.app, name="audit")
+app.add_typer(export.app, name="export")
 
 
 def main() -> None:

@@ -102,6 +102,16 @@ class Graph:
         with self._errors(), self._driver.session(database=self.settings.database) as session:
             return session.execute_write(work)
 
+    def write_many(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Run several statements in ONE managed write transaction: all or nothing."""
+
+        def work(tx: ManagedTransaction) -> None:
+            for query, params in statements:
+                tx.run(query, params).consume()
+
+        with self._errors(), self._driver.session(database=self.settings.database) as session:
+            session.execute_write(work)
+
     def write_batches(
         self,
         query: str,

@@ -142,7 +142,7 @@ def write_run(
     """
     ensure_schema(graph)
     _purge_unfinished(graph, name)
-    props = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in run_props.items()}
+    props = {k: _property(v) for k, v in run_props.items()}
     expected_nodes = tables.node_counts()
     expected_edges = tables.edge_counts()
     props["counts"] = json.dumps({"nodes": expected_nodes, "edges": expected_edges})
@@ -174,6 +174,13 @@ def write_run(
     for old in rows[0]["replaced"]:
         _delete_run_data(graph, old)
     return resolve_run(graph, name)
+
+
+def _property(value: Any) -> Any:
+    """Neo4j stores scalars and flat lists of scalars; dicts and nested lists go in as JSON."""
+    if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
+        return json.dumps(value)
+    return value
 
 
 def _verify_counts(graph: Graph, key: str, nodes: dict[str, int], edges: dict[str, int]) -> None:

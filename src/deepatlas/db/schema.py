@@ -18,7 +18,7 @@ RUN_LABELS = ("Neuron", "Class", "Pixel", "Layer", "Community", "Experiment")
 #: Relationship types deepatlas writes.
 RELATIONSHIPS = (
     "OF_MODEL", "IN_LAYER", "COACTIVATES", "INFLUENCES", "GRADIENT", "CONFUSED_WITH",
-    "OVERLAPS", "MEMBER_OF", "TARGETS", "ON_CLASS",
+    "OVERLAPS", "IN_SET", "MEMBER_OF", "TARGETS", "ON_CLASS",
 )
 
 SCHEMA: tuple[str, ...] = tuple(

@@ -1,0 +1,341 @@
+"""Analytics workflows on a stored run: communities, class overlap, centrality, audits, export.
+
+Like :mod:`deepatlas.pipeline`, this sits above ``graphops`` and ``db``: it reads a run,
+runs the pure algorithms, and writes results back (``write=True``) or only reports (audits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from deepatlas.db.analytics import (
+    RunGraph,
+    read_pixel_maps,
+    read_run_export,
+    read_run_graph,
+    write_centrality,
+    write_communities,
+    write_overlaps,
+)
+from deepatlas.db.graph import Graph
+from deepatlas.db.runs import RunInfo, resolve_run
+from deepatlas.errors import UsageError
+from deepatlas.graphops import (
+    OverlapStats,
+    centrality,
+    class_neuron_sets,
+    coactivation_graph,
+    jaccard_matrix,
+    louvain,
+    mistakes_matrix,
+    overlap_vs_mistakes,
+)
+
+__all__ = [
+    "AuditReport", "CentralityReport", "CommunityReport", "OverlapReport", "analyze_centrality",
+    "analyze_communities", "analyze_overlap", "audit_confusion", "export_run", "neuron_label",
+]
+
+
+def neuron_label(row: dict[str, Any]) -> str:
+    """``layer:index``, how reports name a unit."""
+    return f"{row['layer']}:{row['index']}"
+
+
+def _graph(rg: RunGraph, negative: str) -> nx.Graph:
+    nodes = [dict(r) for r in rg.neurons] + [dict(r) for r in rg.classes]
+    return coactivation_graph(nodes, rg.edges, negative=negative)
+
+
+@dataclass
+class CommunityReport:
+    run: str
+    modularity: float
+    communities: list[dict[str, Any]]
+    params: dict[str, Any]
+    membership: dict[str, int] = field(repr=False, default_factory=dict)
+
+
+def _communities(rg: RunGraph, resolution: float, seed: int, negative: str) -> CommunityReport:
+    g = _graph(rg, negative)
+    part = louvain(g, resolution=resolution, seed=seed)
+    names = {c["key"]: c["name"] for c in rg.classes}
+    labels = {n["key"]: neuron_label(n) for n in rg.neurons}
+    out = []
+    for i, members in enumerate(part.communities):
+        classes = [names[m] for m in members if m in names]
+        layers: dict[str, int] = {}
+        for m in members:
+            if m in labels:
+                layer = labels[m].split(":")[0]
+                layers[layer] = layers.get(layer, 0) + 1
+        out.append({"index": i, "size": len(members), "classes": sorted(classes, key=[c["name"] for c in rg.classes].index),
+                    "neurons_by_layer": layers})
+    params = {"resolution": resolution, "seed": seed, "negative": negative}
+    return CommunityReport(rg.run.name, part.modularity, out, params, part.membership)
+
+
+def analyze_communities(
+    graph: Graph, run: str | None = None, *, resolution: float = 1.0, seed: int = 0, negative: str = "drop", write: bool = True,
+) -> CommunityReport:
+    """Louvain on the run's hidden+class subgraph; write Community nodes and MEMBER_OF edges.
+
+    Parameters
+    ----------
+    graph : Graph
+    run : str, optional
+        Run name; default the latest complete run.
+    resolution : float, default 1.0
+    seed : int, default 0
+    negative : {"drop", "abs"}, default "drop"
+        How negative correlations are weighted (see ``graphops.communities.NEGATIVE_MODES``).
+    write : bool, default True
+
+    References
+    ----------
+    Horta & Mileo (2019), Towards explaining deep neural networks through graph analysis.
+    """
+    info = resolve_run(graph, run)
+    report = _communities(read_run_graph(graph, info), resolution, seed, negative)
+    if write:
+        write_communities(graph, info, report.membership, report.modularity,
+                          [c["classes"] for c in report.communities], report.params)
+    return report
+
+
+@dataclass
+class OverlapReport:
+    run: str
+    params: dict[str, Any]
+    stats: OverlapStats
+    pairs: list[dict[str, Any]]
+    sets: dict[str, list[str]]
+    class_names: list[str]
+    jaccard: np.ndarray = field(repr=False)
+    mistakes: np.ndarray = field(repr=False)
+
+
+def _overlap(rg: RunGraph, top_k: int | None, min_r: float | None) -> OverlapReport:
+    sets = class_neuron_sets(rg.class_r, top_k=top_k, min_r=min_r)
+    jac = jaccard_matrix(sets)
+    mis = mistakes_matrix(rg.confusion)
+    st = overlap_vs_mistakes(jac, mis)
+    names = rg.class_names
+    labels = [neuron_label(n) for n in rg.neurons]
+    pairs = []
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            shared = sorted(sets[a] & sets[b])
+            pairs.append({"a": names[a], "b": names[b], "jaccard": float(jac[a, b]), "shared": len(shared),
+                          "shared_neurons": [labels[i] for i in shared], "mistakes": int(mis[a, b]),
+                          "a_as_b": int(rg.confusion[a, b]), "b_as_a": int(rg.confusion[b, a])})
+    ranked: dict[str, list[str]] = {}
+    for c, members in enumerate(sets):
+        col = rg.class_r[:, c]
+        ranked[names[c]] = [labels[i] for i in sorted(members, key=lambda i: (-col[i], i))]
+    return OverlapReport(rg.run.name, {"top_k": top_k, "min_r": min_r}, st, pairs, ranked, names, jac, mis)
+
+
+def analyze_overlap(
+    graph: Graph, run: str | None = None, *, top_k: int | None = 10, min_r: float | None = None, write: bool = True,
+) -> OverlapReport:
+    """Class neuron sets, pairwise Jaccard, mistakes, and their correlation; write IN_SET and OVERLAPS.
+
+    Parameters
+    ----------
+    top_k : int or None, default 10
+        A class's set: its ``top_k`` neurons by r.
+    min_r : float or None, default None
+        ...and/or those with r >= ``min_r``.
+    """
+    info = resolve_run(graph, run)
+    rg = read_run_graph(graph, info)
+    report = _overlap(rg, top_k, min_r)
+    if write:
+        keys = [n["key"] for n in rg.neurons]
+        label_to_key = {neuron_label(n): n["key"] for n in rg.neurons}
+        ckeys = {c["name"]: c["key"] for c in rg.classes}
+        set_rows = [
+            {"neuron": label_to_key[label], "cls": ckeys[name], "rank": rank + 1,
+             "r": float(rg.class_r[keys.index(label_to_key[label]), rg.class_names.index(name)])}
+            for name, members in report.sets.items() for rank, label in enumerate(members)
+        ]
+        pair_rows = [{"a": ckeys[p["a"]], "b": ckeys[p["b"]], "jaccard": p["jaccard"], "shared": p["shared"],
+                      "mistakes": p["mistakes"]} for p in report.pairs]
+        write_overlaps(graph, info, set_rows, pair_rows, {**report.params, "r": report.stats.r, "p_value": report.stats.p_value})
+    return report
+
+
+@dataclass
+class CentralityReport:
+    run: str
+    top: list[dict[str, Any]]
+    params: dict[str, Any]
+
+
+def analyze_centrality(graph: Graph, run: str | None = None, *, negative: str = "drop", k: int = 10, write: bool = True) -> CentralityReport:
+    """Degree, degree centrality and strength (weighted degree) of every neuron and class."""
+    info = resolve_run(graph, run)
+    rg = read_run_graph(graph, info)
+    cent = centrality(_graph(rg, negative))
+    labels = {n["key"]: neuron_label(n) for n in rg.neurons} | {c["key"]: c["name"] for c in rg.classes}
+    rows: list[dict[str, Any]] = [{"key": key, **vals} for key, vals in cent.items()]
+    if write:
+        write_centrality(graph, info, rows)
+    neurons = [r for r in rows if r["key"] in {n["key"] for n in rg.neurons}]
+    top = sorted(neurons, key=lambda r: (-r["strength"], labels[r["key"]]))[:k]
+    return CentralityReport(info.name, [{"unit": labels[r["key"]], **{k2: v for k2, v in r.items() if k2 != "key"}} for r in top],
+                            {"negative": negative})
+
+
+@dataclass
+class AuditReport:
+    run: str
+    overlap: OverlapReport
+    communities: CommunityReport
+    by_overlap: list[dict[str, Any]]
+    by_mistakes: list[dict[str, Any]]
+    thresholds: dict[str, float | None]
+    failures: list[str]
+    figures: dict[str, str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run, "passed": self.passed, "failures": self.failures, "thresholds": self.thresholds,
+            "overlap_vs_mistakes": {"r": self.overlap.stats.r, "p_value": self.overlap.stats.p_value,
+                                    "n_pairs": self.overlap.stats.n_pairs},
+            "set_params": self.overlap.params, "by_overlap": self.by_overlap, "by_mistakes": self.by_mistakes,
+            "communities": {"modularity": self.communities.modularity, "params": self.communities.params,
+                            "list": self.communities.communities},
+            "class_sets": self.overlap.sets, "figures": self.figures,
+        }
+
+
+def audit_confusion(
+    graph: Graph,
+    run: str | None = None,
+    *,
+    top_k: int | None = 10,
+    set_min_r: float | None = None,
+    max_jaccard: float | None = None,
+    min_corr: float | None = None,
+    pairs: int = 10,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+) -> AuditReport:
+    """A read-only audit of a run's class confusion against its neuron overlap.
+
+    Parameters
+    ----------
+    top_k, set_min_r : see :func:`analyze_overlap`
+    max_jaccard : float, optional
+        Fail when any class pair's Jaccard exceeds it (classes too entangled in the network).
+    min_corr : float, optional
+        Fail when the Pearson r between pairwise Jaccard and pairwise mistakes is below it
+        (the graph no longer explains where the model errs).
+    pairs : int, default 10
+        Pairs listed in each ranking.
+    out_dir : path, optional
+        Write the PNG figures there.
+    seed : int, default 0
+        Louvain seed.
+
+    Returns
+    -------
+    AuditReport
+        ``failures`` lists each crossed threshold; the CLI exits 1 when it is not empty.
+    """
+    for name, value in (("max_jaccard", max_jaccard), ("min_corr", min_corr)):
+        if value is not None and not -1.0 <= value <= 1.0:
+            raise UsageError(f"{name} must lie in [-1, 1], got {value}")
+    if pairs <= 0:
+        raise UsageError("pairs must be positive")
+    info: RunInfo = resolve_run(graph, run)
+    rg = read_run_graph(graph, info)
+    ov = _overlap(rg, top_k, set_min_r)
+    comm = _communities(rg, 1.0, seed, "drop")
+    by_overlap = sorted(ov.pairs, key=lambda p: (-p["jaccard"], -p["mistakes"], p["a"], p["b"]))[:pairs]
+    by_mistakes = sorted(ov.pairs, key=lambda p: (-p["mistakes"], -p["jaccard"], p["a"], p["b"]))[:pairs]
+    failures = []
+    if max_jaccard is not None:
+        worst = by_overlap[0] if by_overlap else None
+        if worst is not None and worst["jaccard"] > max_jaccard:
+            over = [p for p in ov.pairs if p["jaccard"] > max_jaccard]
+            failures.append(f"{len(over)} class pair(s) have Jaccard > {max_jaccard}; worst {worst['a']} / {worst['b']} = {worst['jaccard']:.3f}")
+    if min_corr is not None and ov.stats.r < min_corr:
+        failures.append(f"Jaccard-vs-mistakes r = {ov.stats.r:.3f} is below {min_corr}")
+    figures: dict[str, str] = {}
+    if out_dir is not None:
+        from deepatlas.report.figures import (
+            class_community_graph,
+            heatmap_grid,
+            jaccard_mistakes_scatter,
+        )
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        figures["scatter"] = str(jaccard_mistakes_scatter(ov, out / "jaccard_vs_mistakes.png"))
+        figures["communities"] = str(class_community_graph(ov, comm, rg, out / "class_communities.png"))
+        key_of = {neuron_label(n): n["key"] for n in rg.neurons}
+        chosen = [(name, rank, label) for name in ov.class_names for rank, label in enumerate(ov.sets[name][:3], 1)]
+        maps = read_pixel_maps(graph, info, [key_of[label] for _, _, label in chosen])
+        figures["heatmaps"] = str(heatmap_grid(
+            [(f"{name} #{rank}: {label}", m) for (name, rank, label), m in zip(chosen, maps, strict=True)],
+            out / "neuron_heatmaps.png", columns=6,
+            title=f"{info.name}: pixel correlations of each class's top 3 neurons"))
+    return AuditReport(info.name, ov, comm, by_overlap, by_mistakes,
+                       {"max_jaccard": max_jaccard, "min_corr": min_corr}, failures, figures)
+
+
+EXPORT_FORMATS = ("graphml", "gexf", "json")
+
+
+def export_run(graph: Graph, path: str | Path, *, fmt: str = "graphml", run: str | None = None, pixels: bool = False) -> dict[str, Any]:
+    """Write a run as GraphML or GEXF (for Gephi) or node-link JSON.
+
+    List properties (``pixel_r``, a community's ``classes``) are kept in JSON; GraphML and GEXF
+    take scalars only, so lists become ``;``-joined strings there (``pixel_r`` is dropped).
+    Returns the counts written.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    info = resolve_run(graph, run)
+    nodes, edges = read_run_export(graph, info, pixels=pixels)
+    g = nx.MultiDiGraph(name=info.name)
+    for n in nodes:
+        attrs = {k: v for k, v in n.items() if k != "key"}
+        if fmt != "json":
+            attrs = _scalar_attrs(attrs)
+        g.add_node(n["key"], **attrs)
+    for e in edges:
+        attrs = {k: v for k, v in e.items() if k not in ("source", "target")}
+        g.add_edge(e["source"], e["target"], key=None, **(attrs if fmt == "json" else _scalar_attrs(attrs)))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "graphml":
+        nx.write_graphml(g, out)
+    elif fmt == "gexf":
+        nx.write_gexf(g, out)
+    else:
+        import json
+
+        out.write_text(json.dumps(nx.node_link_data(g, edges="links"), default=str))
+    return {"run": info.name, "path": str(out), "format": fmt, "nodes": g.number_of_nodes(), "edges": g.number_of_edges()}
+
+
+def _scalar_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in attrs.items():
+        if k == "pixel_r" or v is None:
+            continue
+        out[k] = ";".join(map(str, v)) if isinstance(v, list) else v
+    return out

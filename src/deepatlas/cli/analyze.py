@@ -1,0 +1,98 @@
+"""`deepatlas analyze communities|overlap|centrality`: graph analytics written back to the run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deepatlas.analysis import analyze_centrality, analyze_communities, analyze_overlap
+from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.db.graph import Graph
+
+app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
+DryOpt = Annotated[bool, typer.Option("--dry-run", help="Compute and report, write nothing.")]
+
+
+@app.command()
+@cli_errors
+def communities(
+    run: RunOpt = None,
+    resolution: Annotated[float, typer.Option(min=0.01, help="Louvain resolution: > 1 gives more, smaller communities.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Louvain's random seed.")] = 0,
+    negative: Annotated[str, typer.Option(help="Negative r: drop (not an edge) or abs (weight |r|).")] = "drop",
+    dry_run: DryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Louvain communities of the hidden+class co-activation graph, and their modularity.
+
+    Writes (:Community) nodes and MEMBER_OF edges, replacing any earlier result for the run.
+    """
+    with Graph() as g:
+        rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, write=not dry_run)
+    if json_out:
+        print_json({"run": rep.run, "modularity": rep.modularity, "params": rep.params, "communities": rep.communities})
+        return
+    table = Table(title=f"{rep.run}: {len(rep.communities)} communities, modularity {rep.modularity:.3f}")
+    for col in ("#", "size", "classes", "neurons by layer"):
+        table.add_column(col)
+    for c in rep.communities:
+        table.add_row(str(c["index"]), str(c["size"]), ", ".join(c["classes"]) or "-",
+                      ", ".join(f"{k} {v}" for k, v in c["neurons_by_layer"].items()))
+    console.print(table)
+
+
+@app.command()
+@cli_errors
+def overlap(
+    run: RunOpt = None,
+    top_k: Annotated[int, typer.Option(min=1, help="A class's neuron set: its k most correlated neurons.")] = 10,
+    min_r: Annotated[float | None, typer.Option(help="...and only neurons with r >= this.")] = None,
+    dry_run: DryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Jaccard overlap of classes' neuron sets against the mistakes between them.
+
+    Writes IN_SET (neuron -> class) and OVERLAPS (class pair: jaccard, shared, mistakes) edges.
+    """
+    with Graph() as g:
+        rep = analyze_overlap(g, run, top_k=top_k, min_r=min_r, write=not dry_run)
+    if json_out:
+        print_json({"run": rep.run, "params": rep.params, "r": rep.stats.r, "p_value": rep.stats.p_value,
+                    "pairs": rep.pairs, "sets": rep.sets})
+        return
+    console.print(f"{rep.run}: Pearson r(Jaccard, mistakes) = [bold]{rep.stats.r:.3f}[/] "
+                  f"(p = {rep.stats.p_value:.2g}, {rep.stats.n_pairs} class pairs)")
+    table = Table(title="class pairs by overlap")
+    for col in ("a", "b", "jaccard", "shared", "mistakes"):
+        table.add_column(col)
+    for p in sorted(rep.pairs, key=lambda p: -p["jaccard"])[:10]:
+        table.add_row(p["a"], p["b"], f"{p['jaccard']:.3f}", str(p["shared"]), str(p["mistakes"]))
+    console.print(table)
+
+
+@app.command()
+@cli_errors
+def centrality(
+    run: RunOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many neurons to list.")] = 10,
+    negative: Annotated[str, typer.Option(help="Negative r: drop or abs.")] = "drop",
+    dry_run: DryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Degree and weighted degree (strength) of every neuron and class, set as properties."""
+    with Graph() as g:
+        rep = analyze_centrality(g, run, negative=negative, k=k, write=not dry_run)
+    if json_out:
+        print_json({"run": rep.run, "params": rep.params, "top": rep.top})
+        return
+    table = Table(title=f"{rep.run}: most central neurons")
+    for col in ("unit", "degree", "strength"):
+        table.add_column(col)
+    for row in rep.top:
+        table.add_row(row["unit"], str(row["degree"]), f"{row['strength']:.3f}")
+    console.print(table)

@@ -1,0 +1,70 @@
+"""`deepatlas audit confusion`: a scripted audit with JSON out and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deepatlas.analysis import audit_confusion
+from deepatlas.cli._common import cli_errors, console, err, print_json
+from deepatlas.db.graph import Graph
+from deepatlas.paths import out_dir
+
+app = typer.Typer(help="Audits for scripts and CI: JSON out, exit code 1 when a threshold is crossed.", no_args_is_help=True)
+
+
+@app.command()
+@cli_errors
+def confusion(
+    run: Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")] = None,
+    max_jaccard: Annotated[float | None, typer.Option(help="Fail if any class pair's Jaccard exceeds this.")] = None,
+    min_r: Annotated[float | None, typer.Option(help="Fail if r(Jaccard, mistakes) over class pairs is below this.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="A class's neuron set: its k most correlated neurons.")] = 10,
+    set_min_r: Annotated[float | None, typer.Option(help="...and only neurons with r >= this.")] = None,
+    pairs: Annotated[int, typer.Option(min=1, help="Pairs listed per ranking.")] = 10,
+    out: Annotated[Path | None, typer.Option(help="Folder for the PNG figures. Default: $DEEPATLAS_HOME/out/audit-RUN")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the figures.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Which classes does the model see as alike, and is that where it errs?
+
+    Ranks class pairs by neuron-set overlap (Jaccard) and by mistakes, lists their shared
+    neurons and the Louvain communities, and correlates overlap with mistakes. Writes a
+    scatter plot, the community-coloured class graph and a neuron heatmap grid. Exit code 1
+    when --max-jaccard or --min-r is crossed; nothing is written to the graph.
+    """
+    with Graph() as g:
+        folder = None
+        if not no_plots:
+            from deepatlas.db.runs import resolve_run
+
+            folder = out or out_dir() / f"audit-{resolve_run(g, run).name}"
+        rep = audit_confusion(g, run, top_k=top_k, set_min_r=set_min_r, max_jaccard=max_jaccard, min_corr=min_r,
+                              pairs=pairs, out_dir=folder)
+    if json_out:
+        print_json(rep.to_dict())
+    else:
+        st = rep.overlap.stats
+        console.print(f"[bold]{rep.run}[/]: r(Jaccard, mistakes) = [bold]{st.r:.3f}[/] (p = {st.p_value:.2g}, {st.n_pairs} pairs); "
+                      f"{len(rep.communities.communities)} communities, modularity {rep.communities.modularity:.3f}")
+        for title, rows in (("by overlap", rep.by_overlap), ("by mistakes", rep.by_mistakes)):
+            table = Table(title=f"class pairs {title}")
+            for col in ("a", "b", "jaccard", "mistakes", "a as b", "b as a", "shared neurons"):
+                table.add_column(col)
+            for p in rows:
+                table.add_row(p["a"], p["b"], f"{p['jaccard']:.3f}", str(p["mistakes"]), str(p["a_as_b"]), str(p["b_as_a"]),
+                              ", ".join(p["shared_neurons"][:6]) + (" ..." if len(p["shared_neurons"]) > 6 else ""))
+            console.print(table)
+        for c in rep.communities.communities:
+            if c["classes"]:
+                console.print(f"  community {c['index']} ({c['size']} nodes): {', '.join(c['classes'])}")
+        for name, path in rep.figures.items():
+            console.print(f"  figure {name}: {path}")
+        console.print("[green]PASS[/]" if rep.passed else "[red]FAIL[/]")
+    if not rep.passed:
+        for failure in rep.failures:
+            err.print(f"[red]audit failed:[/] {failure}")
+        raise typer.Exit(1)

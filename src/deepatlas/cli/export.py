@@ -1,0 +1,51 @@
+"""`deepatlas export graphml|gexf|json`: a run for Gephi and friends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepatlas.analysis import export_run
+from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.db.graph import Graph
+
+app = typer.Typer(help="Export a run as GraphML or GEXF (Gephi) or node-link JSON.", no_args_is_help=True)
+
+
+def _export(fmt: str, out: Path | None, run: str | None, pixels: bool, json_out: bool) -> None:
+    with Graph() as g:
+        path = out or Path(f"{run or 'latest'}.{fmt if fmt != 'json' else 'json'}")
+        info = export_run(g, path, fmt=fmt, run=run, pixels=pixels)
+    if json_out:
+        print_json(info)
+    else:
+        console.print(f"wrote {info['nodes']:,} nodes and {info['edges']:,} edges of run {info['run']} to {info['path']}")
+
+
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file. Default: RUN.FORMAT here.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
+PixOpt = Annotated[bool, typer.Option("--pixels", help="Include the input-pixel nodes and their edges.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.command()
+@cli_errors
+def graphml(out: OutOpt = None, run: RunOpt = None, pixels: PixOpt = False, json_out: JsonOpt = False) -> None:
+    """GraphML (Gephi, yEd, Cytoscape). List properties become ';'-joined strings."""
+    _export("graphml", out, run, pixels, json_out)
+
+
+@app.command()
+@cli_errors
+def gexf(out: OutOpt = None, run: RunOpt = None, pixels: PixOpt = False, json_out: JsonOpt = False) -> None:
+    """GEXF, Gephi's own format (the co-activation paper drew its graphs in Gephi)."""
+    _export("gexf", out, run, pixels, json_out)
+
+
+@app.command("json")
+@cli_errors
+def json_cmd(out: OutOpt = None, run: RunOpt = None, pixels: PixOpt = False, json_out: JsonOpt = False) -> None:
+    """networkx node-link JSON, every property kept (pixel_r included)."""
+    _export("json", out, run, pixels, json_out)

@@ -1,0 +1,32 @@
+"""Pure graph algorithms on networkx graphs and arrays; no database, no model.
+
+- :func:`coactivation_graph`  rows -> a networkx graph of the hidden+class subgraph
+- :func:`louvain`             seeded Louvain partition and its modularity
+- :func:`class_neuron_sets`   each class's neuron set (top-k or threshold)
+- :func:`jaccard_matrix`      Jaccard similarity of every pair of classes' sets
+- :func:`mistakes_matrix`, :func:`overlap_vs_mistakes`   the paper's confusion analysis
+- :func:`centrality`          degree and weighted degree of every node
+"""
+
+from __future__ import annotations
+
+from deepatlas.graphops.centrality import centrality
+from deepatlas.graphops.communities import coactivation_graph, louvain
+from deepatlas.graphops.overlap import (
+    OverlapStats,
+    class_neuron_sets,
+    jaccard_matrix,
+    mistakes_matrix,
+    overlap_vs_mistakes,
+)
+
+__all__ = [
+    "OverlapStats",
+    "centrality",
+    "class_neuron_sets",
+    "coactivation_graph",
+    "jaccard_matrix",
+    "louvain",
+    "mistakes_matrix",
+    "overlap_vs_mistakes",
+]

@@ -1,0 +1,1 @@
+"""Figures (matplotlib, Agg backend) and reports. Imports nothing from db or cli."""
