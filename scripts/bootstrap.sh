@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything deepatlas needs, idempotently, and is quick when nothing changed:
-#   Debian packages  dataset-fashion-mnist (the real Fashion-MNIST), Java 17, Maven
+#   Debian packages  dataset-fashion-mnist (the real Fashion-MNIST), Java 17, Maven, Chromium
 #   Python           .venv with deepatlas and its dev dependencies (editable)
 #   Neo4j            the 5.26 Community jars from Maven Central, cached in ~/.cache/deepatlas
 # Sourced by scripts/demo.sh and scripts/test.sh.
@@ -14,6 +14,7 @@ need=()
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the e2e test of Neo4j Browser
 if [ "${#need[@]}" -gt 0 ]; then
   echo "bootstrap: apt-get install ${need[*]}" >&2
   as_root apt-get update -qq

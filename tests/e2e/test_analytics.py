@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from deepatlas.cli.app import app
 from deepatlas.data import load_fashion_mnist
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import run_template
-from deepatlas.graphops import class_neuron_sets, jaccard_matrix, mistakes_matrix, overlap_vs_mistakes
+from deepatlas.graphops import (
+    class_neuron_sets,
+    jaccard_matrix,
+    mistakes_matrix,
+    overlap_vs_mistakes,
+)
 from deepatlas.ingest.coactivation import compute_coactivation
 from deepatlas.models import load_checkpoint
 from deepatlas.pipeline import ingest
@@ -81,7 +87,7 @@ def test_centrality_properties(graph: Graph, result) -> None:  # type: ignore[no
     rep = analyze_centrality(graph, RUN, k=5)
     rows = run_template(graph, "central_neurons", {"run": RUN, "k": 5})
     assert [f"{r['layer']}:{r['unit']}" for r in rows] == [t["unit"] for t in rep.top]
-    assert all(a["strength"] >= b["strength"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(a["strength"] >= b["strength"] for a, b in itertools.pairwise(rows))
 
 
 def test_audit_json_thresholds_and_figures(result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_drivers_are_the_highest_r_neurons_in_order(graph: Graph, ingested) -> N
     order = np.argsort(-col, kind="stable")[:7]
     assert [(row["layer"], row["unit"]) for row in rows] == [names[i] for i in order]
     assert [row["r"] for row in rows] == pytest.approx(col[order].tolist(), abs=1e-5)
-    assert all(a >= b for a, b in zip([x["r"] for x in rows], [x["r"] for x in rows[1:]], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise([x["r"] for x in rows]))
 
 
 def test_unknown_class_and_run_list_valid_ones(graph: Graph, ingested) -> None:  # type: ignore[no-untyped-def]

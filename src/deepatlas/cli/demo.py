@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.panel import Panel
+from rich.text import Text
 
 from deepatlas.cli._common import cli_errors, console, err, progress_bars
 from deepatlas.db.graph import Graph
@@ -58,9 +59,9 @@ def demo(
     template = load_template("class_drivers")
     body = "\n".join(line for line in template.text.splitlines() if not line.startswith("//"))
     where = os.environ.get("NEO4J_URI") or server.browser_url
-    console.print(Panel(
+    console.print(Panel(Text(
         f"Open {where}\n"
         f"user neo4j, password in {server.password_file if not os.environ.get('NEO4J_URI') else '$NEO4J_PASSWORD'}\n\n"
-        f":param run => '{info.name}';\n:param class => '{stored}';\n:param k => {k};\n\n{body}",
+        f":param run => '{info.name}';\n:param class => '{stored}';\n:param k => {k};\n\n{body}"),
         title="the same question in Neo4j Browser", expand=False,
     ))

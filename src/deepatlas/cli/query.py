@@ -70,6 +70,14 @@ def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
     console.print(Syntax(load_template(name).text, "cypher", theme="ansi_dark"))
 
 
+@app.command()
+def style() -> None:
+    """Print the Neo4j Browser style (colours by label, captions): paste it after `:style`."""
+    from importlib import resources
+
+    print(resources.files("deepatlas.cypher").joinpath("browser-style.grass").read_text(), end="")
+
+
 @app.command("run")
 @cli_errors
 def run_cmd(
