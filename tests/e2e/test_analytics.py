@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deepatlas.analysis import analyze_centrality, analyze_communities, analyze_overlap
 from deepatlas.cli.app import app
 from deepatlas.data import load_fashion_mnist
 from deepatlas.db.graph import Graph
@@ -24,7 +23,8 @@ from deepatlas.graphops import (
 )
 from deepatlas.ingest.coactivation import compute_coactivation
 from deepatlas.models import load_checkpoint
-from deepatlas.pipeline import ingest
+from deepatlas.workflows.analysis import analyze_centrality, analyze_communities, analyze_overlap
+from deepatlas.workflows.build import ingest
 
 pytestmark = pytest.mark.e2e
 RUN = "analytics"

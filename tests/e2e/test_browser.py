@@ -11,7 +11,7 @@ from deepatlas.db.graph import Graph
 from deepatlas.db.queries import class_drivers
 from deepatlas.db.server import LocalServer
 from deepatlas.db.templates import load_template
-from deepatlas.pipeline import ingest
+from deepatlas.workflows.build import ingest
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"

@@ -20,7 +20,7 @@ from deepatlas.errors import NotFoundError
 from deepatlas.ingest.coactivation import compute_coactivation
 from deepatlas.ingest.tables import SparsifyParams, build_tables
 from deepatlas.models import load_checkpoint
-from deepatlas.pipeline import ingest
+from deepatlas.workflows.build import ingest
 
 pytestmark = pytest.mark.e2e
 N = 600

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.analysis import analyze_centrality, analyze_communities, analyze_overlap
 from deepatlas.cli._common import cli_errors, console, print_json
 from deepatlas.db.graph import Graph
+from deepatlas.workflows.analysis import analyze_centrality, analyze_communities, analyze_overlap
 
 app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
 

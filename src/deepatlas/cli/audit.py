@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.analysis import audit_confusion
 from deepatlas.cli._common import cli_errors, console, err, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.paths import out_dir
+from deepatlas.workflows.analysis import audit_confusion
 
 app = typer.Typer(help="Audits for scripts and CI: JSON out, exit code 1 when a threshold is crossed.", no_args_is_help=True)
 

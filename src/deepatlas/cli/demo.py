@@ -17,7 +17,7 @@ from deepatlas.db.templates import load_template
 from deepatlas.errors import CheckpointError
 from deepatlas.models.checkpoint import load_checkpoint
 from deepatlas.paths import models_dir
-from deepatlas.pipeline import ingest, train_reference
+from deepatlas.workflows.build import ingest, train_reference
 
 
 @cli_errors

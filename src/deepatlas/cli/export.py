@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from deepatlas.analysis import export_run
 from deepatlas.cli._common import cli_errors, console, print_json
 from deepatlas.db.graph import Graph
+from deepatlas.workflows.analysis import export_run
 
 app = typer.Typer(help="Export a run as GraphML or GEXF (Gephi) or node-link JSON.", no_args_is_help=True)
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
 from deepatlas.ingest.tables import SparsifyParams
 from deepatlas.paths import models_dir
-from deepatlas.pipeline import ingest as run_ingest
+from deepatlas.workflows.build import ingest as run_ingest
 
 
 @cli_errors

@@ -9,7 +9,7 @@ import typer
 
 from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
 from deepatlas.paths import models_dir
-from deepatlas.pipeline import train_reference
+from deepatlas.workflows.build import train_reference
 
 
 @cli_errors

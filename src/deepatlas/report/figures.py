@@ -13,8 +13,8 @@ import networkx as nx
 import numpy as np
 
 if TYPE_CHECKING:
-    from deepatlas.analysis import CommunityReport, OverlapReport
     from deepatlas.db.analytics import RunGraph
+    from deepatlas.workflows.analysis import CommunityReport, OverlapReport
 
 __all__ = ["class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter"]
 

@@ -1,6 +1,6 @@
 """Analytics workflows on a stored run: communities, class overlap, centrality, audits, export.
 
-Like :mod:`deepatlas.pipeline`, this sits above ``graphops`` and ``db``: it reads a run,
+Like :mod:`deepatlas.workflows.build`, this sits above ``graphops`` and ``db``: it reads a run,
 runs the pure algorithms, and writes results back (``write=True``) or only reports (audits).
 """
 

@@ -1,0 +1,102 @@
+"""Knockout and activate-only on hand-built networks whose answers are known exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deepatlas.data.base import ImageSet
+from deepatlas.errors import UsageError
+from deepatlas.explain import Intervention, parse_units, unit_statistics
+
+
+class Tiny(nn.Module):
+    """h = relu([x0, x1, x0 + x1]); out0 = h0, out1 = h1 + h2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(2, 3, bias=False)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+            self.out.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.fc(self.flatten(x))))
+
+
+X = torch.tensor([[1.0, 0.2], [0.5, 0.1], [0.1, 0.9], [2.0, 0.05]]).view(4, 1, 1, 2)
+Y = torch.tensor([0, 0, 1, 0])
+
+
+def _hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_knockout_zero_has_the_exact_effect_and_leaves_no_hook() -> None:
+    model = Tiny().eval()
+    before = model(X)
+    iv = Intervention(model)
+    assert model(X).argmax(1).tolist() == [1, 1, 1, 1]  # h2 = x0 + x1 makes class 1 win
+    assert iv.predict(X, {"act": [2]}).tolist() == [0, 0, 1, 0]  # without h2: x0 vs x1
+    assert iv.predict(X, {"act": [0]}).tolist() == [1, 1, 1, 1]  # out0 = 0 < out1
+    with iv.knockout({"act": [1, 2]}):
+        assert torch.equal(model(X)[:, 1], torch.zeros(4))
+    assert _hooks(model) == 0 and torch.equal(model(X), before)
+
+
+def test_mean_knockout_uses_the_data_set_mean() -> None:
+    model = Tiny().eval()
+    data = ImageSet(X, Y, ("a", "b"), "toy", "test")
+    stats = unit_statistics(model, data, ["act"])
+    assert torch.allclose(stats.mean["act"], torch.tensor([0.9, 0.3125, 1.2125]))
+    assert torch.allclose(stats.class_mean["act"][1], torch.tensor([0.1, 0.9, 1.0]))
+    assert torch.allclose(stats.max["act"], torch.tensor([2.0, 0.9, 2.05]))
+    iv = Intervention(model, stats)
+    with iv.knockout({"act": [2]}, value="mean"):
+        out = model(X)
+    assert torch.allclose(out[:, 1], X.view(4, 2)[:, 1] + 1.2125)
+
+
+def test_activate_only_makes_the_output_input_independent() -> None:
+    model = Tiny().eval()
+    data = ImageSet(X, Y, ("a", "b"), "toy", "test")
+    iv = Intervention(model, unit_statistics(model, data, ["act"]))
+    with iv.activate_only({"act": [0]}, value="class-mean", target=0):
+        out = model(X)
+    # only h0 = class-0 mean of x0 = (1 + 0.5 + 2) / 3
+    assert torch.allclose(out, torch.tensor([[3.5 / 3, 0.0]]).expand(4, 2))
+    assert iv.predict(X, {"act": [1]}, mode="activate", value="max").tolist() == [1, 1, 1, 1]
+    assert _hooks(model) == 0
+
+
+def test_conv_filters_are_knocked_out_whole() -> None:
+    conv = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2, bias=False))
+    with torch.no_grad():
+        conv[0].weight.copy_(torch.tensor([1.0, 2.0]).view(2, 1, 1, 1))
+        conv[3].weight.copy_(torch.cat([torch.ones(1, 8), torch.cat([torch.zeros(1, 4), torch.ones(1, 4)], 1)]))
+    x = torch.rand(3, 1, 2, 2) + 0.1
+    iv = Intervention(conv)
+    with iv.knockout({"1": [1]}):
+        out = conv(x)
+    assert torch.allclose(out[:, 1], torch.zeros(3)) and torch.allclose(out[:, 0], x.flatten(1).sum(1))
+
+
+def test_bad_selections() -> None:
+    iv = Intervention(Tiny())
+    with pytest.raises(UsageError, match="empty"):
+        iv.predict(X, {})
+    with pytest.raises(UsageError, match="unknown layer"):
+        iv.predict(X, {"nope": [1]})
+    with pytest.raises(UsageError, match=r"units 0\.\.2"):
+        iv.predict(X, {"act": [5]})
+    with pytest.raises(UsageError, match="twice"):
+        iv.predict(X, {"act": [1, 1]})
+    with pytest.raises(UsageError, match="needs unit statistics"):
+        iv.predict(X, {"act": [1]}, value="mean")
+    assert parse_units("relu4:3, relu4:7,block.1.relu:0") == {"relu4": [3, 7], "block.1.relu": [0]}
+    with pytest.raises(UsageError, match="layer:index"):
+        parse_units("relu4-3")
