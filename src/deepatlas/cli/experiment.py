@@ -1,0 +1,169 @@
+"""`deepatlas experiment knockout|activate|community|shared`: test the graph's claims on the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.db.graph import Graph
+from deepatlas.errors import UsageError
+from deepatlas.paths import out_dir
+from deepatlas.workflows.experiments import (
+    experiment_activate,
+    experiment_community,
+    experiment_knockout,
+    experiment_shared,
+)
+
+app = typer.Typer(help="Knock units out or drive them alone, and record what the model then predicts.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
+ModelOpt = Annotated[Path | None, typer.Option(help="Checkpoint with the run's weights, if the stored path moved.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+LayerOpt = Annotated[str | None, typer.Option(help="Layer whose units are ranked. Default: the first dense layer.")]
+ByOpt = Annotated[str, typer.Option(help="Ranking: coactivation (r), gradient or influence.")]
+NoRecord = Annotated[bool, typer.Option("--no-record", help="Do not store an Experiment node.")]
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"--ks must be comma-separated integers, got {text!r}") from None
+    if not ks or any(k < 0 or k > 100_000 for k in ks):
+        raise UsageError(f"--ks must hold integers in 0..100000, got {text!r}")
+    return ks
+
+
+@app.command()
+@cli_errors
+def knockout(
+    class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose units are ranked.")],
+    run: RunOpt = None,
+    layer: LayerOpt = None,
+    by: ByOpt = "coactivation",
+    ks: Annotated[str, typer.Option(help="Comma-separated k values.")] = "0,1,2,4,8,16,32,64",
+    value: Annotated[str, typer.Option(help="zero, or mean (the unit's data-set mean output).")] = "zero",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="Random baselines.")] = 5,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path | None, typer.Option(help="Folder for the curve PNG. Default: $DEEPATLAS_HOME/out")] = None,
+    no_record: NoRecord = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Knockout curves: class and overall error as the top-k, bottom-k and random-k units go.
+
+    If the graph's ranking is right, knocking out a class's top units hurts that class far
+    more than its bottom units or random ones.
+    """
+    with Graph() as g, progress_bars(not json_out) as progress:
+        res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, ks=_ks(ks), value=value, seeds=seeds,
+                                  model=model, device=device, out_dir=out or out_dir(), record=not no_record, progress=progress)
+    if json_out:
+        print_json(res)
+        return
+    table = Table(title=f"{res['run']}: knockout in {res['layer']} ranked by r to {res['class']}")
+    for col in ("k", "top: class err", "bottom: class err", "random: class err", "top: overall", "random: overall"):
+        table.add_column(col, justify="right")
+    r = res["random"]
+    for i, k in enumerate(res["top"]["k"]):
+        table.add_row(str(k), f"{res['top']['class_error'][i]:.3f}", f"{res['bottom']['class_error'][i]:.3f}",
+                      f"{r['class_error_mean'][i]:.3f} ± {r['class_error_std'][i]:.3f}", f"{res['top']['error'][i]:.3f}",
+                      f"{r['error_mean'][i]:.3f}")
+    console.print(table)
+    console.print(f"figure {res.get('figure')}  experiment {res.get('experiment', '(not recorded)')}")
+
+
+@app.command()
+@cli_errors
+def activate(
+    k: Annotated[list[int] | None, typer.Option("-k", help="k values (repeat -k); default 1,2,3,5,7,10,15,20,30.")] = None,
+    run: RunOpt = None,
+    layer: LayerOpt = None,
+    by: ByOpt = "coactivation",
+    value: Annotated[str, typer.Option(help="class-mean (the units' mean over the class) or max.")] = "class-mean",
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path | None, typer.Option(help="Folder for the PNG. Default: $DEEPATLAS_HOME/out")] = None,
+    no_record: NoRecord = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Drive only each class's top-k units (all others 0): does the model predict that class?
+
+    Example: deepatlas experiment activate -k 7 --json
+    """
+    ks = k or [1, 2, 3, 5, 7, 10, 15, 20, 30]
+    if any(x < 1 for x in ks):
+        raise UsageError("k must be >= 1")
+    with Graph() as g, progress_bars(not json_out) as progress:
+        res = experiment_activate(g, run=run, layer=layer, by=by, ks=ks, value=value, model=model, device=device,
+                                  out_dir=out or out_dir(), record=not no_record, progress=progress)
+    if json_out:
+        print_json(res)
+        return
+    table = Table(title=f"{res['run']}: activate only the top-k units of each class in {res['layer']}")
+    table.add_column("class")
+    for kk in res["ks"]:
+        table.add_column(f"k={kk}")
+    table.add_column("smallest k")
+    for row in res["classes"]:
+        cells = ["[green]✓[/]" if p == row["class"] else f"[red]{p}[/]" for p in row["predicted"]]
+        table.add_row(row["class"], *cells, str(row["smallest_k"] or "-"))
+    table.add_row("fraction", *(f"{f:.1f}" for f in res["fraction_correct"]), "")
+    console.print(table)
+    console.print(f"figure {res.get('figure')}")
+
+
+@app.command()
+@cli_errors
+def community(
+    index: Annotated[int, typer.Option("--community", help="Community index (see `deepatlas analyze communities`).")],
+    run: RunOpt = None,
+    value: Annotated[str, typer.Option(help="zero or mean.")] = "zero",
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    no_record: NoRecord = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Knock out a whole community's neurons; the error of each class before and after."""
+    with Graph() as g:
+        res = experiment_community(g, index, run=run, value=value, model=model, device=device, record=not no_record)
+    if json_out:
+        print_json(res)
+        return
+    table = Table(title=f"{res['run']}: community {index} ({res['units']} neurons; classes {', '.join(res['community_classes']) or '-'}) knocked out")
+    for col in ("class", "error before", "error after", "change"):
+        table.add_column(col, justify="right")
+    for row in res["per_class"]:
+        table.add_row(row["class"], f"{row['error_before']:.3f}", f"{row['error_after']:.3f}", f"{row['change']:+.3f}")
+    console.print(table)
+
+
+@app.command()
+@cli_errors
+def shared(
+    a: Annotated[str, typer.Option("--a", help="First class.")],
+    b: Annotated[str, typer.Option("--b", help="Second class.")],
+    run: RunOpt = None,
+    value: Annotated[str, typer.Option(help="zero or mean.")] = "zero",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="Random same-size baselines.")] = 5,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    no_record: NoRecord = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Knock out the neurons two classes share (needs `analyze overlap`); their mutual mistakes."""
+    with Graph() as g:
+        res = experiment_shared(g, a, b, run=run, value=value, seeds=seeds, model=model, device=device, record=not no_record)
+    if json_out:
+        print_json(res)
+        return
+    rnd = res["random_same_size_mutual_mistakes"]
+    console.print(f"{res['a']} / {res['b']}: {len(res['shared_units'])} shared units ({', '.join(res['shared_units'])})")
+    console.print(f"  mutual mistakes {res['mutual_mistakes_before']} -> {res['mutual_mistakes_after']} "
+                  f"(random same-size sets: {rnd['mean']:.1f} ± {rnd['std']:.1f})")

@@ -1,0 +1,124 @@
+"""The experiments of the co-activation and prediction-gradient papers, on an Intervention.
+
+Pure functions of a model, tensors and unit orderings; nothing here reads the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepatlas.errors import UsageError
+from deepatlas.explain.interventions import Intervention
+
+__all__ = ["activate_only_sweep", "error_rates", "group_units", "knockout_curve", "random_orders"]
+
+Unit = tuple[str, int]
+
+
+def group_units(units: Sequence[Unit]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for layer, index in units:
+        out.setdefault(layer, []).append(int(index))
+    return out
+
+
+def error_rates(preds: torch.Tensor, labels: torch.Tensor, n_classes: int) -> tuple[list[float], float]:
+    """Per-class error (1 - recall) and overall error."""
+    wrong = (preds != labels).to(torch.float64)
+    per = torch.zeros(n_classes, dtype=torch.float64).index_add_(0, labels, wrong)
+    n = torch.bincount(labels, minlength=n_classes).to(torch.float64).clamp_min(1)
+    return (per / n).tolist(), float(wrong.mean()) if len(wrong) else 0.0
+
+
+def confusion(preds: torch.Tensor, labels: torch.Tensor, n_classes: int) -> np.ndarray:
+    return torch.bincount(labels * n_classes + preds, minlength=n_classes**2).view(n_classes, n_classes).numpy()
+
+
+def knockout_curve(
+    iv: Intervention,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    order: Sequence[Unit],
+    ks: Sequence[int],
+    *,
+    n_classes: int,
+    value: str = "zero",
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Knock out the first k units of ``order`` for each k; per-class and overall error.
+
+    k = 0 is the unmodified model. A k beyond ``len(order)`` is clipped (and reported as such).
+    """
+    rows = []
+    for k in ks:
+        if k < 0:
+            raise UsageError(f"k must be >= 0, got {k}")
+        kk = min(k, len(order))
+        if kk == 0:
+            with torch.no_grad():
+                preds = torch.cat([iv.model(inputs[s : s + 1000]).argmax(1).cpu() for s in range(0, len(inputs), 1000)])
+        else:
+            preds = iv.predict(inputs, group_units(order[:kk]), mode="knockout", value=value)
+        per, overall = error_rates(preds, labels.cpu(), n_classes)
+        rows.append({"k": kk, "class_error": per, "error": overall})
+        if progress is not None:
+            progress(1)
+    return rows
+
+
+def random_orders(units: Sequence[Unit], seeds: Sequence[int]) -> list[list[Unit]]:
+    """One random permutation of ``units`` per seed (numpy's PCG64, seeded)."""
+    out = []
+    for seed in seeds:
+        perm = np.random.default_rng(seed).permutation(len(units))
+        out.append([units[i] for i in perm])
+    return out
+
+
+def activate_only_sweep(
+    iv: Intervention,
+    probe: torch.Tensor,
+    rankings: Sequence[Sequence[Unit]],
+    ks: Sequence[int],
+    *,
+    value: str = "class-mean",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """For each class c and k: drive only c's top-k units; does the model then predict c?
+
+    Parameters
+    ----------
+    probe : Tensor
+        One input (1, C, H, W); the intervened layer's output does not depend on it.
+    rankings : one unit ordering per class, best first.
+    ks : increasing k values.
+
+    Returns
+    -------
+    dict with ``predicted[c][i]`` (the class predicted for class c at ks[i]),
+    ``smallest_k[c]`` (None if no k works), ``fraction_correct[i]`` per k.
+
+    References
+    ----------
+    Horta & Mileo (2019), "activate only the top-k neurons of a class".
+    """
+    predicted: list[list[int]] = []
+    for c, order in enumerate(rankings):
+        row = []
+        for k in ks:
+            kk = min(k, len(order))
+            if kk == 0:
+                row.append(-1)
+                continue
+            pred = iv.predict(probe, group_units(order[:kk]), mode="activate", value=value, target=c)
+            row.append(int(pred[0]))
+        predicted.append(row)
+        if progress is not None:
+            progress(1)
+    smallest = [next((k for k, p in zip(ks, row, strict=True) if p == c), None) for c, row in enumerate(predicted)]
+    fraction = [sum(1 for c, row in enumerate(predicted) if row[i] == c) / len(rankings) for i in range(len(ks))]
+    return {"ks": list(ks), "predicted": predicted, "smallest_k": smallest, "fraction_correct": fraction}

@@ -1,0 +1,57 @@
+"""Figures for the experiments: knockout curves and activate-only success."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["activate_figure", "knockout_figure"]
+
+
+def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
+    """Class error (solid) and overall error (dashed) as k grows: top, bottom, random +- std."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    for name, color in (("top", "#c0392b"), ("bottom", "#2e86c1")):
+        cur = result[name]
+        ax.plot(cur["k"], cur["class_error"], "-o", color=color, ms=3, label=f"{name}-k: {result['class']} error")
+        ax.plot(cur["k"], cur["error"], "--", color=color, lw=1, label=f"{name}-k: overall error")
+    rnd = result["random"]
+    k = np.array(rnd["k"])
+    m, s = np.array(rnd["class_error_mean"]), np.array(rnd["class_error_std"])
+    ax.plot(k, m, "-o", color="#7f8c8d", ms=3, label=f"random-k: {result['class']} error (mean +- std)")
+    ax.fill_between(k, m - s, m + s, color="#7f8c8d", alpha=0.25)
+    ax.plot(k, rnd["error_mean"], "--", color="#7f8c8d", lw=1, label="random-k: overall error")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(f"units knocked out in {result['layer']} (ranked by r to {result['class']})")
+    ax.set_ylabel("error")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{run}: knockout of {result['class']}'s units")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def activate_figure(result: dict[str, Any], run: str, path: Path) -> Path:
+    """Fraction of classes predicted when only their top-k units are driven, per k."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.plot(result["ks"], result["fraction_correct"], "-o", color="#27ae60")
+    ax.set_xlabel(f"k (top-k units of each class in {result['layer']} driven, all others 0)")
+    ax.set_ylabel("fraction of classes predicted")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{run}: activate-only ({result['value']})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,309 @@
+"""Experiments fed back into the model, each recorded as an Experiment node on the run.
+
+The model is the run's own (the checkpoint path stored on its Model node, verified by the
+weights' sha256) unless ``model`` names another file with the same weights; the data is the
+run's own data set, split and number of images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.db.experiments import (
+    class_ranking,
+    community_units,
+    dense_layers,
+    shared_units,
+    write_experiment,
+)
+from deepatlas.db.graph import Graph
+from deepatlas.db.queries import class_names, resolve_class
+from deepatlas.db.runs import RunInfo, resolve_run
+from deepatlas.errors import CheckpointError, UsageError
+from deepatlas.explain.experiments import (
+    Unit,
+    activate_only_sweep,
+    confusion,
+    error_rates,
+    group_units,
+    knockout_curve,
+    random_orders,
+)
+from deepatlas.explain.interventions import Intervention, UnitStats, unit_statistics
+from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
+from deepatlas.workflows.build import pick_device
+
+__all__ = ["experiment_activate", "experiment_community", "experiment_knockout", "experiment_shared"]
+
+Progress = Callable[[str, int, int], None]
+
+
+def _noop(stage: str, advance: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class _Context:
+    run: RunInfo
+    ckpt: Checkpoint
+    data: ImageSet
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    device: torch.device
+    classes: list[str]
+
+
+def _context(graph: Graph, run: str | None, model: str | Path | None, data_dir: str | Path | None, device: str) -> _Context:
+    info = resolve_run(graph, run)
+    rows = graph.read("MATCH (r:Run {key: $key})-[:OF_MODEL]->(m:Model) RETURN m.key AS sha, m.path AS path", {"key": info.key})
+    if not rows:
+        raise CheckpointError(f"run {info.name} records no model")
+    path = Path(model) if model is not None else Path(rows[0]["path"] or "")
+    if not path.is_file():
+        raise CheckpointError(f"the run's checkpoint {path} is gone; pass --model with the same weights")
+    ckpt = load_checkpoint(path)
+    if ckpt.sha256 != rows[0]["sha"]:
+        raise CheckpointError(f"{path} holds other weights than run {info.name} was made from (sha256 differs)")
+    data = load_dataset(info.dataset or "fashion-mnist", info.split or "test", data_dir=data_dir)
+    if info.n_samples:
+        data = data.subset(info.n_samples)
+    dev = pick_device(device)
+    ckpt.model.to(dev).eval()
+    return _Context(info, ckpt, data, ckpt.normalize(data.images).to(dev), data.labels, dev, class_names(graph, info))
+
+
+def _default_layer(graph: Graph, ctx: _Context, layer: str | None) -> str:
+    if layer is not None:
+        return layer
+    dense = dense_layers(graph, ctx.run)
+    if not dense:
+        raise UsageError(f"run {ctx.run.name} has no dense layer; pass --layer")
+    return dense[0]  # the first dense layer after the convs, as in the co-activation paper
+
+
+def _class_key(ctx: _Context, name: str) -> str:
+    return f"{ctx.run.key}/class/{ctx.classes.index(name)}"
+
+
+def _stats(ctx: _Context, layers: Sequence[str]) -> UnitStats:
+    return unit_statistics(ctx.ckpt.model, ctx.data, list(layers), normalize=ctx.ckpt.normalize, device=ctx.device)
+
+
+def experiment_knockout(
+    graph: Graph,
+    class_name: str,
+    *,
+    run: str | None = None,
+    layer: str | None = None,
+    by: str = "coactivation",
+    ks: Sequence[int] = (0, 1, 2, 4, 8, 16, 32, 64),
+    value: str = "zero",
+    seeds: int = 5,
+    model: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    record: bool = True,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
+    """Knockout curves for one class: top-k vs bottom-k vs random-k units of a layer.
+
+    Units are ranked by their edge to the class (``by``: coactivation r, gradient or influence);
+    top = highest score, bottom = lowest. Random orders repeat with ``seeds`` seeds and report
+    mean, std, min and max per k.
+
+    References
+    ----------
+    Lo, "Querying deep neural networks with gradients" (knockout of highest vs lowest scoring
+    units); Horta & Mileo (2019).
+    """
+    if seeds < 1:
+        raise UsageError("seeds must be >= 1")
+    if not ks or any(k < 0 for k in ks):
+        raise UsageError(f"ks must be a non-empty list of k >= 0, got {list(ks)}")
+    ctx = _context(graph, run, model, data_dir, device)
+    stored = resolve_class(graph, ctx.run, class_name)
+    layer = _default_layer(graph, ctx, layer)
+    ranking = class_ranking(graph, ctx.run, _class_key(ctx, stored), by=by, layer=layer)
+    units: list[Unit] = [(lay, idx) for lay, idx, _ in ranking]
+    iv = Intervention(ctx.ckpt.model, _stats(ctx, [layer]) if value == "mean" else None)
+    c = ctx.classes.index(stored)
+    n_cls = len(ctx.classes)
+    total = len(ks) * (2 + seeds)
+
+    def tick(n: int) -> None:
+        progress("knockout", n, total)
+
+    top = knockout_curve(iv, ctx.inputs, ctx.labels, units, ks, n_classes=n_cls, value=value, progress=tick)
+    bottom = knockout_curve(iv, ctx.inputs, ctx.labels, units[::-1], ks, n_classes=n_cls, value=value, progress=tick)
+    rand = [knockout_curve(iv, ctx.inputs, ctx.labels, order, ks, n_classes=n_cls, value=value, progress=tick)
+            for order in random_orders(units, range(seeds))]
+
+    def curve(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+        return {"k": [r["k"] for r in rows], "class_error": [r["class_error"][c] for r in rows], "error": [r["error"] for r in rows]}
+
+    rand_class = np.array([[r["class_error"][c] for r in rows] for rows in rand])
+    rand_all = np.array([[r["error"] for r in rows] for rows in rand])
+    result = {
+        "class": stored, "layer": layer, "units_ranked": len(units),
+        "top": curve(top), "bottom": curve(bottom),
+        "random": {"k": [r["k"] for r in rand[0]], "class_error_mean": rand_class.mean(0).tolist(),
+                   "class_error_std": rand_class.std(0).tolist(), "class_error_min": rand_class.min(0).tolist(),
+                   "class_error_max": rand_class.max(0).tolist(), "error_mean": rand_all.mean(0).tolist(),
+                   "error_std": rand_all.std(0).tolist()},
+    }
+    params = {"class": stored, "layer": layer, "by": by, "ks": list(ks), "value": value, "seeds": seeds}
+    if out_dir is not None:
+        from deepatlas.report.experiments import knockout_figure
+
+        result["figure"] = str(knockout_figure(result, ctx.run.name, Path(out_dir) / f"knockout-{_safe(stored)}-{layer}.png"))
+    if record:
+        kmax = max(ks)
+        result["experiment"] = write_experiment(graph, ctx.run, "knockout", params, result, units[:kmax], [_class_key(ctx, stored)])
+    result["run"] = ctx.run.name
+    return result
+
+
+def experiment_activate(
+    graph: Graph,
+    *,
+    run: str | None = None,
+    layer: str | None = None,
+    by: str = "coactivation",
+    ks: Sequence[int] = (1, 2, 3, 5, 7, 10, 15, 20, 30),
+    value: str = "class-mean",
+    model: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    record: bool = True,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
+    """Activate only each class's top-k units of a layer; does the model predict that class?
+
+    References
+    ----------
+    Horta & Mileo (2019), Towards explaining deep neural networks through graph analysis.
+    """
+    ks = sorted(set(ks))
+    if not ks or ks[0] < 1:
+        raise UsageError(f"k must be >= 1, got {list(ks)}")
+    ctx = _context(graph, run, model, data_dir, device)
+    layer = _default_layer(graph, ctx, layer)
+    rankings = []
+    for name in ctx.classes:
+        ranked = class_ranking(graph, ctx.run, _class_key(ctx, name), by=by, layer=layer)
+        rankings.append([(lay, idx) for lay, idx, _ in ranked])
+    iv = Intervention(ctx.ckpt.model, _stats(ctx, [layer]))
+    sweep = activate_only_sweep(iv, ctx.inputs[:1], rankings, ks, value=value,
+                                progress=lambda n: progress("activate", n, len(ctx.classes)))
+    per_class = [
+        {"class": name, "smallest_k": sweep["smallest_k"][c],
+         "predicted": [ctx.classes[p] if p >= 0 else None for p in sweep["predicted"][c]]}
+        for c, name in enumerate(ctx.classes)
+    ]
+    result: dict[str, Any] = {"layer": layer, "by": by, "value": value, "ks": ks, "classes": per_class,
+                              "fraction_correct": sweep["fraction_correct"]}
+    if out_dir is not None:
+        from deepatlas.report.experiments import activate_figure
+
+        result["figure"] = str(activate_figure(result, ctx.run.name, Path(out_dir) / f"activate-{layer}.png"))
+    if record:
+        kmax = max(ks)
+        targets = sorted({u for order in rankings for u in order[:kmax]})
+        result["experiment"] = write_experiment(graph, ctx.run, "activate",
+                                                {"layer": layer, "by": by, "ks": ks, "value": value}, result, targets,
+                                                [_class_key(ctx, n) for n in ctx.classes])
+    result["run"] = ctx.run.name
+    return result
+
+
+def _ablation(ctx: _Context, units: list[Unit], value: str) -> tuple[torch.Tensor, torch.Tensor]:
+    layers = sorted({lay for lay, _ in units})
+    iv = Intervention(ctx.ckpt.model, _stats(ctx, layers) if value == "mean" else None)
+    with torch.no_grad():
+        base = torch.cat([ctx.ckpt.model(ctx.inputs[s : s + 1000]).argmax(1).cpu() for s in range(0, len(ctx.inputs), 1000)])
+    return base, iv.predict(ctx.inputs, group_units(units), mode="knockout", value=value)
+
+
+def experiment_community(
+    graph: Graph, community: int, *, run: str | None = None, value: str = "zero", model: str | Path | None = None,
+    data_dir: str | Path | None = None, device: str = "auto", record: bool = True,
+) -> dict[str, Any]:
+    """Knock out every neuron of a Louvain community; error per class before and after."""
+    ctx = _context(graph, run, model, data_dir, device)
+    units = community_units(graph, ctx.run, community)
+    base, after = _ablation(ctx, units, value)
+    n = len(ctx.classes)
+    b_per, b_all = error_rates(base, ctx.labels, n)
+    a_per, a_all = error_rates(after, ctx.labels, n)
+    classes = graph.read("MATCH (c:Community {run: $key, index: $i}) RETURN c.classes AS classes", {"key": ctx.run.key, "i": community})
+    result: dict[str, Any] = {
+        "community": community, "community_classes": classes[0]["classes"] if classes else [], "units": len(units),
+        "error_before": b_all, "error_after": a_all,
+        "per_class": [{"class": name, "error_before": b_per[i], "error_after": a_per[i], "change": a_per[i] - b_per[i]}
+                      for i, name in enumerate(ctx.classes)],
+    }
+    if record:
+        ck = [_class_key(ctx, name) for name in result["community_classes"]]
+        result["experiment"] = write_experiment(graph, ctx.run, "community", {"community": community, "value": value},
+                                                result, units, ck)
+    result["run"] = ctx.run.name
+    return result
+
+
+def experiment_shared(
+    graph: Graph, a: str, b: str, *, run: str | None = None, value: str = "zero", model: str | Path | None = None,
+    data_dir: str | Path | None = None, device: str = "auto", seeds: int = 5, record: bool = True,
+) -> dict[str, Any]:
+    """Knock out the neurons two classes share; their mutual mistakes before and after.
+
+    A random set of the same size from the same layers (``seeds`` times) is the baseline.
+    """
+    ctx = _context(graph, run, model, data_dir, device)
+    sa, sb = resolve_class(graph, ctx.run, a), resolve_class(graph, ctx.run, b)
+    if sa == sb:
+        raise UsageError("give two different classes")
+    ia, ib = ctx.classes.index(sa), ctx.classes.index(sb)
+    units = shared_units(graph, ctx.run, _class_key(ctx, sa), _class_key(ctx, sb))
+    if not units:
+        raise UsageError(f"{sa} and {sb} share no neurons in their sets; nothing to knock out")
+    n = len(ctx.classes)
+    base, after = _ablation(ctx, units, value)
+    cb, ca = confusion(base, ctx.labels, n), confusion(after, ctx.labels, n)
+
+    def mutual(cm: np.ndarray) -> int:
+        return int(cm[ia, ib] + cm[ib, ia])
+
+    layers = sorted({lay for lay, _ in units})
+    pool = [(lay, i) for lay in layers for i in range(int(graph.read(
+        "MATCH (l:Layer {run: $key, name: $name}) RETURN l.size AS s", {"key": ctx.run.key, "name": lay})[0]["s"]))]
+    rand = []
+    for order in random_orders(pool, range(seeds)):
+        _, pr = _ablation(ctx, order[: len(units)], value)
+        rand.append(mutual(confusion(pr, ctx.labels, n)))
+    b_per, _ = error_rates(base, ctx.labels, n)
+    a_per, _ = error_rates(after, ctx.labels, n)
+    result: dict[str, Any] = {
+        "a": sa, "b": sb, "shared_units": [f"{lay}:{i}" for lay, i in units],
+        "mutual_mistakes_before": mutual(cb), "mutual_mistakes_after": mutual(ca),
+        "a_as_b": [int(cb[ia, ib]), int(ca[ia, ib])], "b_as_a": [int(cb[ib, ia]), int(ca[ib, ia])],
+        "class_error": {sa: [b_per[ia], a_per[ia]], sb: [b_per[ib], a_per[ib]]},
+        "random_same_size_mutual_mistakes": {"mean": float(np.mean(rand)), "std": float(np.std(rand)), "values": rand},
+    }
+    if record:
+        result["experiment"] = write_experiment(graph, ctx.run, "shared", {"a": sa, "b": sb, "value": value, "seeds": seeds},
+                                                result, units, [_class_key(ctx, sa), _class_key(ctx, sb)])
+    result["run"] = ctx.run.name
+    return result
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name)
