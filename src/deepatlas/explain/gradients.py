@@ -1,0 +1,130 @@
+"""Prediction gradients (Lo, "Querying deep neural networks with gradients").
+
+PG(a) = d y_c / d a for an element a (a pixel, or one position of a unit's output). Here y is
+the *logit* of class c by default: the softmax probability's gradient vanishes wherever the
+model is confident (p ~ 1 or ~ 0), which would rank units by the model's uncertainty rather
+than by what they contribute; ``output="prob"`` is offered for the other reading.
+
+Aggregates (DESIGN.md, method 3): PG averaged over the samples of class c; a dense unit's
+score is that average (signed); a conv filter's score is the Frobenius norm of its averaged
+PG map (non-negative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from deepatlas.data.base import ImageSet
+from deepatlas.errors import UsageError
+
+__all__ = ["OUTPUTS", "PredictionGradients", "unit_scores"]
+
+OUTPUTS = ("logit", "prob")
+
+
+class PredictionGradients:
+    """d y_target / d (input or a layer's output), per sample, captum-style.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns logits.
+    output : {"logit", "prob"}, default "logit"
+
+    Examples
+    --------
+    >>> pg = PredictionGradients(model).attribute(x, target=3, layer="relu4")   # doctest: +SKIP
+
+    References
+    ----------
+    Lo (2018), Querying deep neural networks with gradients (DESIGN.md, method 3).
+    """
+
+    def __init__(self, model: nn.Module, *, output: str = "logit") -> None:
+        if output not in OUTPUTS:
+            raise UsageError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.model = model
+        self.output = output
+
+    def attribute(self, inputs: torch.Tensor, target: int | torch.Tensor, layer: str | None = None) -> torch.Tensor:
+        return self.attribute_layers(inputs, target, [layer])[0]
+
+    def attribute_layers(self, inputs: torch.Tensor, target: int | torch.Tensor, layers: Sequence[str | None]) -> list[torch.Tensor]:
+        self.model.eval()
+        x = inputs.detach().clone().requires_grad_(True)
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        for name in layers:
+            if name is not None:
+                try:
+                    module = self.model.get_submodule(name)
+                except AttributeError:
+                    raise UsageError(f"unknown layer {name!r}") from None
+                handles.append(module.register_forward_hook(lambda _m, _i, o, n=name: captured.__setitem__(n, o)))
+        try:
+            with torch.enable_grad():
+                out = self.model(x)
+                if self.output == "prob":
+                    out = out.softmax(1)
+                if isinstance(target, int):
+                    if not 0 <= target < out.shape[1]:
+                        raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
+                    y = out[:, target].sum()
+                else:
+                    y = out.gather(1, target.view(-1, 1).to(out.device)).sum()
+                wrt = [x if n is None else captured[n] for n in layers]
+                grads = torch.autograd.grad(y, wrt, allow_unused=True)
+        finally:
+            for h in handles:
+                h.remove()
+        return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wrt, grads, strict=True)]
+
+
+def unit_scores(mean_maps: torch.Tensor) -> torch.Tensor:
+    """(n_classes, units, *spatial) averaged PG -> (n_classes, units) scores.
+
+    Dense: the averaged PG itself. Conv: the Frobenius norm of the averaged PG map.
+    """
+    if mean_maps.ndim == 2:
+        return mean_maps
+    return mean_maps.flatten(2).norm(dim=2)
+
+
+def class_mean_maps(
+    attribute: Callable[[torch.Tensor, torch.Tensor, list[str | None]], list[torch.Tensor]],
+    data: ImageSet,
+    layers: Sequence[str],
+    *,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    per_class: int | None = 100,
+    batch_size: int = 200,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """For each class c, the mean over (up to ``per_class``) images of class c of
+    ``attribute(x, c)`` at each layer: {layer: (n_classes, units, *spatial)}, and the counts."""
+    device = torch.device(device)
+    prep = normalize or (lambda t: t)
+    subset = data.subset(per_class=per_class) if per_class else data
+    n_classes = len(data.class_names)
+    sums: dict[str, torch.Tensor] = {}
+    counts = torch.zeros(n_classes, dtype=torch.float64)
+    for c in range(n_classes):
+        idx = torch.nonzero(subset.labels == c).flatten()
+        counts[c] = len(idx)
+        for s in range(0, len(idx), batch_size):
+            x = prep(subset.images[idx[s : s + batch_size]]).to(device)
+            target = torch.full((len(x),), c, dtype=torch.long, device=device)
+            outs = attribute(x, target, list(layers))
+            for name, g in zip(layers, outs, strict=True):
+                total = g.to(torch.float64).sum(0)
+                if name not in sums:
+                    sums[name] = torch.zeros((n_classes, *total.shape), dtype=torch.float64, device=device)
+                sums[name][c] += total
+            if progress is not None:
+                progress(len(x))
+    means = {n: (v / counts.clamp_min(1).view(-1, *([1] * (v.ndim - 1))).to(v.device)).cpu() for n, v in sums.items()}
+    return means, counts

@@ -1,0 +1,245 @@
+"""Influential scores (Jung, Shin & Kwon): how much each element drives an output node.
+
+Between consecutive node layers with values L (lower) and weights w,
+
+    J[l, l+1]_ij = w_ij * L_i / sum_i |w_ij * L_i|        (0 where the sum is 0; no biases)
+
+and J[l, m] = J[l, l+1] @ ... @ J[m-1, m]. The score of element i on output node t is
+J[input, output]_{i, t}. Nothing here builds J: one backward-style sweep per target carries
+v_{l+1} down with v_l = L * W^T (v_{l+1} / D), D = |W| |L|, which is J[l, l+1] @ v_{l+1}.
+
+How each module enters the sweep (choices where the paper is silent are marked *):
+  Linear, Conv1d/2d/3d   the rule above (the same sum over each output position's receptive field)
+  ReLU and other activation modules   * pass-through: the paper's nodes are post-activation
+                         values and J ignores the activation function, so influence reaches
+                         inputs that a dead ReLU hides from the gradient
+  MaxPool                routes through the arg-max (autograd's own routing)
+  AvgPool / AdaptiveAvgPool   a linear map with weights 1/k (autograd's own)
+  Flatten, Dropout (eval), Identity, reshapes   pass-through
+  BatchNorm (eval)       * folded into the preceding weighted layer: scaling a node's incoming
+                         weights by s cancels in the normalisation except for sign(s), so the
+                         sweep multiplies by sign(gamma / sqrt(var + eps))
+Other modules with parameters (LayerNorm, attention, ...) raise an error that names them.
+Activations applied functionally (``F.relu`` in ``forward``) cannot be seen and would act as
+gradients; use modules.
+
+References
+----------
+Jung, Shin & Kwon, "Explaining neural networks with influential scores" (DESIGN.md, method 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deepatlas.errors import UsageError
+
+__all__ = ["InfluentialScores"]
+
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ReLU6, nn.Softplus, nn.Hardtanh)
+_PASS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+         nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
+         nn.Dropout2d, nn.Identity)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _bias_free(module: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    if isinstance(module, nn.Linear):
+        return F.linear(x, weight)
+    m: Any = module
+    conv = F.conv1d if isinstance(m, nn.Conv1d) else F.conv2d if isinstance(m, nn.Conv2d) else F.conv3d
+    if m.padding_mode != "zeros":
+        raise UsageError(f"influential scores support zero-padded convolutions only ({module})")
+    return conv(x, weight, None, m.stride, m.padding, m.dilation, m.groups)
+
+
+class _WeightedRule(torch.autograd.Function):
+    """Forward: the layer as it is. Backward: v_in = x * W^T (v_out / (|W| |x|))."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.module = module
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        (x,) = ctx.saved_tensors
+        module = ctx.module
+        w = module.weight.detach()
+        with torch.enable_grad():
+            denom = _bias_free(module, x.abs(), w.abs())
+            u = torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
+            xr = x.detach().requires_grad_(True)
+            (back,) = torch.autograd.grad(_bias_free(module, xr, w), xr, grad_outputs=u)
+        return x * back, None, None
+
+
+class _PassThrough(torch.autograd.Function):
+    """Forward: the activation's output. Backward: identity (scaled by ``scale`` if given)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        ctx.scale = scale
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return (g if ctx.scale is None else g * ctx.scale), None, None
+
+
+class InfluentialScores:
+    """Influential scores of a model's elements on an output node, captum-style.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Built from supported modules (see the module docstring). Put in eval mode.
+
+    Raises
+    ------
+    UsageError
+        A module with parameters that the method does not define; the message names it.
+
+    Examples
+    --------
+    >>> scores = InfluentialScores(model).attribute(x, target=5)            # doctest: +SKIP
+    >>> scores.shape == x.shape                                              # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        for name, module in model.named_modules():
+            if any(True for _ in module.children()):
+                continue
+            supported = isinstance(module, (*_WEIGHTED, *_ACTIVATIONS, *_PASS, *_BN))
+            if not supported and any(True for _ in module.parameters(recurse=False)):
+                raise UsageError(f"influential scores cannot handle module {name!r} ({type(module).__name__})")
+
+    @contextmanager
+    def _rules(self) -> Iterator[None]:
+        handles = []
+
+        def weighted(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            return _WeightedRule.apply(inputs[0], out, module)
+
+        def activation(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            return _PassThrough.apply(inputs[0], out, None)
+
+        def batchnorm(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            bn: Any = module
+            gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(bn.running_var)
+            sign = torch.sign(gamma / torch.sqrt(bn.running_var + bn.eps))
+            shape = (1, -1) + (1,) * (out.ndim - 2)
+            return _PassThrough.apply(inputs[0], out, sign.view(shape))
+
+        for module in self.model.modules():
+            if isinstance(module, _WEIGHTED):
+                handles.append(module.register_forward_hook(weighted))
+            elif isinstance(module, _ACTIVATIONS):
+                handles.append(module.register_forward_hook(activation))
+            elif isinstance(module, _BN):
+                handles.append(module.register_forward_hook(batchnorm))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def attribute(
+        self,
+        inputs: torch.Tensor,
+        target: int | torch.Tensor,
+        layer: str | None = None,
+    ) -> torch.Tensor:
+        """Each element's influential score on output node ``target``.
+
+        Parameters
+        ----------
+        inputs : Tensor (B, ...)
+        target : int or Tensor (B,)
+            Output node (class index) per sample.
+        layer : str, optional
+            Qualified module name: score that module's output elements instead of the input's.
+
+        Returns
+        -------
+        Tensor shaped like ``inputs`` (or like the layer's output), detached.
+        """
+        return self.attribute_layers(inputs, target, [layer] if layer is not None else [None])[0]
+
+    def attribute_layers(
+        self, inputs: torch.Tensor, target: int | torch.Tensor, layers: list[str | None]
+    ) -> list[torch.Tensor]:
+        """Scores at several layers (None = the input) from one sweep."""
+        self.model.eval()
+        x = inputs.detach().clone().requires_grad_(True)
+        captured: dict[str, torch.Tensor] = {}
+        modules = {}
+        for name in layers:
+            if name is not None:
+                try:
+                    modules[name] = self.model.get_submodule(name)
+                except AttributeError:
+                    raise UsageError(f"unknown layer {name!r}") from None
+        with torch.enable_grad(), self._rules():
+            # registered after the rules, so these hooks see the rule-wrapped outputs
+            handles = [m.register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n, m in modules.items()]
+            try:
+                out = self.model(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            seed = _one_hot(out, target)
+            wrt = [x if n is None else captured[n] for n in layers]
+            grads = torch.autograd.grad(out, wrt, grad_outputs=seed, allow_unused=True)
+        return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wrt, grads, strict=True)]
+
+
+    def between(self, inputs: torch.Tensor, lower: str, upper: str, *, progress: Any = None) -> torch.Tensor:
+        """Influence of every unit of ``lower`` on every unit of ``upper``, per sample.
+
+        A conv filter's entries are summed over its positions (on both sides). One sweep per
+        unit of ``upper``. Returns (B, units_lower, units_upper).
+        """
+        self.model.eval()
+        captured: dict[str, torch.Tensor] = {}
+        mods = {n: self.model.get_submodule(n) for n in (lower, upper)}
+        with torch.enable_grad(), self._rules():
+            handles = [m.register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n, m in mods.items()]
+            try:
+                x = inputs.detach().clone().requires_grad_(True)
+                self.model(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            low, up = captured[lower], captured[upper]
+            n_up = up.shape[1]
+            result = torch.zeros(low.shape[0], low.shape[1], n_up, dtype=low.dtype, device=low.device)
+            for j in range(n_up):
+                seed = torch.zeros_like(up)
+                seed[:, j] = 1.0
+                (g,) = torch.autograd.grad(up, low, grad_outputs=seed, retain_graph=j < n_up - 1, allow_unused=True)
+                if g is not None:
+                    result[:, :, j] = g.flatten(2).sum(2) if g.ndim > 2 else g
+                if progress is not None:
+                    progress(1)
+        return result.detach()
+
+
+def _one_hot(out: torch.Tensor, target: int | torch.Tensor) -> torch.Tensor:
+    seed = torch.zeros_like(out)
+    if isinstance(target, int):
+        if not 0 <= target < out.shape[1]:
+            raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
+        seed[:, target] = 1.0
+    else:
+        seed.scatter_(1, target.view(-1, 1).to(out.device), 1.0)
+    return seed

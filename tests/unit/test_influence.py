@@ -1,0 +1,134 @@
+"""Influential scores and prediction gradients against hand computations and dense oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.autograd.functional import jacobian
+
+from deepatlas.errors import UsageError
+from deepatlas.explain.gradients import PredictionGradients, unit_scores
+from deepatlas.explain.influence import InfluentialScores
+
+
+def _j(matrix: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Dense J[l, l+1] from the layer's (out, in) matrix and the lower values: w_ij L_i / sum_i |w_ij L_i|."""
+    a = matrix.T * lower[:, None]
+    d = np.abs(a).sum(0)
+    return np.where(d > 0, a / np.where(d > 0, d, 1), 0.0)
+
+
+def test_two_layer_network_by_hand() -> None:
+    # x = (1, 2); hidden h = relu(W1 x), W1 = [[1, -1], [2, 1]]; out = W2 h, W2 = [[1, 3]]
+    m = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False)).double()
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 1.0]]))
+        m[2].weight.copy_(torch.tensor([[1.0, 3.0]]))
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    # h = relu(-1, 4) = (0, 4). J[h->out] = (1*0, 3*4) / (0 + 12) = (0, 1)
+    # J[x->h] column h0: (1*1, -1*2)/3 = (1/3, -2/3); column h1: (2*1, 1*2)/4 = (1/2, 1/2)
+    # score(x) = J[x->h] @ (0, 1) = (1/2, 1/2)
+    s = InfluentialScores(m).attribute(x, target=0)
+    assert torch.allclose(s, torch.tensor([[0.5, 0.5]], dtype=torch.float64))
+    h = InfluentialScores(m).attribute(x, target=0, layer="1")
+    assert torch.allclose(h, torch.tensor([[0.0, 1.0]], dtype=torch.float64))
+
+
+def test_dead_relu_zero_gradient_but_credited_by_influence() -> None:
+    # The output node is a ReLU unit killed by its bias (z = x0 + 3 x1 - 10 < 0): its gradient
+    # to x is 0, but the influential score ignores biases and activations and credits x by
+    # w_i x_i / sum |w_i x_i| = (1, 3) / 4.
+    m = nn.Sequential(nn.Linear(2, 1), nn.ReLU()).double()
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 3.0]]))
+        m[0].bias.fill_(-10.0)
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    assert torch.equal(PredictionGradients(m).attribute(x, target=0), torch.zeros(1, 2, dtype=torch.float64))
+    s = InfluentialScores(m).attribute(x, target=0)
+    assert torch.allclose(s, torch.tensor([[0.25, 0.75]], dtype=torch.float64))
+
+
+def test_chain_rule_layer_by_layer_equals_one_sweep_mlp() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)).double().eval()
+    x = torch.rand(3, 5, dtype=torch.float64)
+    s = InfluentialScores(m).attribute(x, target=torch.tensor([0, 1, 2]))
+    for b in range(3):
+        l0 = x[b]
+        l1 = m[1](m[0](l0))
+        l2 = m[3](m[2](l1))
+        chain = _j(m[0].weight.detach().numpy(), l0.numpy()) @ _j(m[2].weight.detach().numpy(), l1.detach().numpy()) \
+            @ _j(m[4].weight.detach().numpy(), l2.detach().numpy())
+        assert np.abs(chain[:, b] - s[b].numpy()).max() < 1e-12
+
+
+def test_conv_pool_chain_against_dense_jacobians() -> None:
+    torch.manual_seed(1)
+    conv = nn.Conv2d(1, 2, 2, bias=True)
+    m = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).double().eval()
+    x = torch.rand(1, 1, 5, 5, dtype=torch.float64)
+    s = InfluentialScores(m).attribute(x, target=2)[0, 0].numpy().ravel()
+    # oracle: conv as a dense matrix (the bias-free conv's Jacobian), pooling as its routing matrix
+    def conv_nb(t: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(t.view(1, 1, 5, 5), conv.weight.double()).flatten()
+    c_mat = jacobian(conv_nb, x.flatten()).numpy()  # (32, 25)
+    a1 = m[1](m[0](x))
+    p_mat = jacobian(lambda t: nn.functional.max_pool2d(t.view(1, 2, 4, 4), 2).flatten(), a1.flatten().detach()).numpy()
+    pooled = m[2](a1).flatten().detach().numpy()
+    j1 = _j(c_mat, x.flatten().numpy())  # (25, 32)
+    j_out = _j(m[4].weight.detach().numpy(), pooled)  # (8, 3)
+    want = j1 @ p_mat.T @ j_out[:, 2]
+    assert np.abs(want - s).max() < 1e-12
+
+
+def test_between_layers_sums_positions() -> None:
+    torch.manual_seed(2)
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 2)).double().eval()
+    x = torch.rand(2, 3, dtype=torch.float64)
+    inf = InfluentialScores(m)
+    j = inf.between(x, "1", "3")  # (B, 4, 2)
+    for b in range(2):
+        l1 = m[1](m[0](x[b])).detach().numpy()
+        want = _j(m[2].weight.detach().numpy(), l1)
+        assert np.abs(j[b].numpy() - want).max() < 1e-12
+
+
+def test_batchnorm_and_unsupported_modules() -> None:
+    bn = nn.BatchNorm1d(2).double().eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([-2.0, 0.5]))
+    m = nn.Sequential(nn.Linear(2, 2, bias=False), bn, nn.ReLU(), nn.Linear(2, 1, bias=False)).double().eval()
+    x = torch.rand(2, 2, dtype=torch.float64) + 0.1
+    folded = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False)).double()
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        folded[0].weight.copy_(m[0].weight * scale[:, None])
+        folded[2].weight.copy_(m[3].weight)
+    # BN folded into the linear layer gives the same scores (the hidden values are those of m)
+    got = InfluentialScores(m).attribute(x, target=0, layer="0")
+    h = m[2](m[1](m[0](x)))
+    want = torch.tensor(np.stack([_j(m[3].weight.detach().numpy(), h[b].detach().numpy())[:, 0] for b in range(2)]))
+    assert torch.allclose(got * torch.sign(scale), want)
+    with pytest.raises(UsageError, match="LayerNorm"):
+        InfluentialScores(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)))
+    with pytest.raises(UsageError, match="not an output node"):
+        InfluentialScores(folded).attribute(x, target=5)
+
+
+def test_prediction_gradients_and_unit_scores() -> None:
+    m = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 2, bias=False)).double()
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        m[2].weight.copy_(torch.tensor([[2.0, -1.0], [0.5, 4.0]]))
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(PredictionGradients(m).attribute(x, 0), torch.tensor([[2.0, -1.0]], dtype=torch.float64))
+    p = PredictionGradients(m, output="prob").attribute(x, 0)
+    probs = m(x).softmax(1)[0]
+    # d p0 / d x = p0 (1 - p0) * d(z0 - z1)/dx
+    want = probs[0] * probs[1] * torch.tensor([2.0 - 0.5, -1.0 - 4.0], dtype=torch.float64)
+    assert torch.allclose(p[0], want)
+    maps = torch.zeros(2, 3, 2, 2)
+    maps[0, 1] = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
+    assert unit_scores(maps)[0, 1] == 5.0 and unit_scores(torch.tensor([[-2.0, 1.0]]))[0, 0] == -2.0
