@@ -29,6 +29,8 @@ def ingest(
     top_k: Annotated[int, typer.Option(min=0, help="Also keep each node's k strongest neuron-neuron pairs.")] = 8,
     pixel_top_k: Annotated[int, typer.Option(min=0, help="Pixel edges kept per neuron (the full pixel vector is always stored).")] = 16,
     class_values: Annotated[str, typer.Option(help="Class node values: probs (softmax) or logits.")] = "probs",
+    edges: Annotated[str, typer.Option(help="Edges to write: any of coactivation,influence,gradient.")] = "coactivation,influence,gradient",
+    attribution_per_class: Annotated[int, typer.Option(min=1, help="Images per class averaged for INFLUENCES/GRADIENT edges.")] = 100,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run the model over a data set and write its co-activation graph to Neo4j.
@@ -45,7 +47,8 @@ def ingest(
             model or models_dir() / "fashion-cnn.pt", dataset=data, split=split, data_dir=data_dir, layers=layer_list,
             limit=limit, run_name=run, batch_size=batch_size, device=device,
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
-            class_values=class_values, progress=progress,
+            class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
+            attribution_per_class=attribution_per_class, progress=progress,
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

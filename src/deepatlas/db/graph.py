@@ -58,7 +58,8 @@ class Graph:
         self.settings = settings
         try:
             self._driver: Driver = GraphDatabase.driver(
-                settings.uri, auth=(settings.user, settings.password), max_transaction_retry_time=30.0
+                settings.uri, auth=(settings.user, settings.password), max_transaction_retry_time=30.0,
+                notifications_min_severity="OFF",  # "property does not exist" before an analysis ran is expected
             )
             self._driver.verify_connectivity()
         except Exception as exc:

@@ -26,7 +26,7 @@ import numpy as np
 from deepatlas.errors import UsageError
 from deepatlas.ingest.coactivation import CoactivationResult
 
-__all__ = ["EdgeTable", "GraphTables", "SparsifyParams", "build_tables", "class_key", "layer_key", "neuron_key", "pixel_key"]
+__all__ = ["EdgeTable", "GraphTables", "SparsifyParams", "attribution_tables", "build_tables", "class_key", "layer_key", "neuron_key", "pixel_key"]
 
 
 def layer_key(run: str, name: str) -> str:
@@ -270,3 +270,52 @@ def build_tables(
 
 def params_dict(params: SparsifyParams) -> dict[str, Any]:
     return asdict(params)
+
+
+def attribution_tables(
+    run: str,
+    result: CoactivationResult,
+    *,
+    gradient: dict[str, Any] | None = None,
+    influence: dict[str, Any] | None = None,
+    between: dict[tuple[str, str], Any] | None = None,
+) -> list[EdgeTable]:
+    """GRADIENT and INFLUENCES edges from class-level attribution matrices.
+
+    ``gradient`` / ``influence``: {layer: (n_classes, units)}; ``between``: {(lower, upper):
+    (units_lower, units_upper)}. Dead units get no edges; exact zeros are not stored.
+    """
+    dead: dict[str, np.ndarray] = {}
+    j = 0
+    mask = result.units.dead_x.numpy()
+    for spec in result.layers:
+        dead[spec.name] = mask[j : j + spec.size]
+        j += spec.size
+    tables: list[EdgeTable] = []
+    for rel, prop, mats in (("GRADIENT", "pg", gradient), ("INFLUENCES", "score", influence)):
+        if not mats:
+            continue
+        t = EdgeTable(rel, "Neuron", "Class", props={prop: []})
+        for layer, mat in mats.items():
+            m = np.asarray(mat)
+            for c in range(m.shape[0]):
+                for i in range(m.shape[1]):
+                    if not dead[layer][i] and m[c, i] != 0:
+                        t.src.append(neuron_key(run, layer, i))
+                        t.dst.append(class_key(run, c))
+                        t.props[prop].append(round(float(m[c, i]), 7))
+        tables.append(t)
+    if between:
+        t = EdgeTable("INFLUENCES", "Neuron", "Neuron", props={"score": []})
+        for (lower, upper), mat in between.items():
+            m = np.asarray(mat)
+            for i in range(m.shape[0]):
+                if dead[lower][i]:
+                    continue
+                for k in range(m.shape[1]):
+                    if not dead[upper][k] and m[i, k] != 0:
+                        t.src.append(neuron_key(run, lower, i))
+                        t.dst.append(neuron_key(run, upper, k))
+                        t.props["score"].append(round(float(m[i, k]), 7))
+        tables.append(t)
+    return tables

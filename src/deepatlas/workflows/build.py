@@ -20,13 +20,22 @@ from deepatlas.data.base import ImageSet, load_dataset
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo, new_run_key, validate_run_name, write_run
 from deepatlas.errors import UsageError
+from deepatlas.explain.aggregate import (
+    class_gradient_scores,
+    class_influence_scores,
+    layer_influence,
+)
 from deepatlas.ingest.coactivation import compute_coactivation
-from deepatlas.ingest.tables import SparsifyParams, build_tables, params_dict
+from deepatlas.ingest.tables import SparsifyParams, attribution_tables, build_tables, params_dict
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from deepatlas.models.reference import FashionCNN
 from deepatlas.models.train import evaluate, train_model
 
-__all__ = ["IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
+__all__ = ["EDGE_KINDS", "IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
+
+#: What `--edges` accepts. Co-activation statistics (node properties, confusion) are always
+#: computed; the names choose which edges are written.
+EDGE_KINDS = ("coactivation", "influence", "gradient")
 
 #: progress(stage, advance, total): called as work is done; total may be 0 when unknown.
 Progress = Callable[[str, int, int], None]
@@ -129,6 +138,9 @@ def ingest(
     device: str = "auto",
     sparsify: SparsifyParams | None = None,
     class_values: str = "probs",
+    edges: Sequence[str] = EDGE_KINDS,
+    attribution_per_class: int = 100,
+    between_samples: int = 200,
     graph: Graph | None = None,
     progress: Progress = _noop,
 ) -> IngestReport:
@@ -149,6 +161,13 @@ def ingest(
         replaced atomically.
     batch_size, device, class_values : see :func:`deepatlas.ingest.compute_coactivation`
     sparsify : SparsifyParams, optional
+    edges : sequence of {"coactivation", "influence", "gradient"}, default all three
+        COACTIVATES (Pearson r), INFLUENCES (influential scores, neuron->class and between
+        consecutive captured layers) and GRADIENT (prediction gradients, neuron->class).
+    attribution_per_class : int, default 100
+        Images per class averaged for the INFLUENCES and GRADIENT neuron->class edges.
+    between_samples : int, default 200
+        Images averaged for the neuron->neuron INFLUENCES edges (one sweep per upper unit).
     graph : Graph, optional
         Default: a new connection from the environment (starting the local server if needed).
     progress : callable, optional
@@ -169,6 +188,11 @@ def ingest(
     if len(ckpt.class_names) != len(images.class_names):
         raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
     name = validate_run_name(run_name or _default_run_name(ckpt, images))
+    unknown = [e for e in edges if e not in EDGE_KINDS]
+    if unknown or not edges:
+        raise UsageError(f"--edges takes a comma-separated subset of {', '.join(EDGE_KINDS)}; got {', '.join(edges) or 'nothing'}")
+    if attribution_per_class <= 0 or between_samples <= 0:
+        raise UsageError("attribution_per_class and between_samples must be positive")
     sparsify = sparsify or SparsifyParams()
     dev = pick_device(device)
     timings["load"] = time.perf_counter() - t0
@@ -187,7 +211,28 @@ def ingest(
         t0 = time.perf_counter()
         key = new_run_key(name)
         tables = build_tables(result, key, sparsify)
+        if "coactivation" not in edges:
+            tables.edges = [t for t in tables.edges if t.rel != "COACTIVATES"]
         timings["tables"] = time.perf_counter() - t0
+        layer_names = [s.name for s in result.layers]
+        per_class_total = sum(min(attribution_per_class, int((images.labels == c).sum())) for c in range(len(images.class_names)))
+        grad = infl = betw = None
+        if "gradient" in edges:
+            t0 = time.perf_counter()
+            grad = class_gradient_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
+                                         per_class=attribution_per_class, device=dev,
+                                         progress=lambda k: progress("gradient", k, per_class_total))
+            timings["gradient"] = time.perf_counter() - t0
+        if "influence" in edges:
+            t0 = time.perf_counter()
+            infl = class_influence_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
+                                          per_class=attribution_per_class, device=dev,
+                                          progress=lambda k: progress("influence", k, per_class_total))
+            n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))
+            betw = layer_influence(ckpt.model, images, layer_names, normalize=ckpt.normalize, samples=between_samples,
+                                   device=dev, progress=lambda k: progress("between", k, n_sweeps))
+            timings["influence"] = time.perf_counter() - t0
+        tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw)
         total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
         t0 = time.perf_counter()
         run = write_run(
@@ -197,7 +242,9 @@ def ingest(
                 "layers": [s.name for s in result.layers], "class_values": class_values,
                 "input_shape": list(result.input_shape),
                 "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
-                           "layers": [s.name for s in result.layers]},
+                           "layers": [s.name for s in result.layers], "edges": list(edges),
+                           "attribution_per_class": attribution_per_class, "between_samples": between_samples,
+                           "gradient_output": "logit"},
                 "confusion": result.confusion.tolist(), "device": str(dev),
             },
             model_props={"key": ckpt.sha256, "name": ckpt.name, "arch": ckpt.arch,
