@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from deepatlas import __version__
-from deepatlas.cli import analyze, audit, db, experiment, export, query, runs
+from deepatlas.cli import analyze, audit, db, experiment, explain, export, query, runs
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
 from deepatlas.cli.train import train
@@ -49,6 +49,7 @@ app.add_typer(analyze.app, name="analyze")
 app.add_typer(audit.app, name="audit")
 app.add_typer(export.app, name="export")
 app.add_typer(experiment.app, name="experiment")
+app.add_typer(explain.app, name="explain")
 
 
 def main() -> None:

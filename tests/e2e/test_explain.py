@@ -1,0 +1,64 @@
+"""Explanations of single images and the disagreement report, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepatlas.cli.app import app
+from deepatlas.data import load_fashion_mnist
+from deepatlas.db.graph import Graph
+from deepatlas.explain.influence import InfluentialScores
+from deepatlas.models import load_checkpoint
+from deepatlas.workflows.build import ingest
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+
+
+def test_heatmap_and_filters(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["explain", "heatmap", "--image", "3", "--model", str(tiny_checkpoint), "--device", "cpu",
+                            "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert len(res["classes"]) == 10 and Path(res["figure"]).stat().st_size > 20_000
+    # the numbers are the influential scores of the explain layer, summed by sign
+    ckpt = load_checkpoint(tiny_checkpoint)
+    x = ckpt.normalize(load_fashion_mnist("test").images[3:4])
+    s = InfluentialScores(ckpt.model).attribute(x, target=4)[0]
+    coat = next(c for c in res["classes"] if c["class"] == "Coat")
+    assert coat["positive"] == pytest.approx(float(s[s > 0].sum()), rel=1e-4)
+    r = runner.invoke(app, ["explain", "filters", "--image", "3", "--model", str(tiny_checkpoint), "--device", "cpu",
+                            "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert set(res["layers"]) == {"relu1", "relu2", "relu3", "relu4"} and len(res["layers"]["relu1"]) == 4
+
+
+def test_explain_errors(tiny_checkpoint: Path) -> None:
+    r = runner.invoke(app, ["explain", "heatmap", "--image", "10000", "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 1 and "out of range" in r.output and "0..9999" in r.output
+    r = runner.invoke(app, ["explain", "heatmap", "--image", "1", "--class", "Hat", "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 1 and "no class 'Hat'" in r.output
+    r = runner.invoke(app, ["explain", "heatmap", "--image", "1", "--method", "lrp", "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 1 and "method must be one of" in r.output
+
+
+def test_disagreement_report(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    with Graph(autostart=False) as g:
+        ingest(tiny_checkpoint, limit=300, run_name="disagree", device="cpu", graph=g, attribution_per_class=10, between_samples=10)
+    for by in ("influence", "gradient"):
+        r = runner.invoke(app, ["explain", "disagree", "--run", "disagree", "--by", by, "-k", "5", "--min-r", "0", "--json"])
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)
+        for row in res[f"correlated_not_{by}"]:
+            assert row["r_rank"] <= 5 and row[f"{by}_rank"] > 5
+        for row in res[f"{by}_not_correlated"]:
+            assert row[f"{by}_rank"] <= 5 and row["r_rank"] > 5
+    with Graph(autostart=False) as g:
+        ingest(tiny_checkpoint, limit=300, run_name="no-attrib", device="cpu", graph=g, edges=("coactivation",))
+    r = runner.invoke(app, ["explain", "disagree", "--run", "no-attrib"])
+    assert r.exit_code == 1 and "has no INFLUENCES edges" in r.output

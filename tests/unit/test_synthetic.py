@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepatlas.data.synthetic import make_synthetic
+from deepatlas.errors import UsageError
+from deepatlas.explain.rank import rank_statistics
+
+
+def test_synthetic_labels_follow_the_formulas() -> None:
+    s = make_synthetic("orange-skin", 500, seed=3)
+    assert s.x.shape == (500, 10) and s.relevant == (0, 1, 2, 3)
+    assert float(s.x.min()) >= 1.0 and float(s.x.max()) <= 2.0
+    want = 1 / (1 + torch.exp((s.x[:, :4].double() ** 2).sum(1) - 10))
+    assert torch.allclose(s.y[:, 1].double(), want, atol=1e-6) and torch.allclose(s.y.sum(1), torch.ones(500))
+    p = make_synthetic("plus-one", 10)
+    assert torch.allclose(p.y[:, 1].double(), 1 / (1 + torch.exp(p.x[:, 0].double() * p.x[:, 1] - 2)), atol=1e-6)
+    t = make_synthetic("two-features", 10)
+    assert float(t.x.max()) <= 1.0 and t.relevant == (0, 1)
+    assert torch.equal(make_synthetic("two-features", 10, seed=1).x, make_synthetic("two-features", 10, seed=1).x)
+    with pytest.raises(UsageError):
+        make_synthetic("spiral", 10)
+
+
+def test_rank_statistics_by_hand() -> None:
+    scores = torch.tensor([
+        [0.9, -0.8, 0.1, 0.0],   # relevant (0, 1) on top
+        [0.2, 0.9, 0.5, 0.0],    # input 2 outranks input 0
+        [-0.1, 0.3, 0.05, 0.2],  # top-2 = {1, 3}: not the relevant set, 3 outranks 0
+    ])
+    st = rank_statistics(scores, (0, 1))
+    assert st["top_ranks"] == pytest.approx(1 / 3) and st["outranked"] == pytest.approx(2 / 3)
+    assert st["mean_rank"][0] == pytest.approx((1 + 3 + 3) / 3)  # ranks of input 0: 1st, 3rd, 3rd
