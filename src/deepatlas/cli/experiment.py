@@ -167,3 +167,41 @@ def shared(
     console.print(f"{res['a']} / {res['b']}: {len(res['shared_units'])} shared units ({', '.join(res['shared_units'])})")
     console.print(f"  mutual mistakes {res['mutual_mistakes_before']} -> {res['mutual_mistakes_after']} "
                   f"(random same-size sets: {rnd['mean']:.1f} ± {rnd['std']:.1f})")
+
+
+@app.command()
+@cli_errors
+def switchgate(
+    class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose core units to find.")],
+    layer: Annotated[list[str] | None, typer.Option("--layer", help="Gated layer(s); 'input' gates pixels. Default: the last conv block's pooled output.")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, help="Price of each open gate.")] = 0.05,
+    lam: Annotated[float, typer.Option("--lambda", min=0.0, help="Weight of the 0/1 penalty phi.")] = 1.0,
+    steps: Annotated[int, typer.Option(min=10, help="Optimisation steps.")] = 400,
+    per_side: Annotated[int, typer.Option(min=10, help="Images per side of the balanced set.")] = 300,
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="Random same-size subsets.")] = 5,
+    run: RunOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path | None, typer.Option(help="Folder for the input-gate PNG. Default: $DEEPATLAS_HOME/out")] = None,
+    no_record: NoRecord = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Core units of a class by Switch Gates: the fewest units that keep the model's verdict.
+
+    Reports the units kept, the prediction holding rate with only them open, and that of random
+    subsets of the same size. The Experiment node's TARGETS edges name the core units.
+    """
+    from deepatlas.workflows.cores import experiment_switchgate
+
+    with Graph() as g, progress_bars(not json_out) as progress:
+        res = experiment_switchgate(g, class_name, run=run, layers=layer, alpha=alpha, lam=lam, steps=steps, per_side=per_side,
+                                    seeds=seeds, model=model, device=device, out_dir=out or out_dir(), record=not no_record,
+                                    progress=progress)
+    if json_out:
+        print_json(res)
+        return
+    rnd = res["random_holding_rate"]
+    for layer_name, n in res["n_kept"].items():
+        console.print(f"{res['class']}: {n} of {res['sizes'][layer_name]} units of {layer_name} kept: {res['kept'][layer_name][:40]}")
+    console.print(f"holding rate with only them: [bold]{res['holding_rate']:.3f}[/]; random same-size subsets "
+                  f"{rnd['mean']:.3f} ± {rnd['std']:.3f}")

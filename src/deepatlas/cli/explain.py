@@ -124,3 +124,72 @@ def rank(
     console.print(f"  relevant inputs hold the top ranks: [bold]{res['top_ranks']:.1%}[/] of samples")
     console.print(f"  an irrelevant input outranks a relevant one: {res['outranked']:.1%}")
     console.print("  mean rank per input: " + ", ".join(f"X{i} {r:.2f}" for i, r in enumerate(res["mean_rank"])))
+
+
+def _ranks(rank: list[int] | None) -> list[int]:
+    return rank or [1, 2, 4, 8, 16, 32]
+
+
+@app.command()
+@cli_errors
+def factors(
+    rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Rank(s); repeat for a sweep. Default 1,2,4,8,16,32.")] = None,
+    model: ModelOpt = None,
+    images: Annotated[int, typer.Option(min=10, help="Test images factored (stratified).")] = 2000,
+    iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
+    seed: Annotated[int, typer.Option(help="Initialisation seed.")] = 0,
+    device: DeviceOpt = "auto",
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Coupled non-negative factorisation of pixels and activations (shared image factor):
+    RMSE per rank, singular-value spectra, latent images, unit x factor heatmaps."""
+    from deepatlas.workflows.cores import explain_factors
+
+    with progress_bars(not json_out) as progress:
+        res = explain_factors(model or models_dir() / "fashion-cnn.pt", _ranks(rank), images=images, iters=iters, seed=seed,
+                              device=device, out_dir=out or out_dir(), progress=progress)
+    if json_out:
+        print_json(res)
+        return
+    table = Table(title=f"coupled NMF of {res['images']} images")
+    names = list(res["ranks"][0]["rmse"])
+    for col in ("rank", "total", *names):
+        table.add_column(col, justify="right")
+    for row in res["ranks"]:
+        table.add_row(str(row["rank"]), f"{row['rmse_total']:.4f}", *(f"{row['rmse'][n]:.4f}" for n in names))
+    console.print(table)
+    for name, path in res["figures"].items():
+        console.print(f"figure {name}: {path}")
+
+
+@app.command()
+@cli_errors
+def compare(
+    models: Annotated[list[Path], typer.Argument(help="Two or more checkpoints (e.g. trained on 25/50/75/100% of the data).")],
+    rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Ranks; default 1,2,4,8,16,32.")] = None,
+    images: Annotated[int, typer.Option(min=10, help="Test images factored (no labels used).")] = 2000,
+    iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
+    device: DeviceOpt = "auto",
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Training-quality diagnostic without test labels: RMSE-vs-rank and spectra across checkpoints."""
+    from deepatlas.workflows.cores import explain_compare
+
+    with progress_bars(not json_out) as progress:
+        res = explain_compare(models, _ranks(rank), images=images, iters=iters, device=device, out_dir=out or out_dir(),
+                              progress=progress)
+    if json_out:
+        print_json(res)
+        return
+    table = Table(title="RMSE (total, normalised) per rank")
+    ranks = [r["rank"] for r in next(iter(res["ranks"].values()))]
+    table.add_column("checkpoint")
+    for r in ranks:
+        table.add_column(f"r={r}", justify="right")
+    for name, rows in res["ranks"].items():
+        table.add_row(name, *(f"{row['rmse_total']:.4f}" for row in rows))
+    console.print(table)
+    for name, path in res["figures"].items():
+        console.print(f"figure {name}: {path}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.errors import UsageError
 from deepatlas.paths import models_dir
 from deepatlas.workflows.build import train_reference
 
@@ -19,6 +20,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seeds weights and shuffling: same seed, same model (CPU).")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    fraction: Annotated[float, typer.Option(help="Train on this seeded random fraction of the training images.")] = 1.0,
+    classes: Annotated[str | None, typer.Option(help="Train only on these class indices, e.g. 0,1,2,3,4.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Train the reference CNN (3 conv + 2 dense) on Fashion-MNIST and save a checkpoint.
@@ -28,7 +31,12 @@ def train(
     """
     path = out or models_dir() / "fashion-cnn.pt"
     with progress_bars(not json_out) as progress:
-        report = train_reference(path, epochs=epochs, seed=seed, data_dir=data_dir, device=device, progress=progress)
+        try:
+            class_list = [int(c) for c in classes.split(",") if c.strip()] if classes else None
+        except ValueError:
+            raise UsageError(f"--classes takes comma-separated class indices, got {classes!r}") from None
+        report = train_reference(path, epochs=epochs, seed=seed, data_dir=data_dir, device=device, fraction=fraction,
+                                 classes=class_list, progress=progress)
     if json_out:
         print_json(report)
         return

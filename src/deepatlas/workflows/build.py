@@ -76,6 +76,8 @@ def train_reference(
     data_dir: str | Path | None = None,
     device: str = "auto",
     train_limit: int | None = None,
+    fraction: float = 1.0,
+    classes: Sequence[int] | None = None,
     widths: tuple[int, int, int] = (16, 32, 64),
     hidden: int = 128,
     progress: Progress = _noop,
@@ -89,6 +91,19 @@ def train_reference(
     test = load_dataset("fashion-mnist", "test", data_dir=data_dir)
     if train_limit is not None:
         train = train.subset(train_limit)
+    if not 0.0 < fraction <= 1.0:
+        raise UsageError(f"fraction must lie in (0, 1], got {fraction}")
+    if classes is not None:
+        bad = [c for c in classes if not 0 <= c < len(train.class_names)]
+        if bad or not classes:
+            raise UsageError(f"classes must be indices 0..{len(train.class_names) - 1}, got {list(classes)}")
+        keep = torch.isin(train.labels, torch.tensor(list(classes)))
+        train = ImageSet(train.images[keep], train.labels[keep], train.class_names, train.name, train.split)
+    if fraction < 1.0:
+        # a seeded random fraction of the training images (the factorisation paper's diagnostic)
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: max(1, int(fraction * len(train)))]
+        idx = idx.sort().values
+        train = ImageSet(train.images[idx], train.labels[idx], train.class_names, train.name, train.split)
     mean, std = float(train.images.mean()), float(train.images.std())
     torch.manual_seed(seed)
     config: dict[str, Any] = {"in_channels": 1, "n_classes": 10, "widths": list(widths), "hidden": hidden, "input_size": 28}
@@ -104,6 +119,7 @@ def train_reference(
         "name": "fashion-cnn", "class_names": list(train.class_names), "input_shape": list(train.input_shape),
         "mean": mean, "std": std, "accuracy": acc, "dataset": "fashion-mnist", "seed": seed, "epochs": epochs,
         "train_images": len(train), "train_seconds": result.seconds, "device": str(dev),
+        "train_fraction": fraction, "train_classes": list(classes) if classes is not None else None,
         "torch": torch.__version__,
     })
     ckpt = load_checkpoint(path)

@@ -1,0 +1,131 @@
+"""Coupled non-negative matrix factorisation (Saini & Papalexakis; DESIGN.md, method 5).
+
+The input pixels D (pixels x images, one matrix per channel) and each captured layer's
+activations A_j (units x images) are factored jointly with a shared image factor F:
+
+    D ~ P F^T,   A_j ~ Q_j F^T,   P, Q_j, F >= 0
+
+minimising sum_k ||X_k - W_k F^T||_F^2 by Lee-Seung multiplicative updates (with an epsilon
+in every denominator), which never increase the objective:
+
+    W_k <- W_k * (X_k F) / (W_k F^T F + eps)
+    F   <- F * (sum_k X_k^T W_k) / (F sum_k W_k^T W_k + eps)
+
+*Choice*: each X_k is divided by its Frobenius norm before fitting, so a layer with large
+activations does not drown the pixels; RMSEs are reported in the original units.
+Activations must be non-negative (post-ReLU outputs are).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from deepatlas.errors import UsageError
+
+__all__ = ["CoupledNMF", "coupled_nmf", "spectra"]
+
+
+@dataclass
+class CoupledNMF:
+    """Factors and fit of one coupled factorisation.
+
+    Attributes
+    ----------
+    rank : int
+    image_factor : Tensor (images, rank)        F
+    loadings : dict name -> Tensor (rows, rank)  P for the pixels, Q_j per layer (original units)
+    rmse : dict name -> float                     per matrix, original units
+    objective : list of float                     normalised objective after each iteration
+    """
+
+    rank: int
+    image_factor: torch.Tensor
+    loadings: dict[str, torch.Tensor]
+    rmse: dict[str, float]
+    objective: list[float] = field(default_factory=list)
+
+    @property
+    def rmse_total(self) -> float:
+        """RMSE over all matrices together, each normalised to unit Frobenius norm."""
+        return self.objective[-1] ** 0.5 / max(1, self._cells) ** 0.5 if self.objective else float("nan")
+
+    _cells: int = 0
+
+
+def coupled_nmf(
+    matrices: dict[str, torch.Tensor],
+    rank: int,
+    *,
+    iters: int = 300,
+    eps: float = 1e-9,
+    seed: int = 0,
+    normalize: bool = True,
+) -> CoupledNMF:
+    """Jointly factor matrices that share their columns (images).
+
+    Parameters
+    ----------
+    matrices : dict name -> Tensor (rows_k, images), all >= 0, same number of columns
+    rank : int
+    iters : int, default 300
+    eps : float, default 1e-9
+    seed : int, default 0
+        Seeds the uniform random initialisation.
+    normalize : bool, default True
+        Divide each matrix by its Frobenius norm first (see the module docstring).
+
+    Returns
+    -------
+    CoupledNMF
+
+    References
+    ----------
+    Saini & Papalexakis, coupled non-negative factorisation of inputs and activations.
+    Lee & Seung (2001), Algorithms for non-negative matrix factorization.
+    """
+    if rank < 1:
+        raise UsageError(f"rank must be >= 1, got {rank}")
+    if not matrices:
+        raise UsageError("nothing to factor")
+    n = {m.shape[1] for m in matrices.values()}
+    if len(n) != 1:
+        raise UsageError(f"all matrices must share their columns (images); got widths {sorted(n)}")
+    cols = n.pop()
+    dtype = torch.float64
+    xs: dict[str, torch.Tensor] = {}
+    scale: dict[str, float] = {}
+    for name, m in matrices.items():
+        x = m.to(dtype)
+        if bool((x < 0).any()):
+            raise UsageError(f"matrix {name!r} has negative entries; coupled NMF needs non-negative data")
+        s = float(torch.linalg.norm(x)) if normalize else 1.0
+        scale[name] = s if s > 0 else 1.0
+        xs[name] = x / scale[name]
+    g = torch.Generator().manual_seed(seed)
+    f = torch.rand(cols, rank, generator=g, dtype=dtype) + 0.1
+    ws = {name: torch.rand(x.shape[0], rank, generator=g, dtype=dtype) + 0.1 for name, x in xs.items()}
+    objective = []
+    for _ in range(iters):
+        ftf = f.T @ f
+        for name, x in xs.items():
+            ws[name] *= (x @ f) / (ws[name] @ ftf + eps)
+        num = torch.stack([x.T @ ws[name] for name, x in xs.items()]).sum(0)
+        den = f @ torch.stack([w.T @ w for w in ws.values()]).sum(0) + eps
+        f *= num / den
+        objective.append(float(sum(torch.linalg.norm(x - ws[name] @ f.T) ** 2 for name, x in xs.items())))
+    rmse = {name: float(torch.sqrt(((x - ws[name] @ f.T) ** 2).mean())) * scale[name] for name, x in xs.items()}
+    loadings = {name: (w * scale[name]).float() for name, w in ws.items()}
+    out = CoupledNMF(rank, f.float(), loadings, rmse, objective)
+    out._cells = sum(x.numel() for x in xs.values())
+    return out
+
+
+def spectra(matrices: dict[str, torch.Tensor], k: int = 50) -> dict[str, list[float]]:
+    """The top ``k`` singular values of each matrix, divided by the largest."""
+    out = {}
+    for name, m in matrices.items():
+        s = torch.linalg.svdvals(m.to(torch.float64))
+        out[name] = (s[:k] / s[0].clamp_min(1e-30)).tolist()
+    return out

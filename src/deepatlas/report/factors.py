@@ -1,0 +1,85 @@
+"""Figures for the coupled factorisation: RMSE vs rank, spectra, latent images, unit loadings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["factor_heatmaps", "latent_images", "rmse_figure", "spectra_figure"]
+
+
+def rmse_figure(per_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, rows in per_model.items():
+        ax.plot([r["rank"] for r in rows], [r["rmse_total"] for r in rows], "-o", ms=3, label=name)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("RMSE (all matrices, normalised)")
+    ax.set_title("coupled NMF: reconstruction error vs rank")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def spectra_figure(per_model: dict[str, dict[str, list[float]]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layers = sorted({layer for sp in per_model.values() for layer in sp})
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), dpi=110, squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        for name, sp in per_model.items():
+            if layer in sp:
+                ax.semilogy(np.arange(1, len(sp[layer]) + 1), sp[layer], label=name, lw=1)
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("index", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("singular value / largest")
+    axes[0, -1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def latent_images(p: torch.Tensor, shape: tuple[int, int], path: Path) -> Path:
+    """Each column of the pixel loading P as an image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    r = p.shape[1]
+    cols = min(r, 8)
+    rows = (r + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2 * rows), dpi=110, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:r]):
+        ax.imshow(p[:, i].reshape(shape).numpy(), cmap="magma")
+        ax.set_title(f"factor {i}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def factor_heatmaps(loadings: dict[str, torch.Tensor], path: Path) -> Path:
+    """Per layer: units x factors loadings, each row scaled to its maximum."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(loadings), figsize=(2.6 * len(loadings), 5), dpi=110, squeeze=False)
+    for ax, (name, q) in zip(axes[0], loadings.items(), strict=True):
+        m = q.numpy()
+        m = m / np.maximum(m.max(1, keepdims=True), 1e-12)
+        ax.imshow(m, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("factor", fontsize=8)
+    axes[0, 0].set_ylabel("unit")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepatlas.errors import UsageError
+from deepatlas.explain.factorize import coupled_nmf, spectra
+
+
+def _planted(rank: int = 3, n: int = 120, seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    f = torch.rand(n, rank, generator=g, dtype=torch.float64)
+    mats = {
+        "pixels": torch.rand(40, rank, generator=g, dtype=torch.float64) @ f.T,
+        "relu1": 5.0 * torch.rand(15, rank, generator=g, dtype=torch.float64) @ f.T,  # another scale
+        "relu2": torch.rand(8, rank, generator=g, dtype=torch.float64) @ f.T,
+    }
+    return mats, f
+
+
+def test_objective_never_increases() -> None:
+    mats, _ = _planted()
+    res = coupled_nmf(mats, rank=4, iters=200, seed=1)
+    obj = res.objective
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(obj, obj[1:], strict=False))
+    assert obj[-1] < obj[0] / 10
+
+
+def test_recovers_a_planted_low_rank_structure() -> None:
+    mats, _ = _planted(rank=3)
+    res = coupled_nmf(mats, rank=3, iters=3000)
+    for name, x in mats.items():
+        rel = res.rmse[name] / float(torch.sqrt((x**2).mean()))
+        assert rel < 0.02, (name, rel)
+    low = coupled_nmf(mats, rank=1, iters=500)
+    assert sum(low.rmse.values()) > 5 * sum(res.rmse.values())  # rank 1 cannot fit a rank-3 structure
+    assert res.loadings["relu1"].shape == (15, 3) and res.image_factor.shape == (120, 3)
+    assert bool((res.image_factor >= 0).all()) and all(bool((w >= 0).all()) for w in res.loadings.values())
+
+
+def test_spectra_and_errors() -> None:
+    mats, _ = _planted(rank=2)
+    sp = spectra(mats, k=5)
+    assert sp["pixels"][0] == 1.0 and sp["pixels"][2] < 1e-10  # rank 2: the third singular value vanishes
+    with pytest.raises(UsageError, match="negative"):
+        coupled_nmf({"a": -torch.ones(2, 3)}, rank=1)
+    with pytest.raises(UsageError, match="share their columns"):
+        coupled_nmf({"a": torch.ones(2, 3), "b": torch.ones(2, 4)}, rank=1)
+    with pytest.raises(UsageError, match="rank"):
+        coupled_nmf({"a": torch.ones(2, 3)}, rank=0)
