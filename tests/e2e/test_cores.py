@@ -1,0 +1,68 @@
+"""Switch-Gate core units recorded in the graph; coupled NMF of a real model's activations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from deepatlas.cli.app import app
+from deepatlas.db.graph import Graph
+from deepatlas.explain.switchgate import holding_rate
+from deepatlas.models import load_checkpoint, save_checkpoint
+from deepatlas.workflows.build import ingest
+from deepatlas.workflows.cores import default_gate_layer, experiment_switchgate
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+
+
+def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    with Graph(autostart=False) as g:
+        ingest(tiny_checkpoint, limit=600, run_name="cores", device="cpu", graph=g, edges=("coactivation",))
+        res = experiment_switchgate(g, "Trouser", run="cores", steps=150, per_side=60, device="cpu", seeds=3)
+        assert res["layers"] == ["pool3"] and res["targets_layer"] == ["relu3"]
+        kept = res["kept"]["pool3"]
+        assert 0 < len(kept) < 8 and 0.0 <= res["holding_rate"] <= 1.0
+        stored = g.read("MATCH (x:Experiment {key: $k})-[t:TARGETS]->(n:Neuron) RETURN n.index AS i ORDER BY i", {"k": res["experiment"]})
+        assert [r["i"] for r in stored] == sorted(kept)
+    # the reported holding rate is the model's own verdict with only those filters open
+    ckpt = load_checkpoint(tiny_checkpoint)
+    from deepatlas.data import load_fashion_mnist
+
+    x = ckpt.normalize(load_fashion_mnist("test").subset(600).images)
+    with torch.no_grad():
+        preds = ckpt.model(x).argmax(1)
+    pos = x[preds == 1][:60]
+    mask = torch.zeros(8)
+    mask[kept] = 1
+    assert holding_rate(ckpt.model, pos, 1, {"pool3": mask}) == pytest.approx(res["holding_rate"])
+    assert default_gate_layer(ckpt.model, x[:1]) == "pool3"
+
+
+def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["explain", "factors", "--model", str(tiny_checkpoint), "-r", "1", "-r", "4", "--images", "200",
+                            "--iters", "60", "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert [row["rank"] for row in res["ranks"]] == [1, 4]
+    assert res["ranks"][1]["rmse_total"] < res["ranks"][0]["rmse_total"]  # more factors fit better
+    assert set(res["ranks"][0]["rmse"]) == {"pixels", "relu1", "relu2", "relu3", "relu4"}
+    for path in res["figures"].values():
+        assert Path(path).stat().st_size > 5_000
+    # a second checkpoint (different weights) to compare against
+    ckpt = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        for p in ckpt.model.parameters():
+            p.mul_(0.5)
+    other = save_checkpoint(tmp_path / "other.pt", ckpt.model, ckpt.arch, ckpt.arch_config,
+                            {k: v for k, v in ckpt.meta.items() if k != "weights_sha256"})
+    r = runner.invoke(app, ["explain", "compare", str(tiny_checkpoint), str(other), "-r", "2", "--images", "100",
+                            "--iters", "30", "--device", "cpu", "--out", str(tmp_path / "cmp"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(r.stdout)["ranks"]) == {tiny_checkpoint.name, "other.pt"}
+    r = runner.invoke(app, ["explain", "compare", str(tiny_checkpoint)])
+    assert r.exit_code == 1 and "at least two" in r.output
