@@ -31,10 +31,14 @@ NoRecord = Annotated[bool, typer.Option("--no-record", help="Do not store an Exp
 
 
 def _ks(text: str) -> list[int]:
+    """``0,1,2,4`` or a range ``0-32`` (every k: the curve as units go one by one)."""
     try:
-        ks = [int(t) for t in text.split(",") if t.strip()]
+        ks: list[int] = []
+        for part in (t.strip() for t in text.split(",") if t.strip()):
+            lo, sep, hi = part.partition("-")
+            ks += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
     except ValueError:
-        raise UsageError(f"--ks must be comma-separated integers, got {text!r}") from None
+        raise UsageError(f"--ks must be comma-separated integers or ranges like 0-32, got {text!r}") from None
     if not ks or any(k < 0 or k > 100_000 for k in ks):
         raise UsageError(f"--ks must hold integers in 0..100000, got {text!r}")
     return ks
@@ -47,7 +51,7 @@ def knockout(
     run: RunOpt = None,
     layer: LayerOpt = None,
     by: ByOpt = "coactivation",
-    ks: Annotated[str, typer.Option(help="Comma-separated k values.")] = "0,1,2,4,8,16,32,64",
+    ks: Annotated[str, typer.Option(help="k values: 0,1,2,4 or a range 0-32 for the one-by-one curve.")] = "0,1,2,4,8,16,32,64",
     value: Annotated[str, typer.Option(help="zero, or mean (the unit's data-set mean output).")] = "zero",
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random baselines.")] = 5,
     model: ModelOpt = None,

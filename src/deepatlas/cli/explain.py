@@ -11,7 +11,14 @@ from rich.table import Table
 from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
 from deepatlas.db.graph import Graph
 from deepatlas.paths import models_dir, out_dir
-from deepatlas.workflows.explain import disagreement, explain_filters, explain_heatmap
+from deepatlas.workflows.explain import (
+    disagreement,
+    explain_feature,
+    explain_filters,
+    explain_heatmap,
+    explain_perturb,
+    perturb_sweep,
+)
 
 app = typer.Typer(help="Explain single images (influential scores, prediction gradients) and where the graph's measures disagree.",
                   no_args_is_help=True)
@@ -193,3 +200,77 @@ def compare(
     console.print(table)
     for name, path in res["figures"].items():
         console.print(f"figure {name}: {path}")
+
+
+@app.command()
+@cli_errors
+def feature(
+    image: ImageOpt,
+    class_name: Annotated[str | None, typer.Option("--class", "-c", help="For this class (default: the image's own).")] = None,
+    layer: Annotated[list[str] | None, typer.Option("--layer", help="Layers searched (default: every captured conv layer).")] = None,
+    model: ModelOpt = None,
+    split: SplitOpt = "test",
+    device: DeviceOpt = "auto",
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The most characteristic feature of an image: the unit and region with the largest
+    activation x prediction gradient. E.g. what makes this shirt look like a coat: --class Coat."""
+    res = explain_feature(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, layers=layer, split=split,
+                          device=device, out_dir=out or out_dir())
+    if json_out:
+        print_json(res)
+        return
+    console.print(f"image {res['image']} ({res['label']}) as {res['class']}: unit [bold]{res['unit']}[/] at "
+                  f"{res['position']}, pixels x {res['region'][0]}..{res['region'][2] - 1}, y {res['region'][1]}..{res['region'][3] - 1}"
+                  if res["region"] else f"image {res['image']} ({res['label']}) as {res['class']}: unit [bold]{res['unit']}[/]")
+    console.print(f"  score (activation x gradient) {res['score']:.4f}\nfigure {res['figure']}")
+
+
+@app.command()
+@cli_errors
+def perturb(
+    image: Annotated[int | None, typer.Option("--image", "-i", help="Index of the image in the split.")] = None,
+    toward: Annotated[str | None, typer.Option("--toward", "-t", help="Target class.")] = None,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="Steps.")] = 20,
+    step_size: Annotated[float, typer.Option(help="Largest change of any pixel per step (pixels are in [0, 1]).")] = 0.02,
+    sweep: Annotated[int | None, typer.Option(help="Instead: flip success over this many images x every target class.")] = None,
+    model: ModelOpt = None,
+    split: SplitOpt = "test",
+    device: DeviceOpt = "auto",
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Nudge an image toward a class along d y_C / d x and watch the verdict; --sweep N for the
+    flip-success matrix (which classes are easy targets)."""
+    from deepatlas.errors import UsageError
+
+    if step_size <= 0:
+        raise UsageError(f"--step-size must be > 0, got {step_size}")
+    path = model or models_dir() / "fashion-cnn.pt"
+    if sweep is not None:
+        with progress_bars(not json_out) as progress:
+            res = perturb_sweep(path, images=sweep, steps=steps, step_size=step_size, split=split, device=device,
+                                out_dir=out or out_dir(), progress=progress)
+        if json_out:
+            print_json(res)
+            return
+        console.print(f"flip success within {steps} steps of {step_size}, {res['images']} images; easiest targets:")
+        for name, rate in sorted(res["target_success"].items(), key=lambda kv: -kv[1]):
+            console.print(f"  {name:<12} {rate:.2f}")
+        console.print(f"figure {res['figure']}")
+        return
+    if image is None or toward is None:
+        raise UsageError("give --image and --toward (or --sweep N)")
+    res = explain_perturb(path, image, toward, steps=steps, step_size=step_size, split=split, device=device,
+                          out_dir=out or out_dir())
+    if json_out:
+        print_json(res)
+        return
+    flip = res["flip_step"]
+    console.print(f"image {res['image']} ({res['label']}, predicted {res['original']}) toward {res['toward']}: "
+                  + (f"flips at step [bold]{flip}[/]" if flip is not None else f"no flip within {steps} steps"))
+    for i in range(0, len(res["target_prob"]), max(1, len(res["target_prob"]) // 10)):
+        console.print(f"  step {i:>3}: p({res['toward']}) = {res['target_prob'][i]:.3f}, p({res['original']}) = "
+                      f"{res['original_prob'][i]:.3f}, predicted {res['predicted'][i]}")
+    console.print(f"figure {res['figure']}")

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["filter_bars", "input_score_grid"]
+__all__ = ["feature_figure", "filter_bars", "input_score_grid", "matrix_figure", "perturbation_strip"]
 
 
 def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
@@ -52,6 +52,71 @@ def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str 
     axes[-1, 0].set_xlabel("filter / unit index")
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, act: np.ndarray, grad: np.ndarray,
+                   path: Path, *, title: str = "") -> Path:
+    """The image with the characteristic region outlined, the unit's activation and PG maps."""
+    from matplotlib.patches import Rectangle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), dpi=110)
+    axes[0].imshow(image, cmap="gray")
+    if region is not None:
+        x0, y0, x1, y1 = region
+        axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="#e74c3c", lw=2))
+    axes[0].set_title("image and region", fontsize=8)
+    axes[1].imshow(np.atleast_2d(act), cmap="viridis")
+    axes[1].set_title("unit activation", fontsize=8)
+    lim = float(np.abs(grad).max()) or 1.0
+    axes[2].imshow(np.atleast_2d(grad), cmap="bwr", vmin=-lim, vmax=lim)
+    axes[2].set_title("prediction gradient", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def perturbation_strip(images: np.ndarray, labels: list[str], path: Path, *, title: str = "", max_panels: int = 11) -> Path:
+    """Selected steps of a perturbation side by side."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    idx = np.unique(np.linspace(0, len(images) - 1, min(max_panels, len(images))).round().astype(int))
+    fig, axes = plt.subplots(1, len(idx), figsize=(1.6 * len(idx), 2.1), dpi=110, squeeze=False)
+    for ax, i in zip(axes[0], idx, strict=True):
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(labels[i], fontsize=6)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
+    """A labelled heat matrix with the values written in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    im = ax.imshow(matrix, cmap="Greens", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if not np.isnan(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

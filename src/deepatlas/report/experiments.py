@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["activate_figure", "knockout_figure"]
+__all__ = ["activate_figure", "knockout_figure", "removal_figure"]
 
 
 def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
@@ -51,6 +51,27 @@ def activate_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{run}: activate-only ({result['value']})")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def removal_figure(curve: dict[str, Any], title: str, path: Path, *, ylabel: str = "holding rate") -> Path:
+    """A verdict's holding rate as units are removed in order, against random orders (mean +- std)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = np.array(curve["k"])
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.plot(k, curve["ordered"], "-", color="#c0392b", label="in order (least important first)")
+    m, s = np.array(curve["random_mean"]), np.array(curve["random_std"])
+    ax.plot(k, m, "-", color="#7f8c8d", label="random order (mean +- std)")
+    ax.fill_between(k, m - s, m + s, color="#7f8c8d", alpha=0.25)
+    ax.set_xlabel("units removed")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

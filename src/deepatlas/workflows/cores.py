@@ -110,6 +110,20 @@ def experiment_switchgate(
             "values": res.random_holding_rates},
         "positives": len(pos_idx), "negatives": len(neg_idx), "final_fit": res.fit_history[-1], "params": res.params,
     }
+    unit_layers_gated = [n for n in res.gates if n != INPUT]
+    if unit_layers_gated:
+        from deepatlas.explain.query import removal_curve
+
+        name = unit_layers_gated[0]
+        gates = res.gates[name].flatten()
+        order = [int(i) for i in torch.argsort(gates, stable=True)]  # the least important (lowest gate) first
+        curve = removal_curve(net, ctx.inputs[pos_idx], c, name, order, len(order), seeds=range(seeds))
+        result["removal_curve"] = {"layer": name, **curve}
+        if out_dir is not None:
+            from deepatlas.report.experiments import removal_figure
+
+            result["removal_figure"] = str(removal_figure(
+                curve, f"{ctx.run.name}: {stored}, units of {name} removed by gate value", Path(out_dir) / f"switchgate-removal-{c}.png"))
     if out_dir is not None and INPUT in res.gates:
         from deepatlas.report.figures import heatmap_grid
 

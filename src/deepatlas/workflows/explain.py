@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from deepatlas.data.base import ImageSet, load_dataset
@@ -18,7 +19,7 @@ from deepatlas.ingest.capture import default_layers
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
 from deepatlas.workflows.build import pick_device
 
-__all__ = ["METHODS", "disagreement", "explain_filters", "explain_heatmap"]
+__all__ = ["METHODS", "disagreement", "explain_feature", "explain_filters", "explain_heatmap", "explain_perturb", "perturb_sweep"]
 
 METHODS = ("influence", "gradient")
 
@@ -149,3 +150,130 @@ def disagreement(
             if s_rank[id(x)] < k and r_rank[id(x)] >= half:
                 out[by + "_not_correlated"].append(entry)
     return {"run": info.name, "class": stored, "by": by, "k": k, "min_r": min_r, **out}
+
+
+def explain_feature(
+    model: str | Path,
+    index: int,
+    *,
+    class_name: str | None = None,
+    layers: list[str] | None = None,
+    dataset: str = "fashion-mnist",
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    out_dir: str | Path = ".",
+) -> dict[str, Any]:
+    """The most characteristic feature of an image for its own class (default) or for ``class_name``:
+    the captured conv unit and region with the largest activation x prediction gradient."""
+    from deepatlas.explain.query import characteristic_feature
+    from deepatlas.report.attribution import feature_figure
+
+    ckpt = load_checkpoint(model)
+    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
+    dev = pick_device(device)
+    net = ckpt.model.to(dev).eval()
+    x = ckpt.normalize(raw).to(dev)
+    target = _class_index(data.class_names, class_name) if class_name else label
+    search = layers or [n for n in default_layers(net, x) if _is_spatial(net, x, n)] or default_layers(net, x)
+    feat = characteristic_feature(net, x, target, search)
+    names = data.class_names
+    fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
+                         Path(out_dir) / f"feature-{split}-{index}-{target}.png",
+                         title=f"#{index} ({names[label]}): what makes it {names[target]}? {feat.layer}:{feat.unit}")
+    return {"image": index, "label": names[label], "class": names[target], "unit": f"{feat.layer}:{feat.unit}",
+            "layer": feat.layer, "index": feat.unit, "position": list(feat.position) if feat.position else None,
+            "region": list(feat.region) if feat.region else None, "score": feat.score, "figure": str(fig)}
+
+
+def _is_spatial(net: torch.nn.Module, x: torch.Tensor, name: str) -> bool:
+    from deepatlas.ingest.capture import ActivationRecorder
+
+    return ActivationRecorder(net, [name], example=x).layers[0].kind == "conv"
+
+
+def explain_perturb(
+    model: str | Path,
+    index: int,
+    toward: str,
+    *,
+    steps: int = 20,
+    step_size: float = 0.02,
+    dataset: str = "fashion-mnist",
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    out_dir: str | Path = ".",
+) -> dict[str, Any]:
+    """Perturb one image toward a class along d y_C / d x; confidence per step and the flip."""
+    from deepatlas.explain.query import perturb_toward
+    from deepatlas.report.attribution import perturbation_strip
+
+    ckpt = load_checkpoint(model)
+    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
+    target = _class_index(data.class_names, toward)
+    dev = pick_device(device)
+    net = ckpt.model.to(dev).eval()
+    res = perturb_toward(net, raw.to(dev), target, steps=steps, step_size=step_size, prepare=ckpt.normalize)
+    names = data.class_names
+    imgs = res["images"][:, 0].cpu().numpy()
+    labels = [f"step {i}: {names[p]}\np({names[target]})={tp:.2f}" for i, (p, tp) in enumerate(zip(res["predicted"], res["target_prob"], strict=True))]
+    fig = perturbation_strip(imgs, labels, Path(out_dir) / f"perturb-{split}-{index}-to-{target}.png",
+                             title=f"#{index} ({names[label]}) toward {names[target]}, step size {step_size}")
+    return {"image": index, "label": names[label], "original": names[res["original"]], "toward": names[target],
+            "step_size": step_size, "steps": steps, "flip_step": res["flip_step"],
+            "target_prob": res["target_prob"], "original_prob": res["original_prob"],
+            "predicted": [names[p] for p in res["predicted"]], "figure": str(fig)}
+
+
+def perturb_sweep(
+    model: str | Path,
+    *,
+    images: int = 100,
+    steps: int = 10,
+    step_size: float = 0.02,
+    dataset: str = "fashion-mnist",
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    out_dir: str | Path = ".",
+    progress: Any = None,
+) -> dict[str, Any]:
+    """For correctly classified images (stratified) and every other class: does a perturbation
+    within ``steps`` steps flip the prediction? Success rate per (true class, target class)."""
+    from deepatlas.explain.query import perturb_toward
+    from deepatlas.report.attribution import matrix_figure
+
+    if images < 1:
+        raise UsageError("images must be >= 1")
+    ckpt = load_checkpoint(model)
+    data = load_dataset(dataset, split, data_dir=data_dir)
+    dev = pick_device(device)
+    net = ckpt.model.to(dev).eval()
+    n = len(data.class_names)
+    per = max(1, images // n)
+    sub = data.subset(per_class=per * 3)
+    with torch.no_grad():
+        preds = torch.cat([net(ckpt.normalize(sub.images[s : s + 500]).to(dev)).argmax(1).cpu() for s in range(0, len(sub), 500)])
+    tries = np.zeros((n, n))
+    wins = np.zeros((n, n))
+    chosen = [i for c in range(n) for i in torch.nonzero((sub.labels == c) & (preds == c)).flatten()[:per].tolist()]
+    for i in chosen:
+        c = int(sub.labels[i])
+        for t in range(n):
+            if t == c:
+                continue
+            res = perturb_toward(net, sub.images[i : i + 1].to(dev), t, steps=steps, step_size=step_size, prepare=ckpt.normalize)
+            tries[c, t] += 1
+            wins[c, t] += res["flip_step"] is not None
+        if progress is not None:
+            progress("perturb", 1, len(chosen))
+    rate = np.where(tries > 0, wins / np.maximum(tries, 1), np.nan)
+    names = list(data.class_names)
+    fig = matrix_figure(rate, names, Path(out_dir) / f"perturb-sweep-{steps}x{step_size}.png",
+                        title=f"flip success within {steps} steps of {step_size} ({len(chosen)} images)",
+                        xlabel="target class", ylabel="true class")
+    easiest = np.nanmean(rate, axis=0)
+    return {"images": len(chosen), "steps": steps, "step_size": step_size, "class_names": names,
+            "success": [[None if np.isnan(v) else float(v) for v in row] for row in rate],
+            "target_success": {names[t]: float(easiest[t]) for t in range(n)}, "figure": str(fig)}

@@ -1,0 +1,167 @@
+"""Asking the model about one input (Lo, "Querying deep neural networks with gradients").
+
+- :func:`characteristic_feature`  the captured unit and spatial position whose activation
+  times prediction gradient (A * dy_c/dA) is largest: what most makes this input look like c.
+- :func:`perturb_toward`          a targeted perturbation along dy_C/dx, projected onto the
+  valid pixel range, with the model's confidence per step.
+- :func:`removal_curve`           a verdict's holding rate as units are removed in a given order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepatlas.errors import UsageError
+from deepatlas.explain.switchgate import holding_rate
+
+__all__ = ["Feature", "characteristic_feature", "perturb_toward", "removal_curve"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """The winning unit, its position in the layer's map, the input region it covers, the score.
+
+    ``region`` is (x0, y0, x1, y1) in input pixels, end-exclusive: the block of the input that
+    the map position corresponds to (input size / map size per axis; *choice*: the position's
+    stride cell, not its whole receptive field, so regions tile the image). None for dense units.
+    """
+
+    layer: str
+    unit: int
+    position: tuple[int, int] | None
+    region: tuple[int, int, int, int] | None
+    score: float
+    activation_map: np.ndarray
+    gradient_map: np.ndarray
+
+
+def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layers: Sequence[str]) -> Feature:
+    """The (layer, unit, position) maximising A * dy_target/dA over the given layers, for one input.
+
+    Parameters
+    ----------
+    x : Tensor (1, C, H, W)
+    target : int
+        Output node (class); y is its logit.
+    layers : names of modules whose outputs are searched
+    """
+    if x.shape[0] != 1:
+        raise UsageError("characteristic_feature takes one input")
+    if not 0 <= target:
+        raise UsageError("target must be a class index")
+    captured: dict[str, torch.Tensor] = {}
+    handles = [model.get_submodule(n).register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n in layers]
+    try:
+        with torch.enable_grad():
+            out = model(x.detach().requires_grad_(False))
+            if target >= out.shape[1]:
+                raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
+            grads = torch.autograd.grad(out[0, target], [captured[n] for n in layers], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    best: Feature | None = None
+    for name, g in zip(layers, grads, strict=True):
+        a = captured[name].detach()[0]
+        gg = torch.zeros_like(a) if g is None else g.detach()[0]
+        prod = a * gg
+        flat = int(prod.flatten().argmax())
+        score = float(prod.flatten()[flat])
+        if best is not None and score <= best.score:
+            continue
+        if prod.ndim == 3:
+            _, map_h, map_w = prod.shape
+            unit, rem = divmod(flat, map_h * map_w)
+            py, px = divmod(rem, map_w)
+            in_h, in_w = x.shape[-2:]
+            sy, sx = in_h / map_h, in_w / map_w
+            region = (int(px * sx), int(py * sy), int(np.ceil((px + 1) * sx)), int(np.ceil((py + 1) * sy)))
+            best = Feature(name, unit, (py, px), region, score, a[unit].cpu().numpy(), gg[unit].cpu().numpy())
+        else:
+            best = Feature(name, flat, None, None, score, a.cpu().numpy()[flat : flat + 1], gg.cpu().numpy()[flat : flat + 1])
+    if best is None:
+        raise UsageError("no layer to search")
+    return best
+
+
+def perturb_toward(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int,
+    *,
+    steps: int = 20,
+    step_size: float = 0.02,
+    low: float = 0.0,
+    high: float = 1.0,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Move the raw input (values in [low, high]) along dy_target/dx, step by step.
+
+    Each step adds ``step_size * g / max|g|`` (so no pixel moves more than ``step_size``) and
+    clips to [low, high]. ``prepare`` maps raw inputs to the model's (e.g. normalisation);
+    the gradient is taken through it.
+
+    Returns
+    -------
+    dict with ``images`` (steps+1, C, H, W), ``target_prob`` and ``original_prob`` per step
+    (original = the class predicted for the unperturbed input), ``predicted`` per step,
+    ``flip_step`` (first step predicted as target, or None).
+    """
+    if step_size <= 0:
+        raise UsageError(f"step size must be > 0, got {step_size}")
+    if steps < 1:
+        raise UsageError(f"steps must be >= 1, got {steps}")
+    prep = prepare or (lambda t: t)
+    model.eval()
+    cur = x.detach().clone()
+    images = [cur.clone()]
+    with torch.no_grad():
+        probs0 = model(prep(cur)).softmax(1)[0]
+    if not 0 <= target < probs0.shape[0]:
+        raise UsageError(f"target {target} is not an output node (0..{probs0.shape[0] - 1})")
+    original = int(probs0.argmax())
+    target_p, orig_p, preds = [float(probs0[target])], [float(probs0[original])], [original]
+    for _ in range(steps):
+        cur.requires_grad_(True)
+        with torch.enable_grad():
+            logit = model(prep(cur))[0, target]
+            (g,) = torch.autograd.grad(logit, cur)
+        scale = g.abs().max()
+        step = g / scale if float(scale) > 0 else torch.zeros_like(g)
+        cur = (cur.detach() + step_size * step).clamp_(low, high)
+        images.append(cur.clone())
+        with torch.no_grad():
+            p = model(prep(cur)).softmax(1)[0]
+        target_p.append(float(p[target]))
+        orig_p.append(float(p[original]))
+        preds.append(int(p.argmax()))
+    flip = next((i for i, pr in enumerate(preds) if pr == target), None)
+    return {"images": torch.cat(images), "target_prob": target_p, "original_prob": orig_p, "predicted": preds,
+            "original": original, "flip_step": flip}
+
+
+def removal_curve(model: nn.Module, inputs: torch.Tensor, target: int, layer: str, order: Sequence[int], n_units: int,
+                  *, seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> dict[str, Any]:
+    """Holding rate of ``target`` on ``inputs`` as the units of ``layer`` are closed one by one
+    in ``order`` (all open at k = 0), against random orders (mean, std per k)."""
+    if sorted(order) != sorted(set(order)) or any(not 0 <= u < n_units for u in order):
+        raise UsageError("order must list distinct units of the layer")
+
+    def curve(seq: Sequence[int]) -> list[float]:
+        mask = torch.ones(n_units, dtype=inputs.dtype, device=inputs.device)
+        out = [holding_rate(model, inputs, target, {layer: mask})]
+        for u in seq:
+            mask[u] = 0
+            out.append(holding_rate(model, inputs, target, {layer: mask}))
+        return out
+
+    ordered = curve(order)
+    rand = np.array([curve(list(np.random.default_rng(s).permutation(n_units)[: len(order)])) for s in seeds])
+    return {"k": list(range(len(order) + 1)), "ordered": ordered, "random_mean": rand.mean(0).tolist(),
+            "random_std": rand.std(0).tolist()}
