@@ -29,6 +29,11 @@ def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> N
         assert 0 < len(kept) < 8 and 0.0 <= res["holding_rate"] <= 1.0
         stored = g.read("MATCH (x:Experiment {key: $k})-[t:TARGETS]->(n:Neuron) RETURN n.index AS i ORDER BY i", {"k": res["experiment"]})
         assert [r["i"] for r in stored] == sorted(kept)
+        curve = res["removal_curve"]
+        assert curve["layer"] == "pool3" and len(curve["ordered"]) == 9
+        assert curve["ordered"][0] == 1.0  # all open: the positives are, by definition, predicted as the class
+        assert curve["random_mean"][0] == 1.0
+        assert len(curve["random_mean"]) == 9
     # the reported holding rate is the model's own verdict with only those filters open
     ckpt = load_checkpoint(tiny_checkpoint)
     from deepatlas.data import load_fashion_mnist

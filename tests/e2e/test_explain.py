@@ -62,3 +62,31 @@ def test_disagreement_report(neo4j_server, tiny_checkpoint: Path) -> None:  # ty
         ingest(tiny_checkpoint, limit=300, run_name="no-attrib", device="cpu", graph=g, edges=("coactivation",))
     r = runner.invoke(app, ["explain", "disagree", "--run", "no-attrib"])
     assert r.exit_code == 1 and "has no INFLUENCES edges" in r.output
+
+
+def test_feature_perturb_and_sweep(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["explain", "feature", "--image", "5", "--model", str(tiny_checkpoint), "--device", "cpu",
+                            "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["layer"] in {"relu1", "relu2", "relu3"} and len(res["region"]) == 4 and res["score"] > 0
+    x0, y0, x1, y1 = res["region"]
+    assert 0 <= x0 < x1 <= 28 and 0 <= y0 < y1 <= 28
+    r = runner.invoke(app, ["explain", "perturb", "--image", "5", "--toward", "bag", "--steps", "8", "--model",
+                            str(tiny_checkpoint), "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["toward"] == "Bag" and len(res["target_prob"]) == 9
+    assert res["target_prob"][1] > res["target_prob"][0]  # the first step moves toward Bag
+    r = runner.invoke(app, ["explain", "perturb", "--sweep", "10", "--steps", "4", "--step-size", "0.05", "--model",
+                            str(tiny_checkpoint), "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert len(res["success"]) == 10 and all(res["success"][i][i] is None for i in range(10))
+    assert Path(res["figure"]).stat().st_size > 10_000
+    for bad, msg in ((["--image", "5", "--toward", "Bag", "--step-size", "0"], "step-size must be > 0"),
+                     (["--image", "99999", "--toward", "Bag"], "out of range"),
+                     (["--image", "5", "--toward", "Hat"], "no class 'Hat'"),
+                     (["--image", "5"], "give --image and --toward")):
+        r = runner.invoke(app, ["explain", "perturb", *bad, "--model", str(tiny_checkpoint), "--device", "cpu"])
+        assert r.exit_code == 1 and msg in r.output, r.output
