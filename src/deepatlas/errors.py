@@ -12,6 +12,7 @@ __all__ = [
     "DataError",
     "DeepAtlasError",
     "GraphError",
+    "GraphUnavailable",
     "IngestError",
     "NotFoundError",
     "ServerError",
@@ -45,6 +46,10 @@ class ServerError(DeepAtlasError):
 
 class GraphError(DeepAtlasError):
     """Talking to Neo4j failed: unreachable, wrong password, a query the server refused."""
+
+
+class GraphUnavailable(GraphError):
+    """The server cannot be reached (down, killed, wrong address)."""
 
 
 class NotFoundError(DeepAtlasError):

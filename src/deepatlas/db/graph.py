@@ -26,7 +26,7 @@ from neo4j.exceptions import (
 )
 
 from deepatlas.db.settings import Settings, resolve_settings
-from deepatlas.errors import GraphError
+from deepatlas.errors import GraphError, GraphUnavailable
 
 __all__ = ["Graph"]
 
@@ -42,6 +42,9 @@ class Graph:
         Default :func:`resolve_settings` (NEO4J_* variables, else the managed local server).
     autostart : bool, default True
         Start the managed local server if it is not running (never for an external URI).
+    retry_seconds : float, default 30
+        How long managed transactions retry transient errors and lost connections (a server
+        restart) before the error is raised.
 
     Examples
     --------
@@ -50,7 +53,7 @@ class Graph:
     [{'one': 1}]
     """
 
-    def __init__(self, settings: Settings | None = None, *, autostart: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, autostart: bool = True, retry_seconds: float = 30.0) -> None:
         if settings is None:
             if autostart:
                 _ensure_local_server()
@@ -58,7 +61,7 @@ class Graph:
         self.settings = settings
         try:
             self._driver: Driver = GraphDatabase.driver(
-                settings.uri, auth=(settings.user, settings.password), max_transaction_retry_time=30.0,
+                settings.uri, auth=(settings.user, settings.password), max_transaction_retry_time=retry_seconds,
                 notifications_min_severity="OFF",  # "property does not exist" before an analysis ran is expected
             )
             self._driver.verify_connectivity()
@@ -174,7 +177,7 @@ def _translate(exc: BaseException, settings: Settings) -> GraphError:
         return GraphError(f"Neo4j at {where} refused the credentials of user {settings.user!r}: {hint}")
     if isinstance(exc, (ServiceUnavailable, SessionExpired, OSError)):
         hint = "start it with `deepatlas db start`" if settings.managed else "check NEO4J_URI and that the server is up"
-        return GraphError(f"cannot reach Neo4j at {where}: {hint}")
+        return GraphUnavailable(f"cannot reach Neo4j at {where}: {hint}")
     if isinstance(exc, ConfigurationError):
         return GraphError(f"bad Neo4j connection settings for {where}: {exc}")
     if isinstance(exc, ClientError):

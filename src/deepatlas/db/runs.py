@@ -25,7 +25,7 @@ from typing import Any
 
 from deepatlas.db.graph import Graph
 from deepatlas.db.schema import RUN_LABELS, SCHEMA, check_label, check_rel
-from deepatlas.errors import DeepAtlasError, GraphError, NotFoundError, UsageError
+from deepatlas.errors import DeepAtlasError, GraphError, GraphUnavailable, NotFoundError, UsageError
 from deepatlas.ingest.tables import EdgeTable, GraphTables
 
 __all__ = ["RunInfo", "delete_run", "ensure_schema", "list_runs", "new_run_key", "resolve_run", "write_run"]
@@ -200,7 +200,14 @@ def _verify_counts(graph: Graph, key: str, nodes: dict[str, int], edges: dict[st
 
 
 def _mark_failed(graph: Graph, key: str, exc: BaseException) -> None:
-    """Best effort: flag the run failed and remove its partial rows. Never masks ``exc``."""
+    """Best effort: flag the run failed and remove its partial rows. Never masks ``exc``.
+
+    When the server itself is gone there is nothing to do (each attempt would only wait out
+    the driver's retries): the run stays ``running``, invisible to readers, and the next
+    ingest of the same name deletes it.
+    """
+    if isinstance(exc, GraphUnavailable):
+        return
     reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     try:
         graph.write("MATCH (r:Run {key: $key}) SET r.status = 'failed', r.error = $reason", {"key": key, "reason": reason})
