@@ -147,7 +147,7 @@ class SwitchGates:
         negatives: torch.Tensor,
         target: int,
         *,
-        alpha: float = 0.05,
+        alpha: float = 0.02,
         lam: float = 1.0,
         steps: int = 400,
         lr: float = 0.1,
@@ -159,7 +159,7 @@ class SwitchGates:
 
         Parameters
         ----------
-        alpha : float, default 0.05
+        alpha : float, default 0.02
             Price of each open gate. *Choice*: the squared error is averaged over samples (the
             paper sums it), so alpha does not have to grow with the set's size; the alpha and
             lambda terms are sums over gates, as in the paper.

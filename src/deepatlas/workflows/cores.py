@@ -71,7 +71,7 @@ def experiment_switchgate(
     *,
     run: str | None = None,
     layers: Sequence[str] | None = None,
-    alpha: float = 0.05,
+    alpha: float = 0.02,
     lam: float = 1.0,
     steps: int = 400,
     per_side: int = 300,
