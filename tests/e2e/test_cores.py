@@ -54,7 +54,7 @@ def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert [row["rank"] for row in res["ranks"]] == [1, 4]
-    assert res["ranks"][1]["rmse_total"] < res["ranks"][0]["rmse_total"]  # more factors fit better
+    assert res["ranks"][1]["relative_error"] < res["ranks"][0]["relative_error"]  # more factors fit better
     assert set(res["ranks"][0]["rmse"]) == {"pixels", "relu1", "relu2", "relu3", "relu4"}
     for path in res["figures"].values():
         assert Path(path).stat().st_size > 5_000

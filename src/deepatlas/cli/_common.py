@@ -46,6 +46,10 @@ def cli_errors(fn: F) -> F:
             for line in rest:  # e.g. the server log's last lines
                 err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except OSError as exc:  # a folder that cannot be written, a file that vanished
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            err.print(f"[bold red]error:[/] cannot access{where}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]")
             raise typer.Exit(130) from None

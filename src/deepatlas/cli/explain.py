@@ -161,10 +161,10 @@ def factors(
         return
     table = Table(title=f"coupled NMF of {res['images']} images")
     names = list(res["ranks"][0]["rmse"])
-    for col in ("rank", "total", *names):
+    for col in ("rank", "relative error", *names):
         table.add_column(col, justify="right")
     for row in res["ranks"]:
-        table.add_row(str(row["rank"]), f"{row['rmse_total']:.4f}", *(f"{row['rmse'][n]:.4f}" for n in names))
+        table.add_row(str(row["rank"]), f"{row['relative_error']:.4f}", *(f"{row['rmse'][n]:.4f}" for n in names))
     console.print(table)
     for name, path in res["figures"].items():
         console.print(f"figure {name}: {path}")
@@ -190,13 +190,13 @@ def compare(
     if json_out:
         print_json(res)
         return
-    table = Table(title="RMSE (total, normalised) per rank")
+    table = Table(title="relative reconstruction error per rank")
     ranks = [r["rank"] for r in next(iter(res["ranks"].values()))]
     table.add_column("checkpoint")
     for r in ranks:
         table.add_column(f"r={r}", justify="right")
     for name, rows in res["ranks"].items():
-        table.add_row(name, *(f"{row['rmse_total']:.4f}" for row in rows))
+        table.add_row(name, *(f"{row['relative_error']:.4f}" for row in rows))
     console.print(table)
     for name, path in res["figures"].items():
         console.print(f"figure {name}: {path}")

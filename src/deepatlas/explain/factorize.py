@@ -47,11 +47,12 @@ class CoupledNMF:
     objective: list[float] = field(default_factory=list)
 
     @property
-    def rmse_total(self) -> float:
-        """RMSE over all matrices together, each normalised to unit Frobenius norm."""
-        return self.objective[-1] ** 0.5 / max(1, self._cells) ** 0.5 if self.objective else float("nan")
+    def relative_error(self) -> float:
+        """sqrt(mean over matrices of ||X_k - W_k F^T||^2 / ||X_k||^2): the share of the data's
+        norm the factors leave unexplained (0 = perfect)."""
+        return (self.objective[-1] / max(1, self._matrices)) ** 0.5 if self.objective else float("nan")
 
-    _cells: int = 0
+    _matrices: int = 0
 
 
 def coupled_nmf(
@@ -118,7 +119,7 @@ def coupled_nmf(
     rmse = {name: float(torch.sqrt(((x - ws[name] @ f.T) ** 2).mean())) * scale[name] for name, x in xs.items()}
     loadings = {name: (w * scale[name]).float() for name, w in ws.items()}
     out = CoupledNMF(rank, f.float(), loadings, rmse, objective)
-    out._cells = sum(x.numel() for x in xs.values())
+    out._matrices = len(xs) if normalize else 1
     return out
 
 

@@ -19,9 +19,9 @@ def rmse_figure(per_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, rows in per_model.items():
-        ax.plot([r["rank"] for r in rows], [r["rmse_total"] for r in rows], "-o", ms=3, label=name)
+        ax.plot([r["rank"] for r in rows], [r["relative_error"] for r in rows], "-o", ms=3, label=name)
     ax.set_xlabel("rank")
-    ax.set_ylabel("RMSE (all matrices, normalised)")
+    ax.set_ylabel("relative error (mean over matrices)")
     ax.set_title("coupled NMF: reconstruction error vs rank")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -21,6 +21,7 @@ __all__ = ["class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter"]
 
 def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 12) -> Path:
     """Pairwise Jaccard (x) against pairwise mistakes (y), the most notable pairs labelled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     x = np.array([p["jaccard"] for p in ov.pairs])
     y = np.array([p["mistakes"] for p in ov.pairs])
     fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
@@ -54,6 +55,7 @@ def _set_desc(params: dict[str, Any]) -> str:
 
 def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph, path: Path) -> Path:
     """Classes as nodes coloured by Louvain community, edges weighted by Jaccard overlap."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     g = nx.Graph()
     community_of = {}
     for c in comm.communities:
@@ -83,6 +85,7 @@ def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph
 
 def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "") -> Path:
     """Pixel-correlation heatmaps (red positive, blue negative, shared scale [-1, 1])."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     n = len(maps)
     rows = max(1, (n + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), dpi=110, squeeze=False)

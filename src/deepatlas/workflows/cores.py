@@ -190,7 +190,7 @@ def explain_factors(
     best = None
     for r in ranks:
         fit = coupled_nmf(mats, r, iters=iters, seed=seed)
-        results.append({"rank": r, "rmse": fit.rmse, "rmse_total": fit.rmse_total})
+        results.append({"rank": r, "rmse": fit.rmse, "relative_error": fit.relative_error})
         best = fit
         progress("factor", 1, len(ranks))
     sp = spectra({k: v for k, v in mats.items() if not k.startswith("pixels")})
