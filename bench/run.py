@@ -150,6 +150,65 @@ def bench_writes(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_louvain(run: str | None) -> list[dict[str, Any]]:
+    """python-louvain against networkx's louvain_communities on the stored hidden+class graph."""
+    import community as community_louvain
+    import networkx as nx
+
+    from deepatlas.db.analytics import read_run_graph
+    from deepatlas.db.graph import Graph
+    from deepatlas.db.runs import resolve_run
+    from deepatlas.graphops import coactivation_graph
+
+    with Graph() as g:
+        info = resolve_run(g, run)
+        rg = read_run_graph(g, info)
+    graph = coactivation_graph([*rg.neurons, *rg.classes], rg.edges)
+    rows = []
+    t0 = time.perf_counter()
+    part = community_louvain.best_partition(graph, weight="weight", random_state=0)
+    t_pl = time.perf_counter() - t0
+    q_pl = community_louvain.modularity(part, graph, weight="weight")
+    t0 = time.perf_counter()
+    comms = nx.community.louvain_communities(graph, weight="weight", seed=0)
+    t_nx = time.perf_counter() - t0
+    q_nx = nx.community.modularity(graph, comms, weight="weight")
+    rows.append({"bench": "louvain", "case": f"{info.name}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges",
+                 "device": "cpu", "python_louvain_s": t_pl, "python_louvain_q": q_pl, "networkx_s": t_nx, "networkx_q": q_nx,
+                 "ratio": t_nx / t_pl})
+    return rows
+
+
+def bench_queries(run: str | None, repeat: int) -> list[dict[str, Any]]:
+    """p50 / p95 latency of every template on a stored run (after one warm-up call each)."""
+    from deepatlas.db.graph import Graph
+    from deepatlas.db.queries import run_template
+    from deepatlas.db.runs import resolve_run
+    from deepatlas.db.templates import list_templates
+
+    rows = []
+    with Graph() as g:
+        info = resolve_run(g, run)
+        edges = g.read("MATCH (n:Neuron {run: $k})-[e]->() RETURN count(e) AS n", {"k": info.key})[0]["n"]
+        edges += g.read("MATCH (n:Pixel {run: $k})-[e]->() RETURN count(e) AS n", {"k": info.key})[0]["n"]
+        top = run_template(g, "class_drivers", {"run": info.name, "class": "Sandal", "k": 1})
+        values = {"run": info.name, "class": "Sandal", "k": 10, "a": "Shirt", "b": "T-shirt/top", "community": 0,
+                  "by": "influence", "layer": top[0]["layer"] if top else "relu4", "unit": top[0]["unit"] if top else 0}
+        for t in list_templates():
+            params = {p: values[p] for p in t.params}
+            run_template(g, t.name, params)
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                run_template(g, t.name, params)
+                times.append(time.perf_counter() - t0)
+            times.sort()
+            rows.append({"bench": "queries", "case": f"{t.name} ({info.name}, {edges} edges)", "device": "bolt",
+                         "p50_ms": 1000 * times[len(times) // 2], "p95_ms": 1000 * times[int(0.95 * (len(times) - 1))],
+                         "ratio": float("nan")})
+    return rows
+
+
 def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
@@ -163,8 +222,10 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--only", default="stats,capture,writes", help="comma-separated: stats,capture,writes")
+    parser.add_argument("--only", default="stats,capture,writes,louvain,queries",
+                        help="comma-separated: stats,capture,writes,louvain,queries")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--run", default=None, help="run for the louvain and queries benchmarks (default: latest)")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     chosen = set(args.only.split(","))
@@ -175,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_capture(device, args.quick)
     if "writes" in chosen:
         rows += bench_writes(args.quick)
+    if "louvain" in chosen:
+        rows += bench_louvain(args.run)
+    if "queries" in chosen:
+        rows += bench_queries(args.run, 20 if args.quick else 100)
     info = machine()
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
@@ -185,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             base, got = f"matmul {r['baseline_gflops']:.1f} GFLOP/s", f"{r['gflops']:.1f} GFLOP/s"
         elif r["bench"] == "capture":
             base, got = f"plain forward {r['plain_s']:.3f} s", f"hooks+stats {r['hooked_s']:.3f} s"
+        elif r["bench"] == "louvain":
+            base = f"python-louvain {r['python_louvain_s']:.3f} s, Q={r['python_louvain_q']:.3f}"
+            got = f"networkx {r['networkx_s']:.3f} s, Q={r['networkx_q']:.3f}"
+        elif r["bench"] == "queries":
+            base, got = f"p50 {r['p50_ms']:.1f} ms", f"p95 {r['p95_ms']:.1f} ms"
         else:
             base, got = f"naive {r['naive_edges_per_s']:.0f} edges/s", f"batched {r['batched_edges_per_s']:.0f} edges/s"
         print(f"| {r['bench']} | {r['case']} | {r['device']} | {base} | {got} | {r['ratio']:.2f} |")
