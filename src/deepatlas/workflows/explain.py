@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,27 @@ def _image(ckpt: Checkpoint, index: int, dataset: str, split: str, data_dir: str
     return data, data.images[index : index + 1], int(data.labels[index])
 
 
+@dataclass
+class _OneImage:
+    """A checkpoint's model on a device, and one image of a data set, raw and normalised."""
+
+    ckpt: Checkpoint
+    data: ImageSet
+    raw: torch.Tensor
+    label: int
+    net: torch.nn.Module
+    x: torch.Tensor
+    device: torch.device
+
+
+def _one_image(model: str | Path, index: int, dataset: str, split: str, data_dir: str | Path | None, device: str) -> _OneImage:
+    ckpt = load_checkpoint(model)
+    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
+    dev = pick_device(device)
+    net = ckpt.model.to(dev).eval()
+    return _OneImage(ckpt, data, raw, label, net, ckpt.normalize(raw).to(dev), dev)
+
+
 def _class_index(names: tuple[str, ...], name: str) -> int:
     for i, stored in enumerate(names):
         if stored.lower() == name.strip().lower():
@@ -58,11 +80,8 @@ def explain_heatmap(
     """
     if method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    ckpt = load_checkpoint(model)
-    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
-    dev = pick_device(device)
-    net = ckpt.model.to(dev).eval()
-    x = ckpt.normalize(raw).to(dev)
+    one = _one_image(model, index, dataset, split, data_dir, device)
+    data, raw, label, net, x = one.data, one.raw, one.label, one.net, one.x
     with torch.no_grad():
         probs = net(x).softmax(1)[0].cpu()
     names = data.class_names
@@ -96,11 +115,8 @@ def explain_filters(
 ) -> dict[str, Any]:
     """Each captured unit's influential score on the predicted (or a given) class for one image;
     a conv filter sums its positions."""
-    ckpt = load_checkpoint(model)
-    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
-    dev = pick_device(device)
-    net = ckpt.model.to(dev).eval()
-    x = ckpt.normalize(raw).to(dev)
+    one = _one_image(model, index, dataset, split, data_dir, device)
+    data, label, net, x = one.data, one.label, one.net, one.x
     with torch.no_grad():
         pred = int(net(x).argmax(1))
     target = _class_index(data.class_names, class_name) if class_name else pred
@@ -169,11 +185,8 @@ def explain_feature(
     from deepatlas.explain.query import characteristic_feature
     from deepatlas.report.attribution import feature_figure
 
-    ckpt = load_checkpoint(model)
-    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
-    dev = pick_device(device)
-    net = ckpt.model.to(dev).eval()
-    x = ckpt.normalize(raw).to(dev)
+    one = _one_image(model, index, dataset, split, data_dir, device)
+    data, raw, label, net, x = one.data, one.raw, one.label, one.net, one.x
     target = _class_index(data.class_names, class_name) if class_name else label
     search = layers or [n for n in default_layers(net, x) if _is_spatial(net, x, n)] or default_layers(net, x)
     feat = characteristic_feature(net, x, target, search)
@@ -209,12 +222,10 @@ def explain_perturb(
     from deepatlas.explain.query import perturb_toward
     from deepatlas.report.attribution import perturbation_strip
 
-    ckpt = load_checkpoint(model)
-    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
+    one = _one_image(model, index, dataset, split, data_dir, device)
+    ckpt, data, raw, label, net = one.ckpt, one.data, one.raw, one.label, one.net
     target = _class_index(data.class_names, toward)
-    dev = pick_device(device)
-    net = ckpt.model.to(dev).eval()
-    res = perturb_toward(net, raw.to(dev), target, steps=steps, step_size=step_size, prepare=ckpt.normalize)
+    res = perturb_toward(net, raw.to(one.device), target, steps=steps, step_size=step_size, prepare=ckpt.normalize)
     names = data.class_names
     imgs = res["images"][:, 0].cpu().numpy()
     labels = [f"step {i}: {names[p]}\np({names[target]})={tp:.2f}" for i, (p, tp) in enumerate(zip(res["predicted"], res["target_prob"], strict=True))]
