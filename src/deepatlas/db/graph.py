@@ -96,6 +96,27 @@ class Graph:
         with self._errors(), self._driver.session(database=self.settings.database) as session:
             return session.execute_read(work)
 
+    def profile(self, query: str, params: dict[str, Any] | None = None) -> list[str]:
+        """Run ``PROFILE query`` (read transaction) and return its plan as indented lines:
+        operator, rows, db hits, and details (the index used, if any)."""
+
+        def work(tx: ManagedTransaction) -> Any:
+            return tx.run("PROFILE " + _strip_comments(query), params or {}).consume().profile
+
+        with self._errors(), self._driver.session(database=self.settings.database) as session:
+            plan = session.execute_read(work)
+        lines: list[str] = []
+
+        def walk(node: dict[str, Any], depth: int) -> None:
+            args = node.get("args", {})
+            lines.append(f"{'  ' * depth}{node.get('operatorType', '?')}  rows={node.get('rows', '?')} "
+                         f"dbHits={node.get('dbHits', '?')}  {args.get('Details', '')}".rstrip())
+            for child in node.get("children", []):
+                walk(child, depth + 1)
+
+        walk(plan or {}, 0)
+        return lines
+
     # -- writes --------------------------------------------------------------------------
     def write(self, query: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Run ``query`` in one managed write transaction (retried on transient errors)."""
@@ -151,6 +172,10 @@ class Graph:
             total += done
             if done == 0:
                 return total
+
+
+def _strip_comments(query: str) -> str:
+    return "\n".join(line for line in query.splitlines() if not line.lstrip().startswith("//"))
 
 
 def _run_discard(tx: ManagedTransaction, query: str, params: dict[str, Any]) -> None:
