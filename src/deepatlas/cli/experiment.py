@@ -178,7 +178,7 @@ def shared(
 def switchgate(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose core units to find.")],
     layer: Annotated[list[str] | None, typer.Option("--layer", help="Gated layer(s); 'input' gates pixels. Default: the last conv block's pooled output.")] = None,
-    alpha: Annotated[float, typer.Option(min=0.0, help="Price of each open gate (smaller keeps more units).")] = 0.02,
+    alpha: Annotated[float | None, typer.Option(min=0.0, help="Price of each open gate (smaller keeps more). Default 0.02; 0.001 for --layer input.")] = None,
     lam: Annotated[float, typer.Option("--lambda", min=0.0, help="Weight of the 0/1 penalty phi.")] = 1.0,
     steps: Annotated[int, typer.Option(min=10, help="Optimisation steps.")] = 400,
     per_side: Annotated[int, typer.Option(min=10, help="Images per side of the balanced set.")] = 300,

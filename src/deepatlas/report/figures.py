@@ -83,8 +83,9 @@ def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph
     return path
 
 
-def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "") -> Path:
-    """Pixel-correlation heatmaps (red positive, blue negative, shared scale [-1, 1])."""
+def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "",
+                 cmap: str = "bwr", vmin: float = -1.0, vmax: float = 1.0, label: str = "Pearson r with pixel") -> Path:
+    """Image-shaped maps on one shared scale (default: pixel correlations, red +, blue -)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(maps)
     rows = max(1, (n + columns - 1) // columns)
@@ -93,10 +94,10 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int
         ax.axis("off")
     im = None
     for ax, (label, img) in zip(axes.ravel(), maps, strict=False):
-        im = ax.imshow(img, cmap="bwr", vmin=-1, vmax=1)
+        im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(label, fontsize=7)
     if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="Pearson r with pixel")
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=label)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path)
