@@ -31,6 +31,7 @@ def ingest(
     class_values: Annotated[str, typer.Option(help="Class node values: probs (softmax) or logits.")] = "probs",
     edges: Annotated[str, typer.Option(help="Edges to write: any of coactivation,influence,gradient.")] = "coactivation,influence,gradient",
     attribution_per_class: Annotated[int, typer.Option(min=1, help="Images per class averaged for INFLUENCES/GRADIENT edges.")] = 100,
+    bulk: Annotated[bool, typer.Option("--bulk", help="Import with neo4j-admin (fast; only into an empty local database).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run the model over a data set and write its co-activation graph to Neo4j.
@@ -48,7 +49,7 @@ def ingest(
             limit=limit, run_name=run, batch_size=batch_size, device=device,
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
-            attribution_per_class=attribution_per_class, progress=progress,
+            attribution_per_class=attribution_per_class, bulk=bulk, progress=progress,
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

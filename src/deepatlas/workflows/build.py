@@ -157,6 +157,7 @@ def ingest(
     edges: Sequence[str] = EDGE_KINDS,
     attribution_per_class: int = 100,
     between_samples: int = 200,
+    bulk: bool = False,
     graph: Graph | None = None,
     progress: Progress = _noop,
 ) -> IngestReport:
@@ -184,6 +185,9 @@ def ingest(
         Images per class averaged for the INFLUENCES and GRADIENT neuron->class edges.
     between_samples : int, default 200
         Images averaged for the neuron->neuron INFLUENCES edges (one sweep per upper unit).
+    bulk : bool, default False
+        Write through neo4j-admin's CSV import instead of Bolt: only into an EMPTY managed local
+        database (the server is stopped for the import and started again).
     graph : Graph, optional
         Default: a new connection from the environment (starting the local server if needed).
     progress : callable, optional
@@ -216,6 +220,10 @@ def ingest(
     own_graph = graph is None
     g = graph if graph is not None else Graph()
     try:
+        if bulk:  # refuse before computing anything
+            from deepatlas.db.bulk import check_bulk_target
+
+            check_bulk_target(g)
         n = len(images)
         result = compute_coactivation(
             ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
@@ -251,9 +259,7 @@ def ingest(
         tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw)
         total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
         t0 = time.perf_counter()
-        run = write_run(
-            g, tables, key=key, name=name,
-            run_props={
+        run_props = {
                 "dataset": images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
                 "layers": [s.name for s in result.layers], "class_values": class_values,
                 "input_shape": list(result.input_shape),
@@ -262,11 +268,17 @@ def ingest(
                            "attribution_per_class": attribution_per_class, "between_samples": between_samples,
                            "gradient_output": "logit"},
                 "confusion": result.confusion.tolist(), "device": str(dev),
-            },
-            model_props={"key": ckpt.sha256, "name": ckpt.name, "arch": ckpt.arch,
-                         "accuracy": ckpt.meta.get("accuracy"), "path": str(ckpt.path or "")},
-            progress=lambda k: progress("write", k, total_rows),
-        )
+            }
+        model_props = {"key": ckpt.sha256, "name": ckpt.name, "arch": ckpt.arch,
+                       "accuracy": ckpt.meta.get("accuracy"), "path": str(ckpt.path or "")}
+        if bulk:
+            from deepatlas.db.bulk import bulk_import
+            from deepatlas.db.server import LocalServer
+
+            run = bulk_import(g, LocalServer(), tables, key=key, name=name, run_props=run_props, model_props=model_props)
+        else:
+            run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_props,
+                            progress=lambda k: progress("write", k, total_rows))
         timings["write"] = time.perf_counter() - t0
         return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))
     finally:
