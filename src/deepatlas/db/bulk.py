@@ -12,6 +12,7 @@ import csv
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ def bulk_import(
         neo4j-admin failed (its last lines are in the message); the server is started again.
     """
     check_bulk_target(graph)
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
     folder = server.home / "import" / "bulk"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -115,20 +118,30 @@ def bulk_import(
             for j in range(len(table)):
                 w.writerow([table.src[j], table.dst[j], check_rel(table.rel), *(_cell(table.props[p][j]) for p in props)])
         files.append(f"--relationships={path}")
+    phases["csv"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     server.stop()
+    phases["stop"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     env = {**server._env()}
     proc = subprocess.run(
         [_java(), "-cp", f"{server.lib}/*", _ADMIN, "database", "import", "full", "neo4j", "--overwrite-destination=true",
          "--id-type=string", *files],
         env=env, capture_output=True, text=True, check=False,
     )
+    phases["import"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     server.start()
+    phases["start"] = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
         raise ServerError(f"neo4j-admin import failed:\n{tail}")
+    t0 = time.perf_counter()
     ensure_schema(graph)
     _verify_counts(graph, key, tables.node_counts(), tables.edge_counts())
+    phases["schema+verify"] = time.perf_counter() - t0
     graph.write("MATCH (r:Run {key: $key, status: 'running'}) SET r.status = 'complete', r.created_at = datetime(), "
-                "r.completed_at = datetime(), r.bulk = true", {"key": key})
+                "r.completed_at = datetime(), r.bulk = true, r.bulk_seconds = $phases",
+                {"key": key, "phases": json.dumps(phases)})
     shutil.rmtree(folder, ignore_errors=True)
     return resolve_run(graph, name)
