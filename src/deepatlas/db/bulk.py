@@ -1,8 +1,9 @@
 """The bulk path: a run into an EMPTY managed local database through neo4j-admin's CSV import.
 
 ``neo4j-admin database import full`` (the same jars as the server) builds the store files
-directly, far faster than transactions, but only into an empty database and only while the
-server is stopped. So: write typed CSVs, stop the server, import, start it, create the schema,
+directly: it moves data about 2.6x faster than the Bolt writer (bench/RESULTS.md), but only
+into an empty database and only while the server is stopped, and the stop and restart cost
+~16 s, so it pays off for large runs only. So: write typed CSVs, stop the server, import, start it, create the schema,
 check the counts, and only then mark the run complete (it is imported as ``running``).
 """
 
