@@ -19,16 +19,10 @@ from deepatlas.explain.factorize import coupled_nmf, spectra
 from deepatlas.explain.switchgate import INPUT, SwitchGates
 from deepatlas.ingest.capture import ActivationRecorder, _leaf_order, default_layers
 from deepatlas.models.checkpoint import load_checkpoint
-from deepatlas.workflows.build import pick_device
-from deepatlas.workflows.experiments import _context
+from deepatlas.workflows.build import Progress, _noop, pick_device
+from deepatlas.workflows.experiments import _base_predictions, _context
 
 __all__ = ["default_gate_layer", "experiment_switchgate", "explain_compare", "explain_factors"]
-
-Progress = Callable[[str, int, int], None]
-
-
-def _noop(stage: str, advance: int, total: int) -> None:
-    return None
 
 
 def default_gate_layer(model: nn.Module, example: torch.Tensor) -> str:
@@ -96,8 +90,7 @@ def experiment_switchgate(
     c = ctx.classes.index(stored)
     net = ctx.ckpt.model
     gate_layers = list(layers) if layers else [default_gate_layer(net, ctx.inputs[:1])]
-    with torch.no_grad():
-        preds = torch.cat([net(ctx.inputs[s : s + 1000]).argmax(1) for s in range(0, len(ctx.inputs), 1000)]).cpu()
+    preds = _base_predictions(ctx)
     pos_idx = torch.nonzero(preds == c).flatten()[:per_side]
     others = torch.nonzero(preds != c).flatten()
     if len(pos_idx) == 0:

@@ -7,7 +7,7 @@ run's own data set, split and number of images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +38,9 @@ from deepatlas.explain.experiments import (
 )
 from deepatlas.explain.interventions import Intervention, UnitStats, unit_statistics
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
-from deepatlas.workflows.build import pick_device
+from deepatlas.workflows.build import Progress, _noop, pick_device
 
 __all__ = ["experiment_activate", "experiment_community", "experiment_knockout", "experiment_shared"]
-
-Progress = Callable[[str, int, int], None]
-
-
-def _noop(stage: str, advance: int, total: int) -> None:
-    return None
 
 
 @dataclass
@@ -225,12 +219,17 @@ def experiment_activate(
     return result
 
 
-def _ablation(ctx: _Context, units: list[Unit], value: str) -> tuple[torch.Tensor, torch.Tensor]:
+@torch.no_grad()
+def _base_predictions(ctx: _Context) -> torch.Tensor:
+    """The unmodified model's predictions on the run's images (CPU)."""
+    net = ctx.ckpt.model
+    return torch.cat([net(ctx.inputs[s : s + 1000]).argmax(1).cpu() for s in range(0, len(ctx.inputs), 1000)])
+
+
+def _knockout(ctx: _Context, units: list[Unit], value: str) -> Intervention:
+    """An Intervention with the unit statistics ``value`` needs for the layers of ``units``."""
     layers = sorted({lay for lay, _ in units})
-    iv = Intervention(ctx.ckpt.model, _stats(ctx, layers) if value == "mean" else None)
-    with torch.no_grad():
-        base = torch.cat([ctx.ckpt.model(ctx.inputs[s : s + 1000]).argmax(1).cpu() for s in range(0, len(ctx.inputs), 1000)])
-    return base, iv.predict(ctx.inputs, group_units(units), mode="knockout", value=value)
+    return Intervention(ctx.ckpt.model, _stats(ctx, layers) if value == "mean" else None)
 
 
 def experiment_community(
@@ -240,7 +239,8 @@ def experiment_community(
     """Knock out every neuron of a Louvain community; error per class before and after."""
     ctx = _context(graph, run, model, data_dir, device)
     units = community_units(graph, ctx.run, community)
-    base, after = _ablation(ctx, units, value)
+    base = _base_predictions(ctx)
+    after = _knockout(ctx, units, value).predict(ctx.inputs, group_units(units), mode="knockout", value=value)
     n = len(ctx.classes)
     b_per, b_all = error_rates(base, ctx.labels, n)
     a_per, a_all = error_rates(after, ctx.labels, n)
@@ -276,7 +276,9 @@ def experiment_shared(
     if not units:
         raise UsageError(f"{sa} and {sb} share no neurons in their sets; nothing to knock out")
     n = len(ctx.classes)
-    base, after = _ablation(ctx, units, value)
+    iv = _knockout(ctx, units, value)  # the random baselines draw from the same layers: one set of statistics
+    base = _base_predictions(ctx)
+    after = iv.predict(ctx.inputs, group_units(units), mode="knockout", value=value)
     cb, ca = confusion(base, ctx.labels, n), confusion(after, ctx.labels, n)
 
     def mutual(cm: np.ndarray) -> int:
@@ -287,7 +289,7 @@ def experiment_shared(
         "MATCH (l:Layer {run: $key, name: $name}) RETURN l.size AS s", {"key": ctx.run.key, "name": lay})[0]["s"]))]
     rand = []
     for order in random_orders(pool, range(seeds)):
-        _, pr = _ablation(ctx, order[: len(units)], value)
+        pr = iv.predict(ctx.inputs, group_units(order[: len(units)]), mode="knockout", value=value)
         rand.append(mutual(confusion(pr, ctx.labels, n)))
     b_per, _ = error_rates(base, ctx.labels, n)
     a_per, _ = error_rates(after, ctx.labels, n)
