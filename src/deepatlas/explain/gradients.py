@@ -19,6 +19,7 @@ from torch import nn
 
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import UsageError
+from deepatlas.explain._hooks import capture_outputs
 
 __all__ = ["OUTPUTS", "PredictionGradients", "unit_scores"]
 
@@ -55,31 +56,19 @@ class PredictionGradients:
     def attribute_layers(self, inputs: torch.Tensor, target: int | torch.Tensor, layers: Sequence[str | None]) -> list[torch.Tensor]:
         self.model.eval()
         x = inputs.detach().clone().requires_grad_(True)
-        captured: dict[str, torch.Tensor] = {}
-        handles = []
-        for name in layers:
-            if name is not None:
-                try:
-                    module = self.model.get_submodule(name)
-                except AttributeError:
-                    raise UsageError(f"unknown layer {name!r}") from None
-                handles.append(module.register_forward_hook(lambda _m, _i, o, n=name: captured.__setitem__(n, o)))
-        try:
-            with torch.enable_grad():
+        with torch.enable_grad():
+            with capture_outputs(self.model, [n for n in layers if n is not None]) as captured:
                 out = self.model(x)
-                if self.output == "prob":
-                    out = out.softmax(1)
-                if isinstance(target, int):
-                    if not 0 <= target < out.shape[1]:
-                        raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
-                    y = out[:, target].sum()
-                else:
-                    y = out.gather(1, target.view(-1, 1).to(out.device)).sum()
-                wrt = [x if n is None else captured[n] for n in layers]
-                grads = torch.autograd.grad(y, wrt, allow_unused=True)
-        finally:
-            for h in handles:
-                h.remove()
+            if self.output == "prob":
+                out = out.softmax(1)
+            if isinstance(target, int):
+                if not 0 <= target < out.shape[1]:
+                    raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
+                y = out[:, target].sum()
+            else:
+                y = out.gather(1, target.view(-1, 1).to(out.device)).sum()
+            wrt = [x if n is None else captured[n] for n in layers]
+            grads = torch.autograd.grad(y, wrt, allow_unused=True)
         return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wrt, grads, strict=True)]
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepatlas.errors import UsageError
+from deepatlas.explain._hooks import capture_outputs
 
 __all__ = ["InfluentialScores"]
 
@@ -181,22 +182,10 @@ class InfluentialScores:
         """Scores at several layers (None = the input) from one sweep."""
         self.model.eval()
         x = inputs.detach().clone().requires_grad_(True)
-        captured: dict[str, torch.Tensor] = {}
-        modules = {}
-        for name in layers:
-            if name is not None:
-                try:
-                    modules[name] = self.model.get_submodule(name)
-                except AttributeError:
-                    raise UsageError(f"unknown layer {name!r}") from None
         with torch.enable_grad(), self._rules():
-            # registered after the rules, so these hooks see the rule-wrapped outputs
-            handles = [m.register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n, m in modules.items()]
-            try:
+            # entered after the rules, so the capture sees the rule-wrapped outputs
+            with capture_outputs(self.model, [n for n in layers if n is not None]) as captured:
                 out = self.model(x)
-            finally:
-                for h in handles:
-                    h.remove()
             seed = _one_hot(out, target)
             wrt = [x if n is None else captured[n] for n in layers]
             grads = torch.autograd.grad(out, wrt, grad_outputs=seed, allow_unused=True)
@@ -210,16 +199,9 @@ class InfluentialScores:
         unit of ``upper``. Returns (B, units_lower, units_upper).
         """
         self.model.eval()
-        captured: dict[str, torch.Tensor] = {}
-        mods = {n: self.model.get_submodule(n) for n in (lower, upper)}
         with torch.enable_grad(), self._rules():
-            handles = [m.register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n, m in mods.items()]
-            try:
-                x = inputs.detach().clone().requires_grad_(True)
-                self.model(x)
-            finally:
-                for h in handles:
-                    h.remove()
+            with capture_outputs(self.model, [lower, upper]) as captured:
+                self.model(inputs.detach().clone().requires_grad_(True))
             low, up = captured[lower], captured[upper]
             n_up = up.shape[1]
             result = torch.zeros(low.shape[0], low.shape[1], n_up, dtype=low.dtype, device=low.device)

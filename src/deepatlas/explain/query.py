@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from deepatlas.errors import UsageError
+from deepatlas.explain._hooks import capture_outputs
 from deepatlas.explain.switchgate import holding_rate
 
 __all__ = ["Feature", "characteristic_feature", "perturb_toward", "removal_curve"]
@@ -55,17 +56,12 @@ def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layer
         raise UsageError("characteristic_feature takes one input")
     if not 0 <= target:
         raise UsageError("target must be a class index")
-    captured: dict[str, torch.Tensor] = {}
-    handles = [model.get_submodule(n).register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n in layers]
-    try:
-        with torch.enable_grad():
+    with torch.enable_grad():
+        with capture_outputs(model, layers) as captured:
             out = model(x.detach().requires_grad_(False))
-            if target >= out.shape[1]:
-                raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
-            grads = torch.autograd.grad(out[0, target], [captured[n] for n in layers], allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
+        if target >= out.shape[1]:
+            raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
+        grads = torch.autograd.grad(out[0, target], [captured[n] for n in layers], allow_unused=True)
     best: Feature | None = None
     for name, g in zip(layers, grads, strict=True):
         a = captured[name].detach()[0]

@@ -16,7 +16,7 @@ from deepatlas.db.runs import resolve_run
 from deepatlas.errors import NotFoundError, UsageError
 from deepatlas.explain.gradients import PredictionGradients
 from deepatlas.explain.influence import InfluentialScores
-from deepatlas.ingest.capture import default_layers
+from deepatlas.ingest.capture import ActivationRecorder, default_layers
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
 from deepatlas.workflows.build import pick_device
 
@@ -188,7 +188,11 @@ def explain_feature(
     one = _one_image(model, index, dataset, split, data_dir, device)
     data, raw, label, net, x = one.data, one.raw, one.label, one.net, one.x
     target = _class_index(data.class_names, class_name) if class_name else label
-    search = layers or [n for n in default_layers(net, x) if _is_spatial(net, x, n)] or default_layers(net, x)
+    if layers:
+        search = list(layers)
+    else:  # every captured conv layer (spatial maps), else every captured layer: one probe of the model
+        captured = ActivationRecorder(net, example=x).layers
+        search = [s.name for s in captured if s.kind == "conv"] or [s.name for s in captured]
     feat = characteristic_feature(net, x, target, search)
     names = data.class_names
     fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
@@ -197,12 +201,6 @@ def explain_feature(
     return {"image": index, "label": names[label], "class": names[target], "unit": f"{feat.layer}:{feat.unit}",
             "layer": feat.layer, "index": feat.unit, "position": list(feat.position) if feat.position else None,
             "region": list(feat.region) if feat.region else None, "score": feat.score, "figure": str(fig)}
-
-
-def _is_spatial(net: torch.nn.Module, x: torch.Tensor, name: str) -> bool:
-    from deepatlas.ingest.capture import ActivationRecorder
-
-    return ActivationRecorder(net, [name], example=x).layers[0].kind == "conv"
 
 
 def explain_perturb(
