@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from deepatlas.ingest.capture import ActivationRecorder
@@ -209,6 +210,64 @@ def bench_queries(run: str | None, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]], str]:
+    """ResNet-18 (28x28 grey) end to end: train briefly, co-activation dense vs blockwise, ingest.
+
+    Baseline for the blockwise co-activation: the dense single pass on the same images (the
+    ratio is what bounding the memory costs). Then a full ingest (all three edge kinds, the
+    blockwise path, neuron->neuron influence skipped) with its time per stage and edges written.
+    Returns the rows and the run's name (the query and Louvain benchmarks then use it).
+    """
+    import resource
+
+    from deepatlas.data import load_fashion_mnist
+    from deepatlas.ingest.coactivation import compute_coactivation
+    from deepatlas.ingest.pairs import SparsifyParams, select_pairs
+    from deepatlas.models import load_checkpoint
+    from deepatlas.workflows.build import ingest, train_reference
+
+    train_n, n = (2000, 1000) if quick else (20000, 10000)
+    path = OUT / f"resnet18-{train_n}.pt"
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        OUT.mkdir(exist_ok=True)
+        rep = train_reference(path, arch="resnet18", epochs=1, train_limit=train_n, device=str(device))
+        rows.append({"bench": "resnet", "case": f"train 1 epoch on {train_n} images (test accuracy {rep.test_accuracy:.1%})",
+                     "device": device.type, "seconds": rep.train_seconds, "ratio": float("nan")})
+    ckpt = load_checkpoint(path)
+    data = load_fashion_mnist("test").subset(n)
+    params = SparsifyParams()
+    t0 = time.perf_counter()
+    dense = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=None)
+    t_dense = time.perf_counter() - t0
+    m = dense.n_hidden + 10
+    budget = m * m * 8 / 2**20 / 4 + 0.01  # a quarter of the dense matrix: 4 blocks, 4 passes
+    t0 = time.perf_counter()
+    block = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=budget,
+                                 sparsify=params)
+    t_block = time.perf_counter() - t0
+    assert dense.units.r is not None and block.pairs is not None
+    i, j = select_pairs(dense.units.r.numpy(), np.arange(m) >= m - 10, dense.units.dead_x.numpy(), params)
+    same = i.tolist() == block.pairs.i.tolist() and j.tolist() == block.pairs.j.tolist()
+    rows.append({"bench": "resnet", "case": f"co-activation {m} nodes x {n} images: blockwise ({block.passes} passes, "
+                 f"{budget:.0f} MB) vs dense ({m * m * 8 / 2**20:.0f} MB); same {len(i)} pairs: {same}",
+                 "device": device.type, "dense_s": t_dense, "blockwise_s": t_block, "ratio": t_block / t_dense})
+    del dense, block
+    run = "bench-resnet18"
+    rep = ingest(ckpt, data=data, run_name=run, device=str(device), sparsify=params, between_samples=0,
+                 max_matrix_mb=budget)
+    edges = sum(v for k, v in rep.edges.items())
+    for stage, sec in rep.seconds.items():
+        rows.append({"bench": "resnet", "case": f"ingest stage {stage}", "device": device.type, "seconds": sec,
+                     "ratio": float("nan")})
+    total = sum(rep.seconds.values())
+    rows.append({"bench": "resnet", "case": f"ingest total: {rep.nodes['Neuron']} neurons, {edges} edges "
+                 f"({', '.join(f'{k} {v}' for k, v in rep.edges.items())}); peak RSS "
+                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB",
+                 "device": device.type, "seconds": total, "edges_per_s": edges / rep.seconds["write"], "ratio": float("nan")})
+    return rows, run
+
+
 def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
@@ -222,8 +281,9 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--only", default="stats,capture,writes,louvain,queries",
-                        help="comma-separated: stats,capture,writes,louvain,queries")
+    parser.add_argument("--only", default="stats,capture,writes,louvain,queries,resnet",
+                        help="comma-separated: stats,capture,writes,louvain,queries,resnet (resnet also runs "
+                             "louvain and queries on the ResNet-18 run it writes)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--run", default=None, help="run for the louvain and queries benchmarks (default: latest)")
     args = parser.parse_args(argv)
@@ -240,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_louvain(args.run)
     if "queries" in chosen:
         rows += bench_queries(args.run, 20 if args.quick else 100)
+    if "resnet" in chosen:
+        resnet_rows, resnet_run = bench_resnet(device, args.quick)
+        rows += resnet_rows
+        rows += bench_louvain(resnet_run)
+        rows += bench_queries(resnet_run, 20 if args.quick else 100)
     info = machine()
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
@@ -253,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         elif r["bench"] == "louvain":
             base = f"python-louvain {r['python_louvain_s']:.3f} s, Q={r['python_louvain_q']:.3f}"
             got = f"networkx {r['networkx_s']:.3f} s, Q={r['networkx_q']:.3f}"
+        elif r["bench"] == "resnet" and "dense_s" in r:
+            base, got = f"dense {r['dense_s']:.1f} s", f"blockwise {r['blockwise_s']:.1f} s"
+        elif r["bench"] == "resnet":
+            base = "" if "edges_per_s" not in r else f"written at {r['edges_per_s']:.0f} edges/s"
+            got = f"{r['seconds']:.1f} s"
         elif r["bench"] == "queries":
             base, got = f"p50 {r['p50_ms']:.1f} ms", f"p95 {r['p95_ms']:.1f} ms"
         else:

@@ -8,7 +8,9 @@ from torch import nn
 from deepatlas.data import load_digits
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import IngestError, UsageError
-from deepatlas.ingest.coactivation import compute_coactivation
+from deepatlas.ingest.coactivation import compute_coactivation, plan_blocks
+from deepatlas.ingest.pairs import SparsifyParams, select_pairs
+from deepatlas.ingest.tables import build_tables
 from deepatlas.models import MLP, evaluate, train_model
 
 
@@ -35,6 +37,7 @@ def test_correlations_equal_numpy_on_explicit_activations(digits_mlp) -> None:  
     nodes = torch.cat([h1, h2, probs], 1).numpy()
     live = nodes.std(0) > 1e-9
     want = np.corrcoef(nodes[:, live], rowvar=False)
+    assert res.units.r is not None and res.pixels.r is not None and res.passes == 1
     got = res.units.r.numpy()[np.ix_(live, live)]
     assert np.abs(got - want).max() < 1e-6
     assert res.units.dead_x.numpy().tolist() == (~live).tolist()
@@ -52,6 +55,7 @@ def test_logits_option_correlates_raw_scores(digits_mlp) -> None:  # type: ignor
     with torch.no_grad():
         logits = model(data.images.flatten(1)).numpy()
     want = np.corrcoef(logits, rowvar=False)
+    assert res.units.r is not None
     assert np.abs(res.units.r.numpy()[-10:, -10:] - want).max() < 1e-6
 
 
@@ -82,3 +86,33 @@ def test_wrong_image_shape_and_class_count(digits_mlp) -> None:  # type: ignore[
         compute_coactivation(model, three)
     with pytest.raises(UsageError):
         compute_coactivation(model, data, class_values="softmax")
+
+
+@pytest.mark.parametrize("params", [SparsifyParams(), SparsifyParams(min_abs_r=None, top_k=3), SparsifyParams(min_abs_r=0.2, top_k=0)])
+def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, params) -> None:  # type: ignore[no-untyped-def]
+    model, data = digits_mlp
+    dense = compute_coactivation(model, data, batch_size=100)
+    m = dense.n_hidden + 10  # 46 nodes: a budget of 5 rows (46 * 8 bytes each) takes 10 passes
+    budget = 5 * m * 8 / 2**20
+    assert plan_blocks(m, budget) == 5
+    seen: list[int] = []
+    block = compute_coactivation(model, data, batch_size=100, max_matrix_mb=budget, sparsify=params,
+                                 progress=lambda k, total: seen.append(total))
+    assert block.passes == 10 and block.units.r is None and block.pairs is not None
+    assert set(seen) == {10 * len(data)}  # the progress total counts every pass
+    assert dense.units.r is not None
+    is_class = np.arange(m) >= m - 10
+    i, j = select_pairs(dense.units.r.numpy(), is_class, dense.units.dead_x.numpy(), params)
+    assert block.pairs.i.tolist() == i.tolist() and block.pairs.j.tolist() == j.tolist()
+    assert np.abs(block.pairs.r - dense.units.r.numpy()[i, j]).max() < 1e-9
+    assert torch.allclose(block.units.std_x, dense.units.std_x) and torch.equal(block.units.dead_x, dense.units.dead_x)
+    assert torch.equal(block.confusion, dense.confusion)
+    a, b = build_tables(dense, "run", params), build_tables(block, "run", params)
+    assert a.edge_counts() == b.edge_counts()
+    with pytest.raises(UsageError, match="other sparsify"):
+        build_tables(block, "run", SparsifyParams(top_k=params.top_k + 1))
+
+
+def test_a_budget_below_one_row_is_refused() -> None:
+    with pytest.raises(UsageError, match="cannot hold one row"):
+        plan_blocks(10_000, 0.01)

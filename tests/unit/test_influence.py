@@ -11,6 +11,7 @@ from torch.autograd.functional import jacobian
 from deepatlas.errors import UsageError
 from deepatlas.explain.gradients import PredictionGradients, unit_scores
 from deepatlas.explain.influence import InfluentialScores
+from deepatlas.models.resnet import Add, ResNet18
 
 
 def _j(matrix: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -132,3 +133,52 @@ def test_prediction_gradients_and_unit_scores() -> None:
     maps = torch.zeros(2, 3, 2, 2)
     maps[0, 1] = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
     assert unit_scores(maps)[0, 1] == 5.0 and unit_scores(torch.tensor([[-2.0, 1.0]]))[0, 0] == -2.0
+
+
+class _ResidualMLP(nn.Module):
+    """h = relu(W1 x); y = relu(Add(W2 h, h)); out = W3 y: one residual sum over dense layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.relu1 = nn.Linear(4, 5), nn.ReLU()
+        self.fc2, self.add, self.relu2 = nn.Linear(5, 5), Add(), nn.ReLU()
+        self.fc3 = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.fc1(x))
+        return self.fc3(self.relu2(self.add(self.fc2(h), h)))
+
+
+def test_residual_addition_is_a_linear_map_with_unit_weights() -> None:
+    # The addition node y = z + h (z = W2 h) gets J[z, y]_kk = z_k / (|z_k| + |h_k|) and the skip
+    # J[h, y]_kk = h_k / (|z_k| + |h_k|); so J[h, y] = J[h, z] @ diag(z share) + diag(h share).
+    torch.manual_seed(3)
+    m = _ResidualMLP().double().eval()
+    x = torch.rand(4, 4, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 1])
+    s = InfluentialScores(m).attribute(x, target=target)
+    w = {n: getattr(m, n).weight.detach().numpy() for n in ("fc1", "fc2", "fc3")}
+    for b in range(4):
+        h = m.relu1(m.fc1(x[b])).detach().numpy()
+        z = m.fc2(torch.from_numpy(h)).detach().numpy()
+        y = np.maximum(z + h, 0)
+        d = np.abs(z) + np.abs(h)
+        j_hy = _j(w["fc2"], h) @ np.diag(z / d) + np.diag(h / d)
+        chain = _j(w["fc1"], x[b].numpy()) @ j_hy @ _j(w["fc3"], y)
+        assert np.abs(chain[:, int(target[b])] - s[b].numpy()).max() < 1e-12
+
+
+def test_resnet18_scores_are_finite_and_respect_the_addition_rule() -> None:
+    torch.manual_seed(0)
+    m = ResNet18().eval()
+    x = torch.rand(2, 1, 28, 28)
+    out = InfluentialScores(m).attribute_layers(x, 3, [None, "layer4.1.relu2", "layer1.0.relu1"])
+    assert [tuple(t.shape) for t in out] == [(2, 1, 28, 28), (2, 512, 2, 2), (2, 64, 14, 14)]
+    assert all(torch.isfinite(t).all() for t in out)
+    # the last block's output feeds avgpool + fc only: its scores are the fc rule's exactly
+    y = out[1].sum((2, 3))
+    with torch.no_grad():
+        feats = m.avgpool(m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x)))))))))
+    want = torch.from_numpy(np.stack([_j(m.fc.weight.detach().double().numpy(), f.double().numpy())[:, 3]
+                                      for f in feats.flatten(1)]))
+    assert torch.allclose(y.double(), want, atol=1e-5)

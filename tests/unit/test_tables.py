@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from deepatlas.ingest.capture import LayerSpec
 from deepatlas.ingest.coactivation import CoactivationResult
 from deepatlas.ingest.stats import Correlation
-from deepatlas.ingest.tables import SparsifyParams, build_tables, select_pairs
+from deepatlas.ingest.pairs import SparsifyParams, select_pairs
+from deepatlas.ingest.tables import build_tables
 
 # 4 hidden units (0..3) and 2 classes (4, 5); unit 2 is dead.
 R = np.array([
@@ -73,3 +75,37 @@ def test_tables_from_a_hand_built_result() -> None:
     assert conf.props["count"] == [5, 3] and conf.props["rate"] == [5 / 25, 3 / 25]
     assert t.neurons[0]["pixel_r"] == [0.8, 0.0, 0.0, -0.9] and t.neurons[2]["dead"] is True
     assert t.edge_counts()["IN_LAYER"] == 6
+
+
+def _reference_pairs(r: np.ndarray, is_class: np.ndarray, dead: np.ndarray, p: SparsifyParams) -> set[tuple[int, int]]:
+    """The rules as written, pair by pair (slow, obviously right)."""
+    m = len(r)
+
+    def top(i: int) -> set[int]:
+        cands = [j for j in range(m) if j != i and not dead[j] and is_class[j] == is_class[i]]
+        return set(sorted(cands, key=lambda j: -abs(r[i, j]))[: p.top_k]) if not dead[i] else set()
+
+    tops = [top(i) for i in range(m)]
+    out = set()
+    for i in range(m):
+        for j in range(i + 1, m):
+            if dead[i] or dead[j]:
+                continue
+            if is_class[i] != is_class[j] or (p.min_abs_r is not None and abs(r[i, j]) >= p.min_abs_r) \
+                    or j in tops[i] or i in tops[j]:
+                out.add((i, j))
+    return out
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, 7, 40])
+def test_any_row_blocking_gives_the_rules_pair_set(block_rows: int) -> None:
+    rng = np.random.default_rng(block_rows)
+    m = 40
+    x = rng.standard_normal((200, m)) @ rng.standard_normal((m, m)) * 0.3 + rng.standard_normal((200, m))
+    r = np.corrcoef(x, rowvar=False)  # distinct |r|: no ties for top-k
+    is_class = np.arange(m) >= 34
+    dead = np.zeros(m, dtype=bool)
+    dead[[5, 36]] = True
+    for p in (SparsifyParams(), SparsifyParams(min_abs_r=None, top_k=2), SparsifyParams(min_abs_r=0.3, top_k=0)):
+        i, j = select_pairs(r, is_class, dead, p, block_rows=block_rows)
+        assert list(zip(i.tolist(), j.tolist(), strict=True)) == sorted(_reference_pairs(r, is_class, dead, p))

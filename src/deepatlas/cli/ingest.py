@@ -31,6 +31,10 @@ def ingest(
     class_values: Annotated[str, typer.Option(help="Class node values: probs (softmax) or logits.")] = "probs",
     edges: Annotated[str, typer.Option(help="Edges to write: any of coactivation,influence,gradient.")] = "coactivation,influence,gradient",
     attribution_per_class: Annotated[int, typer.Option(min=1, help="Images per class averaged for INFLUENCES/GRADIENT edges.")] = 100,
+    between_samples: Annotated[int, typer.Option(min=0, help="Images averaged for neuron->neuron INFLUENCES (one backward sweep per "
+                                                 "unit of each upper layer); 0 skips them, e.g. for a ResNet.")] = 200,
+    max_matrix_mb: Annotated[float, typer.Option(min=0.001, help="Memory for the unit x unit co-moments; above it, co-activation "
+                                                 "goes blockwise, one pass over the data per block of rows.")] = 512.0,
     bulk: Annotated[bool, typer.Option("--bulk", help="Import with neo4j-admin (fast; only into an empty local database).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -49,7 +53,8 @@ def ingest(
             limit=limit, run_name=run, batch_size=batch_size, device=device,
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
-            attribution_per_class=attribution_per_class, bulk=bulk, progress=progress,
+            attribution_per_class=attribution_per_class, between_samples=between_samples,
+            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress,
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

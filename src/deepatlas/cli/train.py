@@ -22,21 +22,24 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     fraction: Annotated[float, typer.Option(help="Train on this seeded random fraction of the training images.")] = 1.0,
     classes: Annotated[str | None, typer.Option(help="Train only on these class indices, e.g. 0,1,2,3,4.")] = None,
+    arch: Annotated[str, typer.Option(help="fashion_cnn (the reference CNN) or resnet18 (torchvision's ResNet-18 "
+                                      "adapted to 28x28 grey images; ~8 min per epoch on 2 CPU cores).")] = "fashion_cnn",
+    limit: Annotated[int | None, typer.Option(min=1, help="Train on the first N training images only.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Train the reference CNN (3 conv + 2 dense) on Fashion-MNIST and save a checkpoint.
+    """Train the reference CNN (3 conv + 2 dense), or --arch resnet18, on Fashion-MNIST and save a checkpoint.
 
     The checkpoint records the architecture, class names, input shape, normalisation, test
     accuracy and a sha256 of the weights. About a minute on two CPU cores for ~91% accuracy.
     """
-    path = out or models_dir() / "fashion-cnn.pt"
+    path = out or models_dir() / f"{arch.replace('_', '-')}.pt"
     with progress_bars(not json_out) as progress:
         try:
             class_list = [int(c) for c in classes.split(",") if c.strip()] if classes else None
         except ValueError:
             raise UsageError(f"--classes takes comma-separated class indices, got {classes!r}") from None
         report = train_reference(path, epochs=epochs, seed=seed, data_dir=data_dir, device=device, fraction=fraction,
-                                 classes=class_list, progress=progress)
+                                 classes=class_list, arch=arch, train_limit=limit, progress=progress)
     if json_out:
         print_json(report)
         return

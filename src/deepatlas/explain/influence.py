@@ -16,6 +16,10 @@ How each module enters the sweep (choices where the paper is silent are marked *
   MaxPool                routes through the arg-max (autograd's own routing)
   AvgPool / AdaptiveAvgPool   a linear map with weights 1/k (autograd's own)
   Flatten, Dropout (eval), Identity, reshapes   pass-through
+  Add (a residual sum, :class:`deepatlas.models.resnet.Add`)   a linear map with weight 1 per
+                         input (the paper's rule with w = 1): v_a = a v / (|a| + |b|) and
+                         v_b = b v / (|a| + |b|), elementwise; 0 where |a| + |b| = 0. A plain
+                         ``+`` in ``forward`` would instead hand each branch the whole of v.
   BatchNorm (eval)       * folded into the preceding weighted layer: scaling a node's incoming
                          weights by s cancels in the normalisation except for sign(s), so the
                          sweep multiplies by sign(gamma / sqrt(var + eps))
@@ -40,6 +44,7 @@ from torch.nn import functional as F
 
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
+from deepatlas.models.resnet import Add
 
 __all__ = ["InfluentialScores"]
 
@@ -83,6 +88,22 @@ class _WeightedRule(torch.autograd.Function):
         return x * back, None, None
 
 
+class _AddRule(torch.autograd.Function):
+    """Forward: a + b as computed. Backward: each summand's share of v, by its signed value."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        a, b = ctx.saved_tensors
+        denom = a.abs() + b.abs()
+        u = torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
+        return a * u, b * u, None
+
+
 class _PassThrough(torch.autograd.Function):
     """Forward: the activation's output. Backward: identity (scaled by ``scale`` if given)."""
 
@@ -120,7 +141,7 @@ class InfluentialScores:
         for name, module in model.named_modules():
             if any(True for _ in module.children()):
                 continue
-            supported = isinstance(module, (*_WEIGHTED, *_ACTIVATIONS, *_PASS, *_BN))
+            supported = isinstance(module, (*_WEIGHTED, *_ACTIVATIONS, *_PASS, *_BN, Add))
             if not supported and any(True for _ in module.parameters(recurse=False)):
                 raise UsageError(f"influential scores cannot handle module {name!r} ({type(module).__name__})")
 
@@ -141,8 +162,13 @@ class InfluentialScores:
             shape = (1, -1) + (1,) * (out.ndim - 2)
             return _PassThrough.apply(inputs[0], out, sign.view(shape))
 
+        def addition(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            return _AddRule.apply(inputs[0], inputs[1], out)
+
         for module in self.model.modules():
-            if isinstance(module, _WEIGHTED):
+            if isinstance(module, Add):
+                handles.append(module.register_forward_hook(addition))
+            elif isinstance(module, _WEIGHTED):
                 handles.append(module.register_forward_hook(weighted))
             elif isinstance(module, _ACTIVATIONS):
                 handles.append(module.register_forward_hook(activation))

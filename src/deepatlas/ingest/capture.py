@@ -67,7 +67,14 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     right after it (ReLU, GELU, ...) is taken if there is one, else the layer itself (e.g. when
     the model applies ``F.relu`` functionally). The final ``Linear`` produces the class scores
     and is not a hidden layer.
+
+    A model that knows its own structure better (a residual network, where "the activation
+    after the conv" skips a normalisation and a sum) names its hidden layers itself with a
+    ``capture_layers()`` method, e.g. :meth:`deepatlas.models.resnet.ResNet18.capture_layers`.
     """
+    own = getattr(model, "capture_layers", None)
+    if callable(own):
+        return list(own())
     order = _leaf_order(model, example)
     modules = dict(model.named_modules())
     weighted = [i for i, n in enumerate(order) if isinstance(modules[n], (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]

@@ -3,23 +3,39 @@
 Nodes: the captured hidden units, one node per output class, and one per input pixel. The
 class node's value per image is the model's softmax probability for that class (see
 :data:`CLASS_VALUES`). Edge weight: Pearson correlation over the data set.
+
+Two ways through the data, chosen by the size of the unit-unit co-moment matrix (M x M):
+
+- dense (it fits ``max_matrix_mb``): one pass accumulates everything, and the result holds
+  the full r matrix;
+- blockwise (it does not): the first pass accumulates the pixel statistics, the confusion
+  matrix and the first block of rows of the co-moments (rows x M); each further pass over the
+  data accumulates the next block. Each block's r rows go straight to the pair selection of
+  :mod:`deepatlas.ingest.pairs` (threshold and per-node top-k are row-wise decisions) and are
+  dropped. Peak memory is one block, the price is one forward pass over the data per block.
+  The result then holds the chosen pairs instead of r.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import IngestError, UsageError
 from deepatlas.ingest.capture import ActivationRecorder, LayerSpec
+from deepatlas.ingest.pairs import SparsifyParams, merge_pairs, select_block
 from deepatlas.ingest.stats import CoMoments, Confusion, Correlation
 
-__all__ = ["CLASS_VALUES", "CoactivationResult", "compute_coactivation"]
+__all__ = ["CLASS_VALUES", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs", "compute_coactivation", "plan_blocks"]
+
+#: Default memory budget for the unit-unit co-moment matrix: about 8,000 units dense in float64.
+MAX_MATRIX_MB = 512.0
 
 #: How a class node's per-image value is taken from the model's output.
 #: "probs" (default): softmax probabilities. The co-activation paper correlates the output
@@ -31,6 +47,31 @@ __all__ = ["CLASS_VALUES", "CoactivationResult", "compute_coactivation"]
 CLASS_VALUES = ("probs", "logits")
 
 
+@dataclass(frozen=True)
+class SelectedPairs:
+    """Unit-unit pairs chosen during a blockwise pass: indices i < j into the M nodes, and r."""
+
+    i: np.ndarray
+    j: np.ndarray
+    r: np.ndarray
+    params: SparsifyParams
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+
+def plan_blocks(n_nodes: int, max_matrix_mb: float | None, itemsize: int = 8) -> int:
+    """Rows of the co-moment matrix per pass: all ``n_nodes`` when the matrix fits the budget."""
+    if max_matrix_mb is None:
+        return n_nodes
+    if max_matrix_mb <= 0:
+        raise UsageError(f"max_matrix_mb must be positive, got {max_matrix_mb}")
+    rows = int(max_matrix_mb * 2**20 // (n_nodes * itemsize))
+    if rows < 1:
+        raise UsageError(f"max_matrix_mb={max_matrix_mb} cannot hold one row of {n_nodes} co-moments; raise it")
+    return min(rows, n_nodes)
+
+
 @dataclass
 class CoactivationResult:
     """Everything the graph is built from; all tensors on the CPU.
@@ -40,7 +81,8 @@ class CoactivationResult:
     layers : tuple of LayerSpec
     class_names : tuple of str
     units : Correlation
-        Symmetric, over [hidden units..., classes...] (M = hidden + n_classes).
+        Symmetric, over [hidden units..., classes...] (M = hidden + n_classes). ``units.r`` is
+        None after a blockwise pass; the chosen pairs are in ``pairs`` instead.
     pixels : Correlation
         x = pixels (P = C*H*W), y = the same M nodes.
     confusion : torch.Tensor
@@ -60,6 +102,8 @@ class CoactivationResult:
     n_samples: int
     class_values: str
     seconds: dict[str, float] = field(default_factory=dict)
+    pairs: SelectedPairs | None = None
+    passes: int = 1
 
     @property
     def n_hidden(self) -> int:
@@ -80,7 +124,9 @@ def compute_coactivation(
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
     class_values: str = "probs",
     dtype: torch.dtype = torch.float64,
-    progress: Callable[[int], None] | None = None,
+    max_matrix_mb: float | None = MAX_MATRIX_MB,
+    sparsify: SparsifyParams | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CoactivationResult:
     """Stream ``data`` through ``model`` once and accumulate every correlation.
 
@@ -101,8 +147,13 @@ def compute_coactivation(
         See :data:`CLASS_VALUES`.
     dtype : torch.dtype, default torch.float64
         Accumulator precision.
+    max_matrix_mb : float or None, default :data:`MAX_MATRIX_MB`
+        Memory budget for the unit-unit co-moments; a larger M x M goes blockwise (see the
+        module docstring). None: always dense.
+    sparsify : SparsifyParams, optional
+        The pair rules a blockwise pass applies as it goes (default ``SparsifyParams()``).
     progress : callable, optional
-        Called with the number of images after each batch.
+        ``progress(images, total)`` after each batch; total counts every pass.
 
     Returns
     -------
@@ -140,31 +191,68 @@ def compute_coactivation(
         raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
     m = recorder.n_units + n_classes
     p = int(data.images[0].numel())
-    units = CoMoments(m, dtype=dtype, device=device)
+    rows = plan_blocks(m, max_matrix_mb, torch.empty((), dtype=dtype).element_size())
+    blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]
+    dense = len(blocks) == 1
+    total = len(data) * len(blocks)
+    units = CoMoments(m, dtype=dtype, device=device) if dense else CoMoments(blocks[0][1], m, dtype=dtype, device=device)
     pixels = CoMoments(p, m, dtype=dtype, device=device)
     confusion = Confusion(n_classes, device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)
     seconds = {"setup": time.perf_counter() - t0}
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(raw images, labels, node values) per batch; node values = [units..., classes...]."""
+        nonlocal bad
+        for start in range(0, len(data), batch_size):
+            raw = data.images[start : start + batch_size].to(device, non_blocking=True)
+            labels = data.labels[start : start + batch_size].to(device, non_blocking=True)
+            acts, out = recorder.record(prep(raw))
+            bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
+            cls = out.softmax(1) if class_values == "probs" else out
+            yield raw, labels, torch.cat([acts, cls], dim=1)
+            if progress is not None:
+                progress(int(raw.shape[0]), total)
+
     t0 = time.perf_counter()
-    for start in range(0, len(data), batch_size):
-        raw = data.images[start : start + batch_size].to(device, non_blocking=True)
-        labels = data.labels[start : start + batch_size].to(device, non_blocking=True)
-        acts, out = recorder.record(prep(raw))
-        bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
-        cls = out.softmax(1) if class_values == "probs" else out
-        nodes = torch.cat([acts, cls], dim=1)
-        units.update(nodes)
+    for raw, labels, nodes in batches():
+        if dense:
+            units.update(nodes)
+        else:
+            units.update(nodes[:, : blocks[0][1]], nodes)
         pixels.update(raw.flatten(1), nodes)
-        confusion.update(out.argmax(1), labels)
-        if progress is not None:
-            progress(int(raw.shape[0]))
+        confusion.update(nodes[:, -n_classes:].argmax(1), labels)
     if bool(bad):
         raise IngestError("the model produced NaN or Inf outputs on this data; nothing was stored")
     seconds["forward+stats"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    unit_corr = _to_cpu(units.compute())
     pixel_corr = _to_cpu(pixels.compute())
-    seconds["correlate"] = time.perf_counter() - t0
+    selected: SelectedPairs | None = None
+    if dense:
+        unit_corr = _to_cpu(units.compute())
+    else:
+        # per-node statistics come from the pixel accumulator's y side (the same M nodes)
+        unit_corr = Correlation(None, pixel_corr.mean_y, pixel_corr.std_y, pixel_corr.dead_y, pixel_corr.mean_y,
+                                pixel_corr.std_y, pixel_corr.dead_y, pixel_corr.n)
+        params = sparsify or SparsifyParams()
+        is_class = np.arange(m) >= m - n_classes
+        dead = pixel_corr.dead_y.numpy()
+        parts = []
+        seconds["more passes"] = 0.0
+        for k, (lo, hi) in enumerate(blocks):
+            if k > 0:
+                t1 = time.perf_counter()
+                units = CoMoments(hi - lo, m, dtype=dtype, device=device)
+                for _raw, _labels, nodes in batches():
+                    units.update(nodes[:, lo:hi], nodes)
+                seconds["more passes"] += time.perf_counter() - t1
+            block_r = units.compute().r
+            assert block_r is not None
+            parts.append(select_block(block_r.cpu().numpy(), lo, is_class, dead, params))
+            del units, block_r
+        i, j, r = merge_pairs(parts, m)
+        selected = SelectedPairs(i, j, r, params)
+    seconds["correlate"] = time.perf_counter() - t0 - seconds.get("more passes", 0.0)
     return CoactivationResult(
         layers=recorder.layers,
         class_names=data.class_names,
@@ -175,9 +263,11 @@ def compute_coactivation(
         n_samples=len(data),
         class_values=class_values,
         seconds=seconds,
+        pairs=selected,
+        passes=len(blocks),
     )
 
 
 def _to_cpu(c: Correlation) -> Correlation:
-    return Correlation(c.r.cpu(), c.mean_x.cpu(), c.std_x.cpu(), c.dead_x.cpu(), c.mean_y.cpu(), c.std_y.cpu(),
+    return Correlation(None if c.r is None else c.r.cpu(), c.mean_x.cpu(), c.std_x.cpu(), c.dead_x.cpu(), c.mean_y.cpu(), c.std_y.cpu(),
                        c.dead_y.cpu(), c.n)

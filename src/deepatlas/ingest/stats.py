@@ -21,8 +21,9 @@ class Correlation:
 
     Attributes
     ----------
-    r : torch.Tensor
-        (Mx, My); 0 wherever either variable is dead (constant), never NaN.
+    r : torch.Tensor or None
+        (Mx, My); 0 wherever either variable is dead (constant), never NaN. None where only
+        the per-variable statistics were kept (a blockwise co-activation pass).
     mean_x, std_x, mean_y, std_y : torch.Tensor
         Population standard deviations (divided by n).
     dead_x, dead_y : torch.Tensor
@@ -30,7 +31,7 @@ class Correlation:
     n : int
     """
 
-    r: torch.Tensor
+    r: torch.Tensor | None
     mean_x: torch.Tensor
     std_x: torch.Tensor
     dead_x: torch.Tensor

@@ -8,9 +8,9 @@ Pure functions; no database here. Keys are single strings scoped by the ingest i
 
 Sparsification (:class:`SparsifyParams`), recorded on the Run:
 
-- every hidden->class edge of two live units is kept (the paper's class queries need them all);
-- among the other pairs (hidden-hidden, class-class) a pair is kept when ``|r| >= min_abs_r``
-  or when it is among the ``top_k`` strongest (by ``|r|``) pairs of either endpoint;
+- unit-unit pairs: the rules of :mod:`deepatlas.ingest.pairs` (all hidden-class pairs, plus
+  ``|r| >= min_abs_r`` or either endpoint's ``top_k``); a blockwise result arrives with its
+  pairs already chosen;
 - each unit and class keeps its ``pixel_top_k`` strongest pixel edges; its full pixel
   correlation vector is also stored on the node as ``pixel_r`` (a heatmap is one read);
 - dead (constant) units and pixels get no edges at all.
@@ -25,6 +25,7 @@ import numpy as np
 
 from deepatlas.errors import UsageError
 from deepatlas.ingest.coactivation import CoactivationResult
+from deepatlas.ingest.pairs import SparsifyParams, select_pairs
 
 __all__ = ["EdgeTable", "GraphTables", "SparsifyParams", "attribution_tables", "build_tables", "class_key", "layer_key", "neuron_key", "pixel_key"]
 
@@ -43,31 +44,6 @@ def class_key(run: str, index: int) -> str:
 
 def pixel_key(run: str, channel: int, y: int, x: int) -> str:
     return f"{run}/px/{channel}/{y}/{x}"
-
-
-@dataclass(frozen=True)
-class SparsifyParams:
-    """Which co-activation edges are stored (see the module docstring).
-
-    Attributes
-    ----------
-    min_abs_r : float, default 0.5
-        Keep any non-class pair with ``|r| >= min_abs_r``; None disables the threshold.
-    top_k : int, default 8
-        Keep each node's ``top_k`` strongest non-class pairs; 0 disables.
-    pixel_top_k : int, default 16
-        Pixel edges kept per unit and class; 0 stores none (``pixel_r`` is always stored).
-    """
-
-    min_abs_r: float | None = 0.5
-    top_k: int = 8
-    pixel_top_k: int = 16
-
-    def __post_init__(self) -> None:
-        if self.min_abs_r is not None and not 0.0 <= self.min_abs_r <= 1.0:
-            raise UsageError(f"min_abs_r must lie in [0, 1], got {self.min_abs_r}")
-        if self.top_k < 0 or self.pixel_top_k < 0:
-            raise UsageError("top_k and pixel_top_k must be >= 0")
 
 
 @dataclass
@@ -134,35 +110,6 @@ def _node_ids(result: CoactivationResult, run: str) -> tuple[list[str], list[str
     return keys, labels
 
 
-def select_pairs(r: np.ndarray, is_class: np.ndarray, dead: np.ndarray, params: SparsifyParams) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (i, j), i < j, of the co-activation pairs to keep (see module docstring)."""
-    m = r.shape[0]
-    live = ~dead
-    iu, ju = np.triu_indices(m, k=1)
-    pair_live = live[iu] & live[ju]
-    hidden_class = is_class[iu] != is_class[ju]
-    keep = pair_live & hidden_class
-    other = pair_live & ~hidden_class
-    a = np.abs(r)
-    if params.min_abs_r is not None:
-        keep |= other & (a[iu, ju] >= params.min_abs_r)
-    if params.top_k > 0:
-        # A node's candidates: live partners of the same kind-class (non hidden-class pairs).
-        masked = a.copy()
-        np.fill_diagonal(masked, -1.0)
-        masked[:, ~live] = -1.0
-        masked[is_class[:, None] != is_class[None, :]] = -1.0
-        k = min(params.top_k, m - 1)
-        top = np.argpartition(-masked, kth=k - 1, axis=1)[:, :k] if k > 0 else np.zeros((m, 0), dtype=int)
-        chosen = np.zeros((m, m), dtype=bool)
-        rows = np.repeat(np.arange(m), top.shape[1])
-        chosen[rows, top.ravel()] = True
-        chosen &= masked > -1.0
-        chosen |= chosen.T
-        keep |= other & chosen[iu, ju]
-    return iu[keep], ju[keep]
-
-
 def build_tables(
     result: CoactivationResult,
     run: str,
@@ -183,13 +130,14 @@ def build_tables(
     """
     params = params or SparsifyParams()
     units = result.units
-    r = units.r.numpy()
+    r = units.r.numpy() if units.r is not None else None
     dead = units.dead_x.numpy()
     n_hidden = result.n_hidden
     n_classes = len(result.class_names)
     keys, labels = _node_ids(result, run)
     is_class = np.array([lab == "Class" for lab in labels])
     mean, std = units.mean_x.numpy(), units.std_x.numpy()
+    assert result.pixels.r is not None, "pixel correlations are always computed whole"
     pr = result.pixels.r.numpy()  # (P, M)
     pr_t = np.round(pr.T, 5)  # (M, P): one pixel vector per node
     c, h, w = result.input_shape
@@ -233,12 +181,19 @@ def build_tables(
         """The COACTIVATES table for one (source label, target label) pair."""
         return edges.setdefault((src_label, dst_label), EdgeTable("COACTIVATES", src_label, dst_label, props={"r": []}))
 
-    ii, jj = select_pairs(r, is_class, dead, params)
-    for i, jx in zip(ii.tolist(), jj.tolist(), strict=True):
+    if result.pairs is not None:
+        if result.pairs.params != params:
+            raise UsageError("the co-activation pairs were chosen with other sparsify parameters; compute them again")
+        ii, jj, rv = result.pairs.i, result.pairs.j, result.pairs.r
+    else:
+        assert r is not None, "a dense result carries its r matrix"
+        ii, jj = select_pairs(r, is_class, dead, params)
+        rv = r[ii, jj]
+    for i, jx, rij in zip(ii.tolist(), jj.tolist(), rv.tolist(), strict=True):
         t = table(labels[i], labels[jx])
         t.src.append(keys[i])
         t.dst.append(keys[jx])
-        t.props["r"].append(round(float(r[i, jx]), 6))
+        t.props["r"].append(round(rij, 6))
 
     if params.pixel_top_k > 0:
         live_px = ~pdead

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from deepatlas.models.reference import ARCHITECTURES, MLP, FashionCNN, build_model
+from deepatlas.models.resnet import ResNet18
 from deepatlas.models.train import TrainResult, evaluate, train_model
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "MLP",
     "Checkpoint",
     "FashionCNN",
+    "ResNet18",
     "TrainResult",
     "build_model",
     "evaluate",

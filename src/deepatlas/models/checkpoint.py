@@ -77,7 +77,7 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
         h.update(f"{key}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too (BN counters)
     return h.hexdigest()
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deepatlas.errors import CheckpointError
+from deepatlas.models.resnet import ResNet18
 
 __all__ = ["ARCHITECTURES", "MLP", "FashionCNN", "build_model"]
 
@@ -99,7 +100,7 @@ class MLP(nn.Module):
 
 
 #: Architecture name -> constructor. Checkpoints record the name and the keyword arguments.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"fashion_cnn": FashionCNN, "mlp": MLP}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"fashion_cnn": FashionCNN, "mlp": MLP, "resnet18": ResNet18}
 
 
 def build_model(arch: str, config: dict[str, Any]) -> nn.Module:

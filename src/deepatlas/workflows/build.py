@@ -25,10 +25,10 @@ from deepatlas.explain.aggregate import (
     class_influence_scores,
     layer_influence,
 )
-from deepatlas.ingest.coactivation import compute_coactivation
+from deepatlas.ingest.coactivation import MAX_MATRIX_MB, compute_coactivation
 from deepatlas.ingest.tables import SparsifyParams, attribution_tables, build_tables, params_dict
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from deepatlas.models.reference import FashionCNN
+from deepatlas.models.reference import build_model
 from deepatlas.models.train import evaluate, train_model
 
 __all__ = ["EDGE_KINDS", "IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
@@ -80,10 +80,13 @@ def train_reference(
     classes: Sequence[int] | None = None,
     widths: tuple[int, int, int] = (16, 32, 64),
     hidden: int = 128,
+    arch: str = "fashion_cnn",
     progress: Progress = _noop,
 ) -> TrainReport:
-    """Train the reference CNN on Fashion-MNIST and save a checkpoint with its metadata.
+    """Train a registered architecture on Fashion-MNIST and save a checkpoint with its metadata.
 
+    ``arch``: "fashion_cnn" (the reference CNN, sized by ``widths`` and ``hidden``) or
+    "resnet18" (:class:`deepatlas.models.resnet.ResNet18`; ``widths``/``hidden`` unused).
     Deterministic for a seed on a given machine and torch build (CPU).
     """
     dev = pick_device(device)
@@ -106,8 +109,14 @@ def train_reference(
         train = ImageSet(train.images[idx], train.labels[idx], train.class_names, train.name, train.split)
     mean, std = float(train.images.mean()), float(train.images.std())
     torch.manual_seed(seed)
-    config: dict[str, Any] = {"in_channels": 1, "n_classes": 10, "widths": list(widths), "hidden": hidden, "input_size": 28}
-    model = FashionCNN(1, 10, widths, hidden, 28)
+    config: dict[str, Any]
+    if arch == "fashion_cnn":
+        config = {"in_channels": 1, "n_classes": 10, "widths": list(widths), "hidden": hidden, "input_size": 28}
+    elif arch == "resnet18":
+        config = {"in_channels": 1, "n_classes": 10}
+    else:
+        raise UsageError(f"unknown architecture {arch!r}; train knows fashion_cnn and resnet18")
+    model = build_model(arch, config)
     steps = (len(train) + 127) // 128
     result = train_model(
         model, train, epochs=epochs, seed=seed, mean=mean, std=std, device=dev,
@@ -115,8 +124,8 @@ def train_reference(
     )
     acc = evaluate(model, test, mean=mean, std=std, device=dev)
     model.cpu()
-    path = save_checkpoint(out, model, "fashion_cnn", config, {
-        "name": "fashion-cnn", "class_names": list(train.class_names), "input_shape": list(train.input_shape),
+    path = save_checkpoint(out, model, arch, config, {
+        "name": arch.replace("_", "-"), "class_names": list(train.class_names), "input_shape": list(train.input_shape),
         "mean": mean, "std": std, "accuracy": acc, "dataset": "fashion-mnist", "seed": seed, "epochs": epochs,
         "train_images": len(train), "train_seconds": result.seconds, "device": str(dev),
         "train_fraction": fraction, "train_classes": list(classes) if classes is not None else None,
@@ -157,6 +166,7 @@ def ingest(
     edges: Sequence[str] = EDGE_KINDS,
     attribution_per_class: int = 100,
     between_samples: int = 200,
+    max_matrix_mb: float | None = MAX_MATRIX_MB,
     bulk: bool = False,
     graph: Graph | None = None,
     progress: Progress = _noop,
@@ -184,7 +194,12 @@ def ingest(
     attribution_per_class : int, default 100
         Images per class averaged for the INFLUENCES and GRADIENT neuron->class edges.
     between_samples : int, default 200
-        Images averaged for the neuron->neuron INFLUENCES edges (one sweep per upper unit).
+        Images averaged for the neuron->neuron INFLUENCES edges (one sweep per upper unit);
+        0 writes no neuron->neuron INFLUENCES (the neuron->class ones still are).
+    max_matrix_mb : float, default 512
+        Memory budget of the unit-unit co-moment matrix; beyond it co-activation goes
+        blockwise, one pass over the data per block of rows (see
+        :mod:`deepatlas.ingest.coactivation`).
     bulk : bool, default False
         Write through neo4j-admin's CSV import instead of Bolt: only into an EMPTY managed local
         database (the server is stopped for the import and started again).
@@ -211,8 +226,8 @@ def ingest(
     unknown = [e for e in edges if e not in EDGE_KINDS]
     if unknown or not edges:
         raise UsageError(f"--edges takes a comma-separated subset of {', '.join(EDGE_KINDS)}; got {', '.join(edges) or 'nothing'}")
-    if attribution_per_class <= 0 or between_samples <= 0:
-        raise UsageError("attribution_per_class and between_samples must be positive")
+    if attribution_per_class <= 0 or between_samples < 0:
+        raise UsageError("attribution_per_class must be positive and between_samples not negative")
     sparsify = sparsify or SparsifyParams()
     dev = pick_device(device)
     timings["load"] = time.perf_counter() - t0
@@ -227,10 +242,13 @@ def ingest(
         n = len(images)
         result = compute_coactivation(
             ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
-            class_values=class_values, progress=lambda k: progress("capture", k, n),
+            class_values=class_values, max_matrix_mb=max_matrix_mb, sparsify=sparsify,
+            progress=lambda k, total: progress("capture", k, total),
         )
         ckpt.model.cpu()
         timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
+        if result.passes > 1:
+            timings["blockwise passes"] = result.seconds.get("more passes", 0.0)
         timings["correlate"] = result.seconds.get("correlate", 0.0)
         t0 = time.perf_counter()
         key = new_run_key(name)
@@ -252,9 +270,11 @@ def ingest(
             infl = class_influence_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
                                           per_class=attribution_per_class, device=dev,
                                           progress=lambda k: progress("influence", k, per_class_total))
-            n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))
-            betw = layer_influence(ckpt.model, images, layer_names, normalize=ckpt.normalize, samples=between_samples,
-                                   device=dev, progress=lambda k: progress("between", k, n_sweeps))
+            if between_samples > 0:
+                n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))
+                betw = layer_influence(ckpt.model, images, layer_names, normalize=ckpt.normalize,
+                                       samples=between_samples, device=dev,
+                                       progress=lambda k: progress("between", k, n_sweeps))
             timings["influence"] = time.perf_counter() - t0
         tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw)
         total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)

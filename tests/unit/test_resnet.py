@@ -1,0 +1,45 @@
+"""The ResNet-18 adaptation: torchvision's arithmetic and weights, with every step a module."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from deepatlas.ingest.capture import ActivationRecorder, default_layers
+from deepatlas.models import build_model, load_checkpoint, save_checkpoint
+from deepatlas.models.resnet import ResNet18
+
+
+def test_same_weights_same_outputs_as_torchvision() -> None:
+    torch.manual_seed(0)
+    ours = ResNet18(in_channels=1, n_classes=10).eval()
+    theirs = resnet18(weights=None, num_classes=10)
+    theirs.conv1 = nn.Conv2d(1, 64, 3, 1, 1, bias=False)
+    theirs.load_state_dict(ours.state_dict())  # same keys and shapes
+    theirs.eval()
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_capture_layers_thousands_of_units_each_run_once() -> None:
+    m = ResNet18().eval()
+    x = torch.rand(2, 1, 28, 28)
+    assert default_layers(m, x) == m.capture_layers()
+    rec = ActivationRecorder(m, example=x)  # refuses shared modules: none here
+    assert rec.n_units == 64 + 4 * 64 + 4 * 128 + 4 * 256 + 4 * 512 == 3904
+    acts, out = rec.record(x)
+    assert acts.shape == (2, 3904) and out.shape == (2, 10)
+    assert (acts >= 0).all()  # post-ReLU, spatially averaged
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    torch.manual_seed(1)
+    m = build_model("resnet18", {"in_channels": 1, "n_classes": 10}).eval()
+    path = save_checkpoint(tmp_path / "r.pt", m, "resnet18", {"in_channels": 1, "n_classes": 10},
+                           {"class_names": [str(i) for i in range(10)], "input_shape": [1, 28, 28]})
+    back = load_checkpoint(path)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(back.model(x), m(x))
