@@ -6,8 +6,8 @@ import torch
 
 from deepatlas.ingest.capture import LayerSpec
 from deepatlas.ingest.coactivation import CoactivationResult
-from deepatlas.ingest.stats import Correlation
 from deepatlas.ingest.pairs import SparsifyParams, select_pairs
+from deepatlas.ingest.stats import Correlation
 from deepatlas.ingest.tables import build_tables
 
 # 4 hidden units (0..3) and 2 classes (4, 5); unit 2 is dead.

@@ -62,6 +62,8 @@ class LocalServer:
         Default ``$DEEPATLAS_BOLT_PORT`` / ``$DEEPATLAS_HTTP_PORT``, else 7687 / 7474.
     heap : str, optional
         JVM heap, default ``$DEEPATLAS_NEO4J_HEAP`` or ``1g``.
+    settings : dict of str to str, optional
+        Further neo4j.conf lines (e.g. ``{"db.memory.transaction.max": "16m"}``), written last.
     """
 
     def __init__(
@@ -71,11 +73,13 @@ class LocalServer:
         bolt_port: int | None = None,
         http_port: int | None = None,
         heap: str | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else home_dir() / "neo4j"
         self.bolt_port = bolt_port or int(os.environ.get("DEEPATLAS_BOLT_PORT", "7687"))
         self.http_port = http_port or int(os.environ.get("DEEPATLAS_HTTP_PORT", "7474"))
         self.heap = heap or os.environ.get("DEEPATLAS_NEO4J_HEAP", "1g")
+        self.settings = dict(settings or {})
         self.lib = cache_dir() / f"neo4j-{NEO4J_VERSION}" / "lib"
 
     # -- paths ---------------------------------------------------------------------------
@@ -193,6 +197,7 @@ class LocalServer:
             f"server.memory.heap.max_size={heap}\n"
             f"server.memory.pagecache.size={os.environ.get('DEEPATLAS_NEO4J_PAGECACHE', '512m')}\n"
             "db.tx_log.rotation.retention_policy=2 files\n"
+            + "".join(f"{k}={v}\n" for k, v in self.settings.items())
         )
 
     def _env(self) -> dict[str, str]:
