@@ -236,7 +236,8 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
                      "device": device.type, "seconds": rep.train_seconds, "ratio": float("nan")})
     ckpt = load_checkpoint(path)
     data = load_fashion_mnist("test").subset(n)
-    params = SparsifyParams()
+    # quick: few images make many pairs strong; a stricter cut keeps the smoke run small
+    params = SparsifyParams(min_abs_r=0.9, top_k=2) if quick else SparsifyParams()
     t0 = time.perf_counter()
     dense = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=None)
     t_dense = time.perf_counter() - t0

@@ -119,6 +119,7 @@ def write_run(
     model_props: dict[str, Any],
     batch_size: int = 5_000,
     progress: Callable[[int], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> RunInfo:
     """Write one run; it becomes visible (``complete``) only when every row is in.
 
@@ -137,6 +138,10 @@ def write_run(
     batch_size : int, default 5000
     progress : callable, optional
         Called with the number of rows after each batch.
+    timings : dict, optional
+        Receives ``"clean-up"``: seconds spent deleting earlier generations of ``name``
+        (leftovers before the write, the replaced run after it), so a caller can tell the
+        write's own rate apart.
 
     Raises
     ------
@@ -144,7 +149,9 @@ def write_run(
         The server failed or the stored counts do not match; the run is marked ``failed``.
     """
     ensure_schema(graph)
+    t_clean = time.perf_counter()
     _purge_unfinished(graph, name)
+    cleaning = time.perf_counter() - t_clean
     props = {k: _property(v) for k, v in run_props.items()}
     expected_nodes = tables.node_counts()
     expected_edges = tables.edge_counts()
@@ -174,6 +181,7 @@ def write_run(
     except BaseException as exc:
         _mark_failed(graph, key, exc)
         raise
+    t_clean = time.perf_counter()
     for old in rows[0]["replaced"]:
         try:
             _delete_run_data(graph, old)
@@ -182,6 +190,8 @@ def write_run(
             # ingest of this name (or `deepatlas runs delete`); do not report the ingest failed
             log.warning("run %s is complete; clearing the replaced run %s failed (%s); the next ingest of %r retries",
                         key, old, str(exc).splitlines()[0], name)
+    if timings is not None:
+        timings["clean-up"] = cleaning + time.perf_counter() - t_clean
     return resolve_run(graph, name)
 
 
