@@ -10,13 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from deepatlas.report._save import save
+
 __all__ = ["feature_figure", "filter_bars", "input_score_grid", "matrix_figure", "perturbation_strip"]
 
 
 def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
     """The image, then one score map per class: red positive, blue negative, each on its own
     symmetric scale, with the image's outline drawn over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = len(maps) + 1
     cols = min(n, 6)
     rows = (n + cols - 1) // cols
@@ -33,15 +34,11 @@ def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path
         ax.set_title(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
     """One bar chart per layer of per-filter scores (red positive, blue negative)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(len(layers), 1, figsize=(9, 2.3 * len(layers)), dpi=110, squeeze=False)
     for ax, (name, scores) in zip(axes[:, 0], layers, strict=True):
         colors = np.where(scores >= 0, "#c0392b", "#2e86c1")
@@ -52,10 +49,7 @@ def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str 
     axes[-1, 0].set_xlabel("filter / unit index")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, act: np.ndarray, grad: np.ndarray,
@@ -63,7 +57,6 @@ def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, 
     """The image with the characteristic region outlined, the unit's activation and PG maps."""
     from matplotlib.patches import Rectangle
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), dpi=110)
     axes[0].imshow(image, cmap="gray")
     if region is not None:
@@ -79,15 +72,11 @@ def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, 
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def perturbation_strip(images: np.ndarray, labels: list[str], path: Path, *, title: str = "", max_panels: int = 11) -> Path:
     """Selected steps of a perturbation side by side."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     idx = np.unique(np.linspace(0, len(images) - 1, min(max_panels, len(images))).round().astype(int))
     fig, axes = plt.subplots(1, len(idx), figsize=(1.6 * len(idx), 2.1), dpi=110, squeeze=False)
     for ax, i in zip(axes[0], idx, strict=True):
@@ -96,15 +85,11 @@ def perturbation_strip(images: np.ndarray, labels: list[str], path: Path, *, tit
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
     """A labelled heat matrix with the values written in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
     im = ax.imshow(matrix, cmap="Greens", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
@@ -117,7 +102,4 @@ def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: st
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

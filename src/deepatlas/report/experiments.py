@@ -11,12 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from deepatlas.report._save import save
+
 __all__ = ["activate_figure", "knockout_figure", "removal_figure"]
 
 
 def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     """Class error (solid) and overall error (dashed) as k grows: top, bottom, random +- std."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     for name, color in (("top", "#c0392b"), ("bottom", "#2e86c1")):
         cur = result[name]
@@ -35,15 +36,11 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.set_title(f"{run}: knockout of {result['class']}'s units")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def activate_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     """Fraction of classes predicted when only their top-k units are driven, per k."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.plot(result["ks"], result["fraction_correct"], "-o", color="#27ae60")
     ax.set_xlabel(f"k (top-k units of each class in {result['layer']} driven, all others 0)")
@@ -51,15 +48,11 @@ def activate_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{run}: activate-only ({result['value']})")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def removal_figure(curve: dict[str, Any], title: str, path: Path, *, ylabel: str = "holding rate") -> Path:
     """A verdict's holding rate as units are removed in order, against random orders (mean +- std)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     k = np.array(curve["k"])
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.plot(k, curve["ordered"], "-", color="#c0392b", label="in order (least important first)")
@@ -72,7 +65,4 @@ def removal_figure(curve: dict[str, Any], title: str, path: Path, *, ylabel: str
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from deepatlas.report._save import save
+
 __all__ = ["factor_heatmaps", "latent_images", "rmse_figure", "spectra_figure"]
 
 
 def rmse_figure(per_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, rows in per_model.items():
         ax.plot([r["rank"] for r in rows], [r["relative_error"] for r in rows], "-o", ms=3, label=name)
@@ -25,14 +26,10 @@ def rmse_figure(per_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     ax.set_title("coupled NMF: reconstruction error vs rank")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def spectra_figure(per_model: dict[str, dict[str, list[float]]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     layers = sorted({layer for sp in per_model.values() for layer in sp})
     fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), dpi=110, squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
@@ -44,15 +41,11 @@ def spectra_figure(per_model: dict[str, dict[str, list[float]]], path: Path) -> 
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("singular value / largest")
     axes[0, -1].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def latent_images(p: torch.Tensor, shape: tuple[int, int], path: Path) -> Path:
     """Each column of the pixel loading P as an image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     r = p.shape[1]
     cols = min(r, 8)
     rows = (r + cols - 1) // cols
@@ -62,15 +55,11 @@ def latent_images(p: torch.Tensor, shape: tuple[int, int], path: Path) -> Path:
     for i, ax in enumerate(axes.ravel()[:r]):
         ax.imshow(p[:, i].reshape(shape).numpy(), cmap="magma")
         ax.set_title(f"factor {i}", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def factor_heatmaps(loadings: dict[str, torch.Tensor], path: Path) -> Path:
     """Per layer: units x factors loadings, each row scaled to its maximum."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(loadings), figsize=(2.6 * len(loadings), 5), dpi=110, squeeze=False)
     for ax, (name, q) in zip(axes[0], loadings.items(), strict=True):
         m = q.numpy()
@@ -79,7 +68,4 @@ def factor_heatmaps(loadings: dict[str, torch.Tensor], path: Path) -> Path:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("factor", fontsize=8)
     axes[0, 0].set_ylabel("unit")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

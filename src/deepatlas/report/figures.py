@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
 
+from deepatlas.report._save import save
+
 if TYPE_CHECKING:
     from deepatlas.db.analytics import RunGraph
     from deepatlas.workflows.analysis import CommunityReport, OverlapReport
@@ -21,7 +23,6 @@ __all__ = ["class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter"]
 
 def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 12) -> Path:
     """Pairwise Jaccard (x) against pairwise mistakes (y), the most notable pairs labelled."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = np.array([p["jaccard"] for p in ov.pairs])
     y = np.array([p["mistakes"] for p in ov.pairs])
     fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
@@ -38,10 +39,7 @@ def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 
     ax.set_ylabel("mistakes between the two classes (A as B + B as A)")
     ax.set_title(f"{ov.run}: Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs} pairs)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _set_desc(params: dict[str, Any]) -> str:
@@ -55,7 +53,6 @@ def _set_desc(params: dict[str, Any]) -> str:
 
 def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph, path: Path) -> Path:
     """Classes as nodes coloured by Louvain community, edges weighted by Jaccard overlap."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     g = nx.Graph()
     community_of = {}
     for c in comm.communities:
@@ -77,16 +74,12 @@ def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph
     ax.set_title(f"{ov.run}: classes coloured by Louvain community (modularity {comm.modularity:.3f}); "
                  "edge width = Jaccard", fontsize=9)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "",
                  cmap: str = "bwr", vmin: float = -1.0, vmax: float = 1.0, label: str = "Pearson r with pixel") -> Path:
     """Image-shaped maps on one shared scale (default: pixel correlations, red +, blue -)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = len(maps)
     rows = max(1, (n + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), dpi=110, squeeze=False)
@@ -100,6 +93,4 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=label)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path, tight=False)
