@@ -11,7 +11,8 @@ from torch.autograd.functional import jacobian
 from deepatlas.errors import UsageError
 from deepatlas.explain.gradients import PredictionGradients, unit_scores
 from deepatlas.explain.influence import InfluentialScores
-from deepatlas.models.resnet import Add, ResNet18
+from deepatlas.models.layers import Add
+from deepatlas.models.resnet import ResNet18
 
 
 def _j(matrix: np.ndarray, lower: np.ndarray) -> np.ndarray:

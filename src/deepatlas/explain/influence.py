@@ -16,7 +16,7 @@ How each module enters the sweep (choices where the paper is silent are marked *
   MaxPool                routes through the arg-max (autograd's own routing)
   AvgPool / AdaptiveAvgPool   a linear map with weights 1/k (autograd's own)
   Flatten, Dropout (eval), Identity, reshapes   pass-through
-  Add (a residual sum, :class:`deepatlas.models.resnet.Add`)   a linear map with weight 1 per
+  Add (a residual sum, :class:`deepatlas.models.layers.Add`)   a linear map with weight 1 per
                          input (the paper's rule with w = 1): v_a = a v / (|a| + |b|) and
                          v_b = b v / (|a| + |b|), elementwise; 0 where |a| + |b| = 0. A plain
                          ``+`` in ``forward`` would instead hand each branch the whole of v.
@@ -44,12 +44,11 @@ from torch.nn import functional as F
 
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
-from deepatlas.models.resnet import Add
+from deepatlas.models.layers import ACTIVATIONS, Add
 
 __all__ = ["InfluentialScores"]
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ReLU6, nn.Softplus, nn.Hardtanh)
 _PASS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
          nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
          nn.Dropout2d, nn.Identity)
@@ -64,6 +63,11 @@ def _bias_free(module: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torc
     if m.padding_mode != "zeros":
         raise UsageError(f"influential scores support zero-padded convolutions only ({module})")
     return conv(x, weight, None, m.stride, m.padding, m.dilation, m.groups)
+
+
+def _divide_or_zero(g: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
+    """g / denom where denom > 0, else 0: the rule's normaliser, 0 for a node with no input mass."""
+    return torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
 
 
 class _WeightedRule(torch.autograd.Function):
@@ -82,7 +86,7 @@ class _WeightedRule(torch.autograd.Function):
         w = module.weight.detach()
         with torch.enable_grad():
             denom = _bias_free(module, x.abs(), w.abs())
-            u = torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
+            u = _divide_or_zero(g, denom)
             xr = x.detach().requires_grad_(True)
             (back,) = torch.autograd.grad(_bias_free(module, xr, w), xr, grad_outputs=u)
         return x * back, None, None
@@ -99,8 +103,7 @@ class _AddRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         a, b = ctx.saved_tensors
-        denom = a.abs() + b.abs()
-        u = torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
+        u = _divide_or_zero(g, a.abs() + b.abs())
         return a * u, b * u, None
 
 
@@ -141,7 +144,7 @@ class InfluentialScores:
         for name, module in model.named_modules():
             if any(True for _ in module.children()):
                 continue
-            supported = isinstance(module, (*_WEIGHTED, *_ACTIVATIONS, *_PASS, *_BN, Add))
+            supported = isinstance(module, (*_WEIGHTED, *ACTIVATIONS, *_PASS, *_BN, Add))
             if not supported and any(True for _ in module.parameters(recurse=False)):
                 raise UsageError(f"influential scores cannot handle module {name!r} ({type(module).__name__})")
 
@@ -170,7 +173,7 @@ class InfluentialScores:
                 handles.append(module.register_forward_hook(addition))
             elif isinstance(module, _WEIGHTED):
                 handles.append(module.register_forward_hook(weighted))
-            elif isinstance(module, _ACTIVATIONS):
+            elif isinstance(module, ACTIVATIONS):
                 handles.append(module.register_forward_hook(activation))
             elif isinstance(module, _BN):
                 handles.append(module.register_forward_hook(batchnorm))

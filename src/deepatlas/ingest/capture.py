@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from deepatlas.errors import IngestError
+from deepatlas.models.layers import ACTIVATIONS
 
 __all__ = ["ActivationRecorder", "LayerSpec", "default_layers"]
 
-_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ReLU6, nn.Softplus)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     names: list[str] = []
     for i in weighted[:-1]:
         nxt = order[i + 1] if i + 1 < len(order) else None
-        pick = nxt if nxt is not None and isinstance(modules[nxt], _ACTIVATIONS) else order[i]
+        pick = nxt if nxt is not None and isinstance(modules[nxt], ACTIVATIONS) else order[i]
         if pick not in names:
             names.append(pick)
     return names

@@ -24,14 +24,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["Add", "ResNet18", "ResidualBlock"]
+from deepatlas.models.layers import Add
 
-
-class Add(nn.Module):
-    """``a + b`` as a module, so hooks (capture, influence rules) can see the sum."""
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a + b
+__all__ = ["ResNet18", "ResidualBlock"]
 
 
 class ResidualBlock(nn.Module):
