@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,7 +24,13 @@ from rich.progress import (
 
 from deepatlas.errors import DeepAtlasError
 
-__all__ = ["cli_errors", "console", "err", "print_json", "progress_bars"]
+__all__ = ["DataDirOpt", "DeviceOpt", "JsonOpt", "RunOpt", "cli_errors", "console", "err", "print_json", "progress_bars"]
+
+# Options several commands share, declared once so their flags and help read the same everywhere.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")]
 
 console = Console()
 err = Console(stderr=True)

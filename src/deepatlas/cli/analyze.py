@@ -7,14 +7,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.workflows.analysis import analyze_centrality, analyze_communities, analyze_overlap
 
 app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Compute and report, write nothing.")]
 
 

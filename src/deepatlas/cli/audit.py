@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, err, print_json
+from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, err, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.paths import out_dir
 from deepatlas.workflows.analysis import audit_confusion
@@ -19,7 +19,7 @@ app = typer.Typer(help="Audits for scripts and CI: JSON out, exit code 1 when a 
 @app.command()
 @cli_errors
 def confusion(
-    run: Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")] = None,
+    run: RunOpt = None,
     max_jaccard: Annotated[float | None, typer.Option(help="Fail if any class pair's Jaccard exceeds this.")] = None,
     min_r: Annotated[float | None, typer.Option(help="Fail if r(Jaccard, mistakes) over class pairs is below this.")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="A class's neuron set: its k most correlated neurons.")] = 10,
@@ -27,7 +27,7 @@ def confusion(
     pairs: Annotated[int, typer.Option(min=1, help="Pairs listed per ranking.")] = 10,
     out: Annotated[Path | None, typer.Option(help="Folder for the PNG figures. Default: $DEEPATLAS_HOME/out/audit-RUN")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the figures.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Which classes does the model see as alike, and is that where it errs?
 

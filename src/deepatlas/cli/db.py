@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 
-from deepatlas.cli._common import cli_errors, console, err, print_json
+from deepatlas.cli._common import JsonOpt, cli_errors, console, err, print_json
 from deepatlas.db.server import LocalServer, ServerStatus
 from deepatlas.errors import UsageError
 
 app = typer.Typer(help="Run the managed local Neo4j 5.26 server (127.0.0.1 only, password on).", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def _refuse_if_external() -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.panel import Panel
 from rich.text import Text
 
-from deepatlas.cli._common import cli_errors, console, err, progress_bars
+from deepatlas.cli._common import DeviceOpt, cli_errors, console, err, progress_bars
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import class_drivers
 from deepatlas.db.server import LocalServer
@@ -25,7 +25,7 @@ def demo(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose drivers to show.")] = "Sandal",
     k: Annotated[int, typer.Option("-k", help="How many drivers.")] = 10,
     retrain: Annotated[bool, typer.Option(help="Train again even if a checkpoint is cached.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Start Neo4j, train (or reuse) the reference CNN, ingest the Fashion-MNIST test split,
     print the top drivers of Sandal, and say how to ask the same in Neo4j Browser."""

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.cli._common import (
+    DeviceOpt,
+    JsonOpt,
+    RunOpt,
+    cli_errors,
+    console,
+    print_json,
+    progress_bars,
+)
 from deepatlas.db.graph import Graph
 from deepatlas.errors import UsageError
 from deepatlas.paths import out_dir
@@ -21,10 +29,7 @@ from deepatlas.workflows.experiments import (
 
 app = typer.Typer(help="Knock units out or drive them alone, and record what the model then predicts.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
 ModelOpt = Annotated[Path | None, typer.Option(help="Checkpoint with the run's weights, if the stored path moved.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 LayerOpt = Annotated[str | None, typer.Option(help="Layer whose units are ranked. Default: the first dense layer.")]
 ByOpt = Annotated[str, typer.Option(help="Ranking: coactivation (r), gradient or influence.")]
 NoRecord = Annotated[bool, typer.Option("--no-record", help="Do not store an Experiment node.")]

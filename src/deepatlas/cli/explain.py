@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.cli._common import (
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    RunOpt,
+    cli_errors,
+    console,
+    print_json,
+    progress_bars,
+)
 from deepatlas.db.graph import Graph
 from deepatlas.paths import models_dir, out_dir
 from deepatlas.workflows.explain import (
@@ -23,12 +32,10 @@ from deepatlas.workflows.explain import (
 app = typer.Typer(help="Explain single images (influential scores, prediction gradients) and where the graph's measures disagree.",
                   no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint. Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")]
 ImageOpt = Annotated[int, typer.Option("--image", "-i", help="Index of the image in the split.")]
 SplitOpt = Annotated[str, typer.Option(help="train or test.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Folder for the PNG. Default: $DEEPATLAS_HOME/out")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 
 
 @app.command()
@@ -39,7 +46,7 @@ def heatmap(
     method: Annotated[str, typer.Option(help="influence (influential scores) or gradient (d logit / d pixel).")] = "influence",
     model: ModelOpt = None,
     split: SplitOpt = "test",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")] = None,
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -82,7 +89,7 @@ def filters(
 @app.command()
 @cli_errors
 def disagree(
-    run: Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")] = None,
+    run: RunOpt = None,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="Only this class.")] = None,
     by: Annotated[str, typer.Option(help="influence or gradient.")] = "influence",
     k: Annotated[int, typer.Option("-k", min=1, help="'Strong' means in the class's top k.")] = 10,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.workflows.analysis import export_run
 
@@ -25,9 +25,7 @@ def _export(fmt: str, out: Path | None, run: str | None, pixels: bool, json_out:
 
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file. Default: RUN.FORMAT here.")]
-RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
 PixOpt = Annotated[bool, typer.Option("--pixels", help="Include the input-pixel nodes and their edges.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command()

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.cli._common import (
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    cli_errors,
+    console,
+    print_json,
+    progress_bars,
+)
 from deepatlas.ingest.tables import SparsifyParams
 from deepatlas.paths import models_dir
 from deepatlas.workflows.build import ingest as run_ingest
@@ -19,12 +27,12 @@ def ingest(
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint. Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")] = None,
     data: Annotated[str, typer.Option(help="Data set: fashion-mnist or digits.")] = "fashion-mnist",
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")] = None,
+    data_dir: DataDirOpt = None,
     layers: Annotated[str | None, typer.Option(help="Comma-separated module names to capture. Default: every conv/dense layer's activation.")] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Only the first N images.")] = None,
     run: Annotated[str | None, typer.Option(help="Run name. Default: {model}-{data}-{split}; an existing run of that name is replaced.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOpt = "auto",
     min_r: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep neuron-neuron pairs with |r| at least this.")] = 0.5,
     top_k: Annotated[int, typer.Option(min=0, help="Also keep each node's k strongest neuron-neuron pairs.")] = 8,
     pixel_top_k: Annotated[int, typer.Option(min=0, help="Pixel edges kept per neuron (the full pixel vector is always stored).")] = 16,
@@ -36,7 +44,7 @@ def ingest(
     max_matrix_mb: Annotated[float, typer.Option(min=0.001, help="Memory for the unit x unit co-moments; above it, co-activation "
                                                  "goes blockwise, one pass over the data per block of rows.")] = 512.0,
     bulk: Annotated[bool, typer.Option("--bulk", help="Import with neo4j-admin (fast; only into an empty local database).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run the model over a data set and write its co-activation graph to Neo4j.
 

@@ -8,7 +8,7 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import class_drivers, run_template
 from deepatlas.db.runs import resolve_run
@@ -17,8 +17,6 @@ from deepatlas.errors import UsageError
 
 app = typer.Typer(help="Ask the graph: which neurons drive a class, and any shipped Cypher template.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
 
 
 def _table(rows: list[dict[str, object]], title: str) -> Table:

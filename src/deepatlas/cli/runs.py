@@ -7,13 +7,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import cli_errors, console, print_json
+from deepatlas.cli._common import JsonOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import delete_run, list_runs, resolve_run
 
 app = typer.Typer(help="List, inspect and delete the runs stored in the graph.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command("list")

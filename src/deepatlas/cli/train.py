@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from deepatlas.cli._common import cli_errors, console, print_json, progress_bars
+from deepatlas.cli._common import (
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    cli_errors,
+    console,
+    print_json,
+    progress_bars,
+)
 from deepatlas.errors import UsageError
 from deepatlas.paths import models_dir
 from deepatlas.workflows.build import train_reference
@@ -18,14 +26,14 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Checkpoint path. Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=200, help="Passes over the 60,000 training images.")] = 6,
     seed: Annotated[int, typer.Option(help="Seeds weights and shuffling: same seed, same model (CPU).")] = 0,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
     fraction: Annotated[float, typer.Option(help="Train on this seeded random fraction of the training images.")] = 1.0,
     classes: Annotated[str | None, typer.Option(help="Train only on these class indices, e.g. 0,1,2,3,4.")] = None,
     arch: Annotated[str, typer.Option(help="fashion_cnn (the reference CNN) or resnet18 (torchvision's ResNet-18 "
                                       "adapted to 28x28 grey images; ~8 min per epoch on 2 CPU cores).")] = "fashion_cnn",
     limit: Annotated[int | None, typer.Option(min=1, help="Train on the first N training images only.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Train the reference CNN (3 conv + 2 dense), or --arch resnet18, on Fashion-MNIST and save a checkpoint.
 
