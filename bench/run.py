@@ -257,7 +257,7 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
     run = "bench-resnet18"
     rep = ingest(ckpt, data=data, run_name=run, device=str(device), sparsify=params, between_samples=0,
                  max_matrix_mb=budget)
-    edges = sum(v for k, v in rep.edges.items())
+    edges = sum(rep.edges.values())
     for stage, sec in rep.seconds.items():
         rows.append({"bench": "resnet", "case": f"ingest stage {stage}", "device": device.type, "seconds": sec,
                      "ratio": float("nan")})

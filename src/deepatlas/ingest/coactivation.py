@@ -191,7 +191,7 @@ def compute_coactivation(
         raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
     m = recorder.n_units + n_classes
     p = int(data.images[0].numel())
-    rows = plan_blocks(m, max_matrix_mb, torch.empty((), dtype=dtype).element_size())
+    rows = plan_blocks(m, max_matrix_mb, dtype.itemsize)
     blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]
     dense = len(blocks) == 1
     total = len(data) * len(blocks)
