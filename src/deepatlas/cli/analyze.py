@@ -9,7 +9,6 @@ from rich.table import Table
 
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
-from deepatlas.workflows.analysis import analyze_centrality, analyze_communities, analyze_overlap
 
 app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
 
@@ -30,6 +29,7 @@ def communities(
 
     Writes (:Community) nodes and MEMBER_OF edges, replacing any earlier result for the run.
     """
+    from deepatlas.workflows.analysis import analyze_communities
     with Graph() as g:
         rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, write=not dry_run)
     if json_out:
@@ -57,6 +57,7 @@ def overlap(
 
     Writes IN_SET (neuron -> class) and OVERLAPS (class pair: jaccard, shared, mistakes) edges.
     """
+    from deepatlas.workflows.analysis import analyze_overlap
     with Graph() as g:
         rep = analyze_overlap(g, run, top_k=top_k, min_r=min_r, write=not dry_run)
     if json_out:
@@ -83,6 +84,7 @@ def centrality(
     json_out: JsonOpt = False,
 ) -> None:
     """Degree and weighted degree (strength) of every neuron and class, set as properties."""
+    from deepatlas.workflows.analysis import analyze_centrality
     with Graph() as g:
         rep = analyze_centrality(g, run, negative=negative, k=k, write=not dry_run)
     if json_out:

@@ -11,7 +11,6 @@ from rich.table import Table
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, err, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.paths import out_dir
-from deepatlas.workflows.analysis import audit_confusion
 
 app = typer.Typer(help="Audits for scripts and CI: JSON out, exit code 1 when a threshold is crossed.", no_args_is_help=True)
 
@@ -36,6 +35,7 @@ def confusion(
     scatter plot, the community-coloured class graph and a neuron heatmap grid. Exit code 1
     when --max-jaccard or --min-r is crossed; nothing is written to the graph.
     """
+    from deepatlas.workflows.analysis import audit_confusion
     with Graph() as g:
         folder = None
         if not no_plots:

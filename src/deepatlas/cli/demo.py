@@ -15,9 +15,7 @@ from deepatlas.db.queries import class_drivers
 from deepatlas.db.server import LocalServer
 from deepatlas.db.templates import load_template
 from deepatlas.errors import CheckpointError
-from deepatlas.models.checkpoint import load_checkpoint
 from deepatlas.paths import models_dir
-from deepatlas.workflows.build import ingest, train_reference
 
 
 @cli_errors
@@ -29,6 +27,8 @@ def demo(
 ) -> None:
     """Start Neo4j, train (or reuse) the reference CNN, ingest the Fashion-MNIST test split,
     print the top drivers of Sandal, and say how to ask the same in Neo4j Browser."""
+    from deepatlas.models.checkpoint import load_checkpoint
+    from deepatlas.workflows.build import ingest, train_reference
     server = LocalServer()
     if not os.environ.get("NEO4J_URI"):
         err.print("1/4 starting Neo4j ...")

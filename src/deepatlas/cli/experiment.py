@@ -20,12 +20,6 @@ from deepatlas.cli._common import (
 from deepatlas.db.graph import Graph
 from deepatlas.errors import UsageError
 from deepatlas.paths import out_dir
-from deepatlas.workflows.experiments import (
-    experiment_activate,
-    experiment_community,
-    experiment_knockout,
-    experiment_shared,
-)
 
 app = typer.Typer(help="Knock units out or drive them alone, and record what the model then predicts.", no_args_is_help=True)
 
@@ -70,6 +64,7 @@ def knockout(
     If the graph's ranking is right, knocking out a class's top units hurts that class far
     more than its bottom units or random ones.
     """
+    from deepatlas.workflows.experiments import experiment_knockout
     with Graph() as g, progress_bars(not json_out) as progress:
         res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, ks=_ks(ks), value=value, seeds=seeds,
                                   model=model, device=device, out_dir=out or out_dir(), record=not no_record, progress=progress)
@@ -106,6 +101,7 @@ def activate(
 
     Example: deepatlas experiment activate -k 7 --json
     """
+    from deepatlas.workflows.experiments import experiment_activate
     ks = k or [1, 2, 3, 5, 7, 10, 15, 20, 30]
     if any(x < 1 for x in ks):
         raise UsageError("k must be >= 1")
@@ -140,6 +136,7 @@ def community(
     json_out: JsonOpt = False,
 ) -> None:
     """Knock out a whole community's neurons; the error of each class before and after."""
+    from deepatlas.workflows.experiments import experiment_community
     with Graph() as g:
         res = experiment_community(g, index, run=run, value=value, model=model, device=device, record=not no_record)
     if json_out:
@@ -167,6 +164,7 @@ def shared(
     json_out: JsonOpt = False,
 ) -> None:
     """Knock out the neurons two classes share (needs `analyze overlap`); their mutual mistakes."""
+    from deepatlas.workflows.experiments import experiment_shared
     with Graph() as g:
         res = experiment_shared(g, a, b, run=run, value=value, seeds=seeds, model=model, device=device, record=not no_record)
     if json_out:

@@ -20,14 +20,6 @@ from deepatlas.cli._common import (
 )
 from deepatlas.db.graph import Graph
 from deepatlas.paths import models_dir, out_dir
-from deepatlas.workflows.explain import (
-    disagreement,
-    explain_feature,
-    explain_filters,
-    explain_heatmap,
-    explain_perturb,
-    perturb_sweep,
-)
 
 app = typer.Typer(help="Explain single images (influential scores, prediction gradients) and where the graph's measures disagree.",
                   no_args_is_help=True)
@@ -52,6 +44,7 @@ def heatmap(
     json_out: JsonOpt = False,
 ) -> None:
     """Input score images of one image for each class: red pushes toward the class, blue away."""
+    from deepatlas.workflows.explain import explain_heatmap
     res = explain_heatmap(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, method=method, split=split,
                           data_dir=data_dir, device=device, out_dir=out or out_dir())
     if json_out:
@@ -75,6 +68,7 @@ def filters(
     json_out: JsonOpt = False,
 ) -> None:
     """Each filter's influential score on the predicted class for one image, as bars."""
+    from deepatlas.workflows.explain import explain_filters
     res = explain_filters(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, split=split, device=device,
                           out_dir=out or out_dir())
     if json_out:
@@ -97,6 +91,7 @@ def disagree(
     json_out: JsonOpt = False,
 ) -> None:
     """Units strongly correlated with a class but with little influence on it, and the reverse."""
+    from deepatlas.workflows.explain import disagreement
     with Graph() as g:
         res = disagreement(g, run=run, class_name=class_name, by=by, min_r=min_r, k=k)
     if json_out:
@@ -223,6 +218,7 @@ def feature(
 ) -> None:
     """The most characteristic feature of an image: the unit and region with the largest
     activation x prediction gradient. E.g. what makes this shirt look like a coat: --class Coat."""
+    from deepatlas.workflows.explain import explain_feature
     res = explain_feature(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, layers=layer, split=split,
                           device=device, out_dir=out or out_dir())
     if json_out:
@@ -251,6 +247,7 @@ def perturb(
     """Nudge an image toward a class along d y_C / d x and watch the verdict; --sweep N for the
     flip-success matrix (which classes are easy targets)."""
     from deepatlas.errors import UsageError
+    from deepatlas.workflows.explain import explain_perturb, perturb_sweep
 
     if step_size <= 0:
         raise UsageError(f"--step-size must be > 0, got {step_size}")

@@ -9,12 +9,12 @@ import typer
 
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
-from deepatlas.workflows.analysis import export_run
 
 app = typer.Typer(help="Export a run as GraphML or GEXF (Gephi) or node-link JSON.", no_args_is_help=True)
 
 
 def _export(fmt: str, out: Path | None, run: str | None, pixels: bool, json_out: bool) -> None:
+    from deepatlas.workflows.analysis import export_run
     with Graph() as g:
         path = out or Path(f"{run or 'latest'}.{fmt if fmt != 'json' else 'json'}")
         info = export_run(g, path, fmt=fmt, run=run, pixels=pixels)

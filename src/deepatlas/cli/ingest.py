@@ -17,9 +17,7 @@ from deepatlas.cli._common import (
     print_json,
     progress_bars,
 )
-from deepatlas.ingest.tables import SparsifyParams
 from deepatlas.paths import models_dir
-from deepatlas.workflows.build import ingest as run_ingest
 
 
 @cli_errors
@@ -54,6 +52,9 @@ def ingest(
 
     Example: deepatlas ingest --model fashion-cnn.pt --split test --limit 2000
     """
+    from deepatlas.ingest.pairs import SparsifyParams
+    from deepatlas.workflows.build import ingest as run_ingest
+
     layer_list = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
     with progress_bars(not json_out) as progress:
         report = run_ingest(

@@ -18,7 +18,6 @@ from deepatlas.cli._common import (
 )
 from deepatlas.errors import UsageError
 from deepatlas.paths import models_dir
-from deepatlas.workflows.build import train_reference
 
 
 @cli_errors
@@ -40,6 +39,7 @@ def train(
     The checkpoint records the architecture, class names, input shape, normalisation, test
     accuracy and a sha256 of the weights. About a minute on two CPU cores for ~91% accuracy.
     """
+    from deepatlas.workflows.build import train_reference
     path = out or models_dir() / f"{arch.replace('_', '-')}.pt"
     with progress_bars(not json_out) as progress:
         try:

@@ -22,7 +22,7 @@ from deepatlas.db.runs import RunInfo, _property, _verify_counts, ensure_schema,
 from deepatlas.db.schema import check_label, check_rel
 from deepatlas.db.server import _ADMIN, LocalServer, _java
 from deepatlas.errors import ServerError, UsageError
-from deepatlas.ingest.tables import GraphTables
+from deepatlas.rows import GraphTables
 
 __all__ = ["bulk_import", "check_bulk_target", "database_is_empty"]
 

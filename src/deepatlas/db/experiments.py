@@ -9,6 +9,7 @@ from typing import Any
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo
 from deepatlas.errors import NotFoundError, UsageError
+from deepatlas.rows import experiment_key, neuron_key
 
 __all__ = ["RANKINGS", "class_ranking", "community_units", "dense_layers", "shared_units", "unit_layers", "write_experiment"]
 
@@ -81,8 +82,8 @@ def shared_units(graph: Graph, run: RunInfo, a_key: str, b_key: str) -> list[tup
 def write_experiment(graph: Graph, run: RunInfo, kind: str, params: dict[str, Any], result: dict[str, Any],
                      targets: list[tuple[str, int]], class_keys: list[str]) -> str:
     """One Experiment node with TARGETS edges (rank = position in the selection) and ON_CLASS edges."""
-    key = f"{run.key}/experiment/{uuid.uuid4().hex[:10]}"
-    rows = [{"key": f"{run.key}/n/{layer}/{index}", "rank": i + 1} for i, (layer, index) in enumerate(targets)]
+    key = experiment_key(run.key, uuid.uuid4().hex[:10])
+    rows = [{"key": neuron_key(run.key, layer, index), "rank": i + 1} for i, (layer, index) in enumerate(targets)]
     graph.write_many([
         ("CREATE (x:Experiment {key: $key, run: $run, kind: $kind, params: $params, result: $result, created_at: datetime()})",
          {"key": key, "run": run.key, "kind": kind, "params": json.dumps(params), "result": json.dumps(result)}),

@@ -27,7 +27,7 @@ from typing import Any
 from deepatlas.db.graph import Graph
 from deepatlas.db.schema import RUN_LABELS, SCHEMA, check_label, check_rel
 from deepatlas.errors import DeepAtlasError, GraphError, GraphUnavailable, NotFoundError, UsageError
-from deepatlas.ingest.tables import EdgeTable, GraphTables
+from deepatlas.rows import EdgeTable, GraphTables
 
 log = logging.getLogger(__name__)
 
