@@ -113,8 +113,6 @@ def test_batchnorm_and_unsupported_modules() -> None:
     h = m[2](m[1](m[0](x)))
     want = torch.tensor(np.stack([_j(m[3].weight.detach().numpy(), h[b].detach().numpy())[:, 0] for b in range(2)]))
     assert torch.allclose(got * torch.sign(scale), want)
-    with pytest.raises(UsageError, match="LayerNorm"):
-        InfluentialScores(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)))
     with pytest.raises(UsageError, match="not an output node"):
         InfluentialScores(folded).attribute(x, target=5)
 
@@ -183,3 +181,98 @@ def test_resnet18_scores_are_finite_and_respect_the_addition_rule() -> None:
     want = torch.from_numpy(np.stack([_j(m.fc.weight.detach().double().numpy(), f.double().numpy())[:, 3]
                                       for f in feats.flatten(1)]))
     assert torch.allclose(y.double(), want, atol=1e-5)
+
+
+class _FunctionalResidualMLP(nn.Module):
+    """The residual MLP above with its sum written as ``+`` and one ReLU module called twice."""
+
+    def __init__(self, twin: nn.Module) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = twin.fc1, twin.fc2, twin.fc3
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.fc1(x))
+        out = self.fc2(h)
+        out += h
+        return self.fc3(self.relu(out))
+
+
+def test_functional_addition_gets_the_paper_rule_like_the_add_module() -> None:
+    torch.manual_seed(3)
+    m = _ResidualMLP().double().eval()
+    f = _FunctionalResidualMLP(m).double().eval()
+    x = torch.rand(4, 4, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 1])
+    assert torch.equal(m(x), f(x))
+    assert torch.allclose(InfluentialScores(f).attribute(x, target=target), InfluentialScores(m).attribute(x, target=target),
+                          atol=1e-14, rtol=0)
+    # autograd's rule (each branch the whole signal) would differ: the test can tell them apart
+    assert not torch.allclose(PredictionGradients(f).attribute(x, target=0), InfluentialScores(f).attribute(x, target=0))
+
+
+def test_stock_torchvision_resnet18_equals_the_rebuilt_one() -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    rebuilt = ResNet18(in_channels=1, n_classes=10).eval()
+    stock = resnet18(num_classes=10)
+    stock.conv1 = nn.Conv2d(1, 64, kernel_size=3, stride=1, padding=1, bias=False)  # the rebuild's stem
+    stock.load_state_dict(rebuilt.state_dict())
+    stock.eval()
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(stock(x), rebuilt(x), atol=1e-5)
+    a = InfluentialScores(stock).attribute(x, target=torch.tensor([3, 7]))
+    b = InfluentialScores(rebuilt).attribute(x, target=torch.tensor([3, 7]))
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
+
+
+def test_layer_norm_folds_like_batch_norm() -> None:
+    ln = nn.LayerNorm(3).double()
+    with torch.no_grad():
+        ln.weight.copy_(torch.tensor([-1.5, 2.0, 0.5]))
+    m = nn.Sequential(nn.Linear(2, 3, bias=False), ln, nn.ReLU(), nn.Linear(3, 1, bias=False)).double().eval()
+    x = torch.rand(2, 2, dtype=torch.float64) + 0.1
+    got = InfluentialScores(m).attribute(x, target=0, layer="0")
+    h = m[2](m[1](m[0](x)))
+    want = torch.tensor(np.stack([_j(m[3].weight.detach().numpy(), h[b].detach().numpy())[:, 0] for b in range(2)]))
+    assert torch.allclose(got * torch.sign(ln.weight.detach()), want)
+
+
+def test_operations_without_a_rule_are_named() -> None:
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
+                            num_classes=3).eval()
+    with pytest.raises(UsageError, match=r"multi_head_attention_forward.*encoder\.layers\.encoder_layer_0\.self_attention"):
+        InfluentialScores(vit).attribute(torch.rand(1, 3, 32, 32), target=0)
+
+    class Square(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc(x)
+            return h * h
+
+    with pytest.raises(UsageError, match="same shape"):
+        InfluentialScores(Square()).attribute(torch.rand(1, 2), target=0)
+    emb = nn.Sequential(nn.Flatten(), nn.PReLU(), nn.Linear(4, 2))
+    with pytest.raises(UsageError, match="prelu with a parameter in module '1'"):
+        InfluentialScores(emb).attribute(torch.rand(1, 4), target=0)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg11_bn", "mobilenet_v3_small", "densenet121", "efficientnet_b0",
+                                  "convnext_tiny"])
+def test_stock_torchvision_architectures_as_shipped(name: str) -> None:
+    from torchvision.models import get_model
+
+    torch.manual_seed(0)
+    m = get_model(name, weights=None, num_classes=3).eval()
+    x = torch.rand(1, 3, 32, 32)
+    s = InfluentialScores(m).attribute(x, target=1)
+    assert s.shape == x.shape and torch.isfinite(s).all() and s.abs().sum() > 0
+    for p in m.parameters():  # nothing left behind: no hooks, no modes, the model unchanged
+        assert p.grad is None
+    assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.modules())

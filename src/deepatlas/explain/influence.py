@@ -8,61 +8,56 @@ and J[l, m] = J[l, l+1] @ ... @ J[m-1, m]. The score of element i on output node
 J[input, output]_{i, t}. Nothing here builds J: one backward-style sweep per target carries
 v_{l+1} down with v_l = L * W^T (v_{l+1} / D), D = |W| |L|, which is J[l, l+1] @ v_{l+1}.
 
-How each module enters the sweep (choices where the paper is silent are marked *):
-  Linear, Conv1d/2d/3d   the rule above (the same sum over each output position's receptive field)
-  ReLU and other activation modules   * pass-through: the paper's nodes are post-activation
-                         values and J ignores the activation function, so influence reaches
-                         inputs that a dead ReLU hides from the gradient
-  MaxPool                routes through the arg-max (autograd's own routing)
-  AvgPool / AdaptiveAvgPool   a linear map with weights 1/k (autograd's own)
-  Flatten, Dropout (eval), Identity, reshapes   pass-through
-  Add (a residual sum, :class:`deepatlas.models.layers.Add`)   a linear map with weight 1 per
-                         input (the paper's rule with w = 1): v_a = a v / (|a| + |b|) and
-                         v_b = b v / (|a| + |b|), elementwise; 0 where |a| + |b| = 0. A plain
-                         ``+`` in ``forward`` would instead hand each branch the whole of v.
-  BatchNorm (eval)       * folded into the preceding weighted layer: scaling a node's incoming
+The rules are applied to the *operations* of the forward pass, not to module types: a
+``TorchFunctionMode`` sees every torch function the model calls, so a functional ``+`` (a
+stock torchvision ResNet's ``out += identity``), ``F.relu`` in ``forward`` or a module called
+twice all get the same rule as their module forms. One table, :data:`RULES`, maps each
+operation to its rule (zennit's ``layer_map`` idea, at the level of functions). Choices where
+the paper is silent are marked *:
+
+  linear, conv1d/2d/3d   the rule above (the same sum over each output position's receptive field)
+  avg_pool, adaptive_avg_pool   * the rule above with the pool's weights 1/k: an average is a
+                         linear node like any other, so v_i = x_i v / sum_window |x_i|
+  max_pool               routes through the arg-max (autograd's own routing)
+  a + b, both activations   a linear map with weight 1 per input (the paper's rule with w = 1):
+                         v_a = a v / (|a| + |b|), v_b = b v / (|a| + |b|), elementwise; 0 where
+                         |a| + |b| = 0. A constant or parameter summand is a bias: ignored.
+  activations (relu, gelu, silu, hardswish, sigmoid, tanh, ...)   * pass-through: the paper's
+                         nodes are post-activation values and J ignores the activation function
+  batch_norm (eval), layer_norm, group_norm, x * constant   * an elementwise rescaling of one
+                         node folds into the weighted layer before it; scaling a node's incoming
                          weights by s cancels in the normalisation except for sign(s), so the
-                         sweep multiplies by sign(gamma / sqrt(var + eps))
-Other modules with parameters (LayerNorm, attention, ...) raise an error that names them.
-Activations applied functionally (``F.relu`` in ``forward``) cannot be seen and would act as
-gradients; use modules.
+                         sweep multiplies by sign(s) (layer/group norm: per-sample mean and
+                         scale taken as constants of the sample, like batch norm's running ones)
+  x * gate, both activations, the gate broadcast over x (squeeze-excite)   * the gate is a
+                         per-sample rescaling of x as above: v_x = v sign(gate); the gate's own
+                         branch receives no influence (it is a weight, not a node)
+  cat, flatten, reshape, permute, pad, dropout (eval), ...   routing: each element keeps its influence
+Anything else that combines two activations (matmul/bmm/einsum: attention; an elementwise
+product of equal shapes) or uses a parameter in an operation without a rule raises
+:class:`~deepatlas.errors.UsageError` naming the operation and the module.
 
 References
 ----------
-Jung, Shin & Kwon, "Explaining neural networks with influential scores" (DESIGN.md, method 2).
+Jung, H., Shin, J. & Kwon, Y. (2019?). "Explaining neural networks with influential scores";
+summarised with its formulas in the project's design notes (shared/DESIGN.md, method 2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
-from deepatlas.models.layers import ACTIVATIONS, Add
 
-__all__ = ["InfluentialScores"]
-
-_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_PASS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-         nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
-         nn.Dropout2d, nn.Identity)
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def _bias_free(module: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    if isinstance(module, nn.Linear):
-        return F.linear(x, weight)
-    m: Any = module
-    conv = F.conv1d if isinstance(m, nn.Conv1d) else F.conv2d if isinstance(m, nn.Conv2d) else F.conv3d
-    if m.padding_mode != "zeros":
-        raise UsageError(f"influential scores support zero-padded convolutions only ({module})")
-    return conv(x, weight, None, m.stride, m.padding, m.dilation, m.groups)
+__all__ = ["RULES", "InfluentialScores"]
 
 
 def _divide_or_zero(g: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
@@ -70,26 +65,27 @@ def _divide_or_zero(g: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
 
 
-class _WeightedRule(torch.autograd.Function):
-    """Forward: the layer as it is. Backward: v_in = x * W^T (v_out / (|W| |x|))."""
+class _LinearRule(torch.autograd.Function):
+    """Forward: the operation as computed. Backward: v_in = x * W^T (v_out / (|W| |x|)).
+
+    ``op(x)`` is the operation without bias and ``op_abs(x)`` the same with |W|.
+    """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor],
+                op_abs: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.module = module
+        ctx.op, ctx.op_abs = op, op_abs
         return out.view_as(out)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         (x,) = ctx.saved_tensors
-        module = ctx.module
-        w = module.weight.detach()
         with torch.enable_grad():
-            denom = _bias_free(module, x.abs(), w.abs())
-            u = _divide_or_zero(g, denom)
+            u = _divide_or_zero(g, ctx.op_abs(x.detach().abs()))
             xr = x.detach().requires_grad_(True)
-            (back,) = torch.autograd.grad(_bias_free(module, xr, w), xr, grad_outputs=u)
-        return x * back, None, None
+            (back,) = torch.autograd.grad(ctx.op(xr), xr, grad_outputs=u)
+        return x * back, None, None, None
 
 
 class _AddRule(torch.autograd.Function):
@@ -104,84 +100,275 @@ class _AddRule(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         a, b = ctx.saved_tensors
         u = _divide_or_zero(g, a.abs() + b.abs())
-        return a * u, b * u, None
+        return _unbroadcast(a * u, a.shape), _unbroadcast(b * u, b.shape), None
 
 
 class _PassThrough(torch.autograd.Function):
-    """Forward: the activation's output. Backward: identity (scaled by ``scale`` if given)."""
+    """Forward: the operation's output. Backward: v to x unchanged (times ``scale`` if given)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
         ctx.scale = scale
+        ctx.shape = x.shape
         return out.view_as(out)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return (g if ctx.scale is None else g * ctx.scale), None, None
+        v = g if ctx.scale is None else g * ctx.scale
+        return _unbroadcast(v, ctx.shape), None, None
+
+
+def _unbroadcast(v: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum ``v`` down to ``shape`` (the reverse of broadcasting)."""
+    if v.shape == shape:
+        return v
+    while v.ndim > len(shape):
+        v = v.sum(0)
+    dims = tuple(i for i, (a, b) in enumerate(zip(v.shape, shape, strict=True)) if b == 1 and a != 1)
+    return v.sum(dims, keepdim=True) if dims else v
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, default: Any = None) -> Any:
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+def _is_node(t: Any) -> bool:
+    """An activation: the input or a tensor computed from it (not a parameter or a constant).
+
+    The sweep's input requires grad, so every value that depends on it does too."""
+    return isinstance(t, torch.Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
+
+
+# --- the rules: rule(func, args, kwargs, site) -> output -------------------------------------
+
+Rule = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], str], Any]
+
+
+def _weighted(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    x, w = args[0], _arg(args, kwargs, 1, "weight")
+    rest = list(args[3:])
+    out = func(*args, **kwargs)
+    if not _is_node(x):
+        return out
+    wd = w.detach()
+    extra = {k: v for k, v in kwargs.items() if k not in ("input", "weight", "bias")}
+
+    def op(t: torch.Tensor) -> torch.Tensor:
+        return func(t, wd, None, *rest, **extra)
+
+    def op_abs(t: torch.Tensor) -> torch.Tensor:
+        return func(t, wd.abs(), None, *rest, **extra)
+
+    return _LinearRule.apply(x, out, op, op_abs)
+
+
+def _average(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    x = args[0]
+    out = func(*args, **kwargs)
+    if not _is_node(x):
+        return out
+
+    def op(t: torch.Tensor) -> torch.Tensor:
+        return func(t, *args[1:], **kwargs)
+
+    return _LinearRule.apply(x, out, op, op)
+
+
+def _add(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    a, b = args[0], _arg(args, kwargs, 1, "other")
+    if kwargs.get("alpha", 1) != 1 or not (_is_node(a) and _is_node(b)):
+        return func(*args, **kwargs)  # a bias or a constant: autograd's identity to the node
+    out = torch.add(a, b)  # never in place: the rule keeps a and b for its backward
+    return _AddRule.apply(a, b, out)
+
+
+def _mul(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    a, b = args[0], _arg(args, kwargs, 1, "other")
+    out = torch.mul(a, b)
+    if _is_node(a) and _is_node(b):
+        if getattr(a, "_deepatlas_gate", False) != getattr(b, "_deepatlas_gate", False):
+            x, gate = (b, a) if getattr(a, "_deepatlas_gate", False) else (a, b)  # a sigmoid's output gates
+        elif a.shape != b.shape:
+            x, gate = (a, b) if a.numel() >= b.numel() else (b, a)  # the gate broadcasts over x
+        else:
+            raise UsageError(f"influential scores have no rule for an elementwise product of two activations of "
+                             f"the same shape ({_name(func)} in {site}); write the activation as a module (nn.SiLU)")
+        return _PassThrough.apply(x, out, torch.sign(gate.detach()))
+    if _is_node(a) or _is_node(b):
+        x, c = (a, b) if _is_node(a) else (b, a)
+        scale = torch.sign(c.detach()) if isinstance(c, torch.Tensor) else float(c > 0) - float(c < 0)
+        return _PassThrough.apply(x, out, torch.as_tensor(scale, dtype=x.dtype, device=x.device))
+    return out
+
+
+def _activation(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    x = args[0] if args else kwargs.get("input")
+    if "inplace" in kwargs:
+        kwargs = {**kwargs, "inplace": False}
+    out = func(*args, **kwargs)
+    if not _is_node(x):
+        return out
+    out = _PassThrough.apply(x, out, None)
+    if func in _GATES:
+        out._deepatlas_gate = True  # read by _mul: this value gates another
+    return out
+
+
+def _batch_norm(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    x, var, weight = args[0], _arg(args, kwargs, 2, "running_var"), _arg(args, kwargs, 3, "weight")
+    training, eps = _arg(args, kwargs, 5, "training", False), _arg(args, kwargs, 7, "eps", 1e-5)
+    if training or var is None:
+        raise UsageError(f"batch norm in {site} uses batch statistics; put the model in eval mode")
+    out = func(*args, **kwargs)
+    if not _is_node(x):
+        return out
+    gamma = weight.detach() if weight is not None else torch.ones_like(var)
+    sign = torch.sign(gamma / torch.sqrt(var + eps))
+    return _PassThrough.apply(x, out, sign.view((1, -1) + (1,) * (x.ndim - 2)))
+
+
+def _norm_last(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    x, weight = args[0], _arg(args, kwargs, 2, "weight")
+    out = func(*args, **kwargs)
+    if not _is_node(x):
+        return out
+    if weight is None:
+        return _PassThrough.apply(x, out, None)
+    if func is F.group_norm:  # weight per channel (dim 1)
+        scale = torch.sign(weight.detach()).view((1, -1) + (1,) * (x.ndim - 2))
+    else:  # layer norm: weight over the trailing normalized_shape
+        scale = torch.sign(weight.detach())
+    return _PassThrough.apply(x, out, scale)
+
+
+def _refuse(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
+    operands = [a for a in args if isinstance(a, torch.Tensor)]
+    if sum(_is_node(a) for a in operands) >= 2 or func in _ALWAYS_REFUSED:
+        raise UsageError(f"influential scores have no rule for {_name(func)} of two activations in {site} "
+                         "(attention); the paper defines none")
+    return func(*args, **kwargs)
+
+
+_ACTIVATION_FUNCS = (F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, F.relu6, F.hardtanh, F.gelu,
+                     F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, torch.sigmoid, torch.Tensor.sigmoid, F.tanh,
+                     torch.tanh, torch.Tensor.tanh, F.leaky_relu, F.elu, F.selu, F.celu, F.softplus, F.mish)
+_GATES = (F.sigmoid, torch.sigmoid, torch.Tensor.sigmoid, F.hardsigmoid)
+_ALWAYS_REFUSED = (F.multi_head_attention_forward, F.scaled_dot_product_attention)
+
+#: operation -> rule. Operations not listed run as they are (autograd's routing), unless they
+#: use a parameter, which is refused (the paper defines no rule for them).
+RULES: dict[Callable[..., Any], Rule] = {
+    F.linear: _weighted, torch.conv1d: _weighted, torch.conv2d: _weighted, torch.conv3d: _weighted,
+    F.avg_pool1d: _average, F.avg_pool2d: _average, F.avg_pool3d: _average, F.adaptive_avg_pool1d: _average,
+    F.adaptive_avg_pool2d: _average, F.adaptive_avg_pool3d: _average,
+    torch.add: _add, torch.Tensor.add: _add, torch.Tensor.add_: _add, torch.Tensor.__add__: _add,
+    torch.Tensor.__radd__: _add, torch.Tensor.__iadd__: _add,
+    torch.mul: _mul, torch.Tensor.mul: _mul, torch.Tensor.mul_: _mul, torch.Tensor.__mul__: _mul,
+    torch.Tensor.__rmul__: _mul, torch.Tensor.__imul__: _mul,
+    F.batch_norm: _batch_norm, F.layer_norm: _norm_last, F.group_norm: _norm_last,
+    **dict.fromkeys(_ACTIVATION_FUNCS, _activation),
+    **dict.fromkeys((torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.einsum,
+                     torch.baddbmm, *_ALWAYS_REFUSED), _refuse),
+}
+
+#: operations (by name) that may take a parameter without a rule of their own: they only route
+#: or describe values (ViT's class token is expanded and concatenated, for example)
+_ROUTING = {"cat", "stack", "expand", "expand_as", "reshape", "view", "view_as", "flatten", "permute", "transpose",
+            "contiguous", "__getitem__", "to", "clone", "dropout", "size", "dim", "__get__", "unsqueeze", "squeeze",
+            "type", "float", "double", "half", "detach", "numel", "__len__", "__format__", "__repr__"}
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__name__", None) or str(func)
+
+
+class _RuleMode(TorchFunctionMode):
+    """Applies :data:`RULES` to every torch function the model calls during a forward pass."""
+
+    def __init__(self, where: Callable[[], str]) -> None:
+        super().__init__()
+        self.where = where
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        rule = RULES.get(func)
+        if rule is not None:
+            return rule(func, args, kwargs, self.where())
+        if _name(func) not in _ROUTING and any(isinstance(a, nn.Parameter) for a in (*args, *kwargs.values())):
+            raise UsageError(f"influential scores have no rule for {_name(func)} with a parameter in {self.where()}")
+        return func(*args, **kwargs)
 
 
 class InfluentialScores:
     """Influential scores of a model's elements on an output node, captum-style.
 
+    Works on any model built from the operations of :data:`RULES` and routing operations:
+    stock torchvision ResNets, VGG, MobileNet, EfficientNet, DenseNet and ConvNeXt among them;
+    modules may be called several times and additions may be written with ``+``.
+
     Parameters
     ----------
     model : nn.Module
-        Built from supported modules (see the module docstring). Put in eval mode.
+        Put in eval mode.
 
     Raises
     ------
     UsageError
-        A module with parameters that the method does not define; the message names it.
+        At the first forward pass, an operation the method has no rule for; the message names
+        the operation and the module.
 
     Examples
     --------
-    >>> scores = InfluentialScores(model).attribute(x, target=5)            # doctest: +SKIP
-    >>> scores.shape == x.shape                                              # doctest: +SKIP
+    >>> import torch
+    >>> from torch import nn
+    >>> m = nn.Sequential(nn.Linear(2, 1, bias=False)).double()
+    >>> with torch.no_grad():
+    ...     _ = m[0].weight.copy_(torch.tensor([[1.0, 3.0]]))
+    >>> InfluentialScores(m).attribute(torch.tensor([[1.0, 1.0]], dtype=torch.float64), target=0)
+    tensor([[0.2500, 0.7500]], dtype=torch.float64)
+
+    References
+    ----------
+    Jung, Shin & Kwon, "Explaining neural networks with influential scores" (shared/DESIGN.md, method 2).
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        for name, module in model.named_modules():
-            if any(True for _ in module.children()):
-                continue
-            supported = isinstance(module, (*_WEIGHTED, *ACTIVATIONS, *_PASS, *_BN, Add))
-            if not supported and any(True for _ in module.parameters(recurse=False)):
-                raise UsageError(f"influential scores cannot handle module {name!r} ({type(module).__name__})")
 
     @contextmanager
     def _rules(self) -> Iterator[None]:
+        """While inside, every forward pass of the model applies the rules (and only that pass:
+        the mode is entered by a pre-hook of the model and left by its forward hook, so the
+        backward sweeps run without it)."""
+        stack: list[str] = []
+        mode = _RuleMode(lambda: f"module {stack[-1]!r}" if stack else "the model's forward")
         handles = []
+        entered = []
 
-        def weighted(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-            return _WeightedRule.apply(inputs[0], out, module)
+        def enter(_m: nn.Module, _i: object) -> None:
+            mode.__enter__()
+            entered.append(True)
 
-        def activation(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-            return _PassThrough.apply(inputs[0], out, None)
+        def leave(_m: nn.Module, _i: object, _o: object) -> None:
+            if entered:
+                entered.pop()
+                mode.__exit__(None, None, None)
 
-        def batchnorm(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-            bn: Any = module
-            gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(bn.running_var)
-            sign = torch.sign(gamma / torch.sqrt(bn.running_var + bn.eps))
-            shape = (1, -1) + (1,) * (out.ndim - 2)
-            return _PassThrough.apply(inputs[0], out, sign.view(shape))
-
-        def addition(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-            return _AddRule.apply(inputs[0], inputs[1], out)
-
-        for module in self.model.modules():
-            if isinstance(module, Add):
-                handles.append(module.register_forward_hook(addition))
-            elif isinstance(module, _WEIGHTED):
-                handles.append(module.register_forward_hook(weighted))
-            elif isinstance(module, ACTIVATIONS):
-                handles.append(module.register_forward_hook(activation))
-            elif isinstance(module, _BN):
-                handles.append(module.register_forward_hook(batchnorm))
+        for name, module in self.model.named_modules():
+            if name:
+                handles.append(module.register_forward_pre_hook(lambda _m, _i, n=name: stack.append(n)))
+                handles.append(module.register_forward_hook(lambda _m, _i, _o: stack.pop() and None, always_call=True))
+        handles.append(self.model.register_forward_pre_hook(enter))
+        handles.append(self.model.register_forward_hook(leave, always_call=True))
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
+            while entered:  # a forward pass that raised before its hook could run
+                entered.pop()
+                mode.__exit__(None, None, None)
 
     def attribute(
         self,

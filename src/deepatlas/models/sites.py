@@ -1,0 +1,186 @@
+"""Hook sites: where in a model's forward pass deepatlas reads or changes a tensor.
+
+A *site* is one call of one module. Most modules run once per forward pass and their site is
+their qualified name (``features.3``). A module that runs several times per pass (torchvision's
+ResNet blocks call one ``relu`` twice) has one site per call, ``layer1.0.relu#1`` and
+``layer1.0.relu#2``, counted from 1 in execution order; its bare name is then ambiguous and
+refused. Every hook deepatlas registers goes through :func:`hooks`, a context manager that
+owns the handles and removes them on exit (zennit's ``Composite.context``, TransformerLens'
+``with model.hooks(...)``).
+
+Examples
+--------
+>>> import torch
+>>> from torch import nn
+>>> relu = nn.ReLU()
+>>> model = nn.Sequential(nn.Linear(2, 2), relu, nn.Linear(2, 2), relu)
+>>> [s.name for s in list_sites(model, torch.zeros(1, 2))]
+['0', '1#1', '2', '1#2']
+>>> seen = {}
+>>> with hooks(model, forward={"1#2": lambda m, i, o: seen.setdefault("out", o.shape)}):
+...     _ = model(torch.zeros(3, 2))
+>>> seen["out"]
+torch.Size([3, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepatlas.errors import UsageError
+
+__all__ = ["Site", "hooks", "list_sites", "split_site"]
+
+ForwardHook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
+PreHook = Callable[[nn.Module, tuple[Any, ...]], Any]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One call of one leaf module in a forward pass.
+
+    Attributes
+    ----------
+    name : str
+        ``module`` or ``module#call`` (see the module docstring).
+    module : str
+        Qualified module name.
+    call : int
+        1-based call number of that module within one forward pass.
+    calls : int
+        How often that module runs per forward pass.
+    type : str
+        The module's class name.
+    shape : tuple of int
+        Output shape for the example batch (empty when the output is not a tensor).
+    order : int
+        Position in execution order, from 1.
+    """
+
+    name: str
+    module: str
+    call: int
+    calls: int
+    type: str
+    shape: tuple[int, ...]
+    order: int
+
+
+def split_site(name: str) -> tuple[str, int | None]:
+    """``"a.b#2"`` -> ``("a.b", 2)``; ``"a.b"`` -> ``("a.b", None)``."""
+    module, sep, call = name.rpartition("#")
+    if not sep:
+        return name, None
+    if not call.isdigit() or int(call) < 1 or not module:
+        raise UsageError(f"bad layer {name!r}: write module#N with N >= 1 for the N-th call of a shared module")
+    return module, int(call)
+
+
+def list_sites(model: nn.Module, example: torch.Tensor) -> list[Site]:
+    """Every leaf module call of one forward pass on ``example``, in execution order."""
+    calls: list[tuple[str, str, tuple[int, ...]]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()):
+            def record(m: nn.Module, _i: object, out: object, n: str = name) -> None:
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+                calls.append((n, type(m).__name__, shape))
+
+            handles.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    total: dict[str, int] = {}
+    for n, _, _ in calls:
+        total[n] = total.get(n, 0) + 1
+    seen: dict[str, int] = {}
+    sites = []
+    for i, (n, kind, shape) in enumerate(calls):
+        seen[n] = seen.get(n, 0) + 1
+        name = n if total[n] == 1 else f"{n}#{seen[n]}"
+        sites.append(Site(name, n, seen[n], total[n], kind, shape, i + 1))
+    return sites
+
+
+def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, int | None]:
+    module_name, call = split_site(name)
+    if not module_name:
+        raise UsageError("an empty layer name")
+    try:
+        return model.get_submodule(module_name), call
+    except AttributeError:
+        raise UsageError(f"unknown layer {name!r}; `deepatlas inspect` lists the model's layers") from None
+
+
+@contextmanager
+def hooks(
+    model: nn.Module,
+    forward: Mapping[str, ForwardHook] | None = None,
+    pre: Mapping[str, PreHook] | None = None,
+) -> Iterator[None]:
+    """Register forward (and forward-pre) hooks by site name; remove every handle on exit.
+
+    A hook for ``module#k`` fires only on the k-th call of that module in each forward pass of
+    ``model`` (the count restarts with every call of ``model``). A hook for a bare module name
+    fires on every call.
+
+    Parameters
+    ----------
+    model : nn.Module
+    forward : mapping of site name -> hook(module, inputs, output), optional
+        As :meth:`torch.nn.Module.register_forward_hook`: a non-None return replaces the output.
+    pre : mapping of site name -> hook(module, inputs), optional
+        As :meth:`torch.nn.Module.register_forward_pre_hook`.
+
+    Raises
+    ------
+    UsageError
+        A name that is not a module of ``model`` or a malformed ``#call`` suffix.
+    """
+    counts: dict[int, int] = {}
+    handles: list[Any] = []
+
+    def reset(_m: nn.Module, _i: object) -> None:
+        counts.clear()
+
+    def counted(module: nn.Module, call: int | None, fn: Callable[..., Any], is_pre: bool) -> Callable[..., Any]:
+        key = id(module)
+
+        def hook(m: nn.Module, *args: Any) -> Any:
+            if is_pre:  # the pre hook of a module runs before its forward hook: count there
+                counts[key] = counts.get(key, 0) + 1
+            n = counts.get(key, 0)
+            if call is not None and n != call:
+                return None
+            return fn(m, *args)
+
+        return hook
+
+    try:
+        handles.append(model.register_forward_pre_hook(reset))
+        names = [*(pre or {}), *(forward or {})]
+        counted_modules: set[int] = set()
+        for name in names:
+            module, _ = _resolve(model, name)
+            if id(module) not in counted_modules:  # one call counter per module, registered first
+                counted_modules.add(id(module))
+                handles.append(module.register_forward_pre_hook(counted(module, None, lambda *_: None, True)))
+        for name, pre_fn in (pre or {}).items():
+            module, call = _resolve(model, name)
+            handles.append(module.register_forward_pre_hook(counted(module, call, pre_fn, False)))
+        for name, fwd_fn in (forward or {}).items():
+            module, call = _resolve(model, name)
+            handles.append(module.register_forward_hook(counted(module, call, fwd_fn, False)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
