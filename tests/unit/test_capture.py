@@ -76,8 +76,48 @@ def test_shared_module_is_refused() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.out(self.act(self.fc(self.act(x))))
 
-    with pytest.raises(IngestError, match="runs 2 times"):
-        ActivationRecorder(Shared(), ["act"], example=torch.rand(1, 4))
+    model = Shared().eval()
+    with pytest.raises(IngestError, match=r"runs 2 times per forward pass.*name one call: act#1, act#2"):
+        ActivationRecorder(model, ["act"], example=torch.rand(1, 4))
+    # each call is its own layer: act#1 sees relu(x), act#2 relu(fc(relu(x)))
+    rec = ActivationRecorder(model, ["act#2", "act#1"], example=torch.rand(1, 4))
+    assert [s.name for s in rec.layers] == ["act#1", "act#2"]
+    x = torch.randn(5, 4)
+    acts, _ = rec.record(x)
+    with torch.no_grad():
+        assert torch.equal(acts[:, :4], torch.relu(x))
+        assert torch.equal(acts[:, 4:], torch.relu(model.fc(torch.relu(x))))
+    assert _hooks_left(model) == 0 and not any(m._forward_pre_hooks for m in model.modules())
+
+
+def test_stock_resnet_default_layers_are_post_activation_per_call() -> None:
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=3).eval()
+    names = default_layers(model, torch.rand(1, 3, 32, 32))
+    blocks = [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
+    assert names == ["relu"] + [f"{blk}.relu#{k}" for blk in blocks for k in (1, 2)]
+    rec = ActivationRecorder(model, example=torch.rand(1, 3, 32, 32))
+    assert rec.n_units == 64 + 4 * 64 + 4 * 128 + 4 * 256 + 4 * 512
+
+
+def test_token_layers_have_one_unit_per_feature() -> None:
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=24,
+                            num_classes=3).eval()
+    names = default_layers(vit, torch.rand(1, 3, 32, 32))
+    assert names == ["encoder.layers.encoder_layer_0.mlp.1", "encoder.layers.encoder_layer_1.mlp.1"]
+    rec = ActivationRecorder(vit, example=torch.rand(1, 3, 32, 32))
+    assert [(s.kind, s.size) for s in rec.layers] == [("tokens", 24), ("tokens", 24)]
+    x = torch.rand(3, 3, 32, 32)
+    acts, _ = rec.record(x)
+    seen = {}
+    h = vit.encoder.layers.encoder_layer_0.mlp[1].register_forward_hook(lambda m, i, o: seen.setdefault("o", o))
+    with torch.no_grad():
+        vit(x)
+    h.remove()
+    assert torch.allclose(acts[:, :24], seen["o"].mean(1))  # 5 tokens (4 patches + class) averaged
 
 
 def test_layers_are_sorted_by_execution_order() -> None:

@@ -100,3 +100,42 @@ def test_bad_selections() -> None:
     assert parse_units("relu4:3, relu4:7,block.1.relu:0") == {"relu4": [3, 7], "block.1.relu": [0]}
     with pytest.raises(UsageError, match="layer:index"):
         parse_units("relu4-3")
+
+
+def test_knockout_on_one_call_of_a_shared_module_in_a_stock_resnet() -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = resnet18(num_classes=3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    seen: dict[str, torch.Tensor] = {}
+    iv = Intervention(model)
+    from deepatlas.explain._hooks import capture_outputs
+
+    every = list(range(64))
+    with iv.knockout({"layer1.0.relu#2": every}), capture_outputs(model, ["layer1.0.relu#1", "layer1.0.relu#2"]) as got:
+        with torch.no_grad():
+            model(x)
+        seen.update(got)
+    assert (seen["layer1.0.relu#2"] == 0).all()
+    assert (seen["layer1.0.relu#1"] != 0).float().mean() > 0.2  # the first call of the same module is untouched
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_token_layer_units_are_features() -> None:
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=12,
+                            num_classes=3).eval()
+    layer = "encoder.layers.encoder_layer_0.mlp.1"
+    data = ImageSet(torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2]), ("a", "b", "c"), "t", "test")
+    stats = unit_statistics(vit, data, [layer], kinds={layer: "tokens"})
+    assert stats.mean[layer].shape == (12, 5) and stats.max[layer].shape == (12,)
+    iv = Intervention(vit, stats, kinds={layer: "tokens"})
+    from deepatlas.explain._hooks import capture_outputs
+
+    with iv.knockout({layer: [3]}), capture_outputs(vit, [layer]) as got, torch.no_grad():
+        vit(data.images)
+    out = got[layer]  # (B, tokens, features)
+    assert (out[..., 3] == 0).all() and (out[..., 2] != 0).any()

@@ -1,6 +1,8 @@
 """Interventions on units: knock a set out, or drive a set alone, and see what the model predicts.
 
-A *unit* is a dense neuron or a whole conv filter (channel) of a captured layer's output.
+A *unit* is a dense neuron, a whole conv filter (channel) of a captured layer's output, or one
+feature of a token layer (every token's entry for that feature). Layers are hook sites
+(``layer1.0.relu#2`` for the second call of a shared module, see :mod:`deepatlas.models.sites`).
 
 Knockout (``mode="knockout"``) replaces the chosen units' output and leaves the rest alone:
   - ``value="zero"``: set to 0 (for a post-ReLU unit, "silent");
@@ -27,6 +29,8 @@ from torch import nn
 
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import UsageError
+from deepatlas.explain._hooks import capture_outputs
+from deepatlas.models.sites import hooks, split_site
 
 __all__ = ["Intervention", "UnitSet", "UnitStats", "parse_units", "unit_statistics"]
 
@@ -69,8 +73,13 @@ class UnitStats:
 @torch.no_grad()
 def unit_statistics(model: nn.Module, data: ImageSet, layers: Sequence[str], *,
                     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    batch_size: int = 500, device: str | torch.device = "cpu") -> UnitStats:
-    """One pass over ``data``: what :class:`Intervention` needs for "mean", "class-mean", "max"."""
+                    batch_size: int = 500, device: str | torch.device = "cpu",
+                    kinds: Mapping[str, str] | None = None) -> UnitStats:
+    """One pass over ``data``: what :class:`Intervention` needs for "mean", "class-mean", "max".
+
+    ``kinds`` maps a token layer's name to ``"tokens"`` (units on the last axis); other layers
+    have their units on axis 1. Statistics are stored with the unit axis first."""
+    kinds = kinds or {}
     device = torch.device(device)
     model = model.to(device).eval()
     prep = normalize or (lambda t: t)
@@ -79,10 +88,7 @@ def unit_statistics(model: nn.Module, data: ImageSet, layers: Sequence[str], *,
     csums: dict[str, torch.Tensor] = {}
     maxes: dict[str, torch.Tensor] = {}
     counts = torch.zeros(n_classes, device=device)
-    store: dict[str, torch.Tensor] = {}
-    handles = [model.get_submodule(n).register_forward_hook(
-        lambda _m, _i, o, n=n: store.__setitem__(n, o.detach())) for n in layers]
-    try:
+    with capture_outputs(model, layers) as store:
         for s in range(0, len(data), batch_size):
             x = prep(data.images[s : s + batch_size]).to(device)
             y = data.labels[s : s + batch_size].to(device)
@@ -90,17 +96,14 @@ def unit_statistics(model: nn.Module, data: ImageSet, layers: Sequence[str], *,
             onehot = torch.nn.functional.one_hot(y, n_classes).to(torch.float64)
             counts += onehot.sum(0).to(counts.dtype)
             for n in layers:
-                out = store[n].to(torch.float64)
+                out = _unit_view(store[n], kinds.get(n, "conv")).to(torch.float64)
                 flat = out.flatten(1)
                 sums[n] = sums.get(n, torch.zeros_like(flat[0])) + flat.sum(0)
                 csums[n] = csums.get(n, torch.zeros(n_classes, flat.shape[1], dtype=torch.float64, device=device)) + onehot.T @ flat
                 spatial = out.flatten(2).mean(2) if out.ndim > 2 else out
                 batch_max = spatial.max(0).values
                 maxes[n] = torch.maximum(maxes[n], batch_max) if n in maxes else batch_max
-    finally:
-        for h in handles:
-            h.remove()
-    shapes = {n: store[n].shape[1:] for n in layers}
+    shapes = {n: _unit_view(store[n], kinds.get(n, "conv")).shape[1:] for n in layers}
     return UnitStats(
         mean={n: (sums[n] / len(data)).reshape(shapes[n]).float() for n in layers},
         class_mean={n: (csums[n] / counts.clamp_min(1)[:, None].to(torch.float64)).reshape(n_classes, *shapes[n]).float() for n in layers},
@@ -125,9 +128,11 @@ class Intervention:
     >>> iv.predict(x, {"relu4": [3]}, mode="activate", value="class-mean", target=5)  # doctest: +SKIP
     """
 
-    def __init__(self, model: nn.Module, stats: UnitStats | None = None) -> None:
+    def __init__(self, model: nn.Module, stats: UnitStats | None = None, *,
+                 kinds: Mapping[str, str] | None = None) -> None:
         self.model = model
         self.stats = stats
+        self.kinds = dict(kinds or {})
         self._modules = dict(model.named_modules())
 
     def _check(self, units: UnitSet) -> dict[str, torch.Tensor]:
@@ -135,7 +140,7 @@ class Intervention:
             raise UsageError("the selection is empty: nothing to intervene on")
         out = {}
         for layer, idx in units.items():
-            if layer not in self._modules or not layer:
+            if split_site(layer)[0] not in self._modules or not layer:
                 raise UsageError(f"unknown layer {layer!r}")
             t = torch.as_tensor(list(idx), dtype=torch.long)
             if len(set(t.tolist())) != len(t):
@@ -157,13 +162,14 @@ class Intervention:
 
         def make(layer: str, idx: torch.Tensor):
             def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
-                _bounds(layer, idx, out)
                 out = out.clone()
+                units = _unit_view(out, self.kinds.get(layer, "conv"))  # a view: writes reach out
+                _bounds(layer, idx, units)
                 i = idx.to(out.device)
                 if value == "zero":
-                    out[:, i] = 0
+                    units[:, i] = 0
                 else:
-                    out[:, i] = self._stat("mean", layer).to(out.device, out.dtype)[i]
+                    units[:, i] = self._stat("mean", layer).to(out.device, out.dtype)[i]
                 return out
 
             return hook
@@ -182,22 +188,23 @@ class Intervention:
 
         def make(layer: str, idx: torch.Tensor):
             def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
-                _bounds(layer, idx, out)
+                result = torch.zeros_like(out)
+                new = _unit_view(result, self.kinds.get(layer, "conv"))  # a view: writes reach result
+                _bounds(layer, idx, new)
                 i = idx.to(out.device)
-                new = torch.zeros_like(out)
                 if value == "class-mean":
                     fill = self._stat("class_mean", layer)[target].to(out.device, out.dtype)[i]
                     new[:, i] = fill
                 else:
                     top = self._stat("max", layer).to(out.device, out.dtype)[i]
-                    if out.ndim > 2:
+                    if new.ndim > 2:
                         base = self._stat("mean", layer).to(out.device, out.dtype)[i]
                         spatial_mean = base.flatten(1).mean(1).clamp_min(1e-12)
-                        shape = (-1,) + (1,) * (out.ndim - 2)
+                        shape = (-1,) + (1,) * (new.ndim - 2)
                         new[:, i] = base * (top / spatial_mean).view(shape)
                     else:
                         new[:, i] = top
-                return new
+                return result
 
             return hook
 
@@ -205,13 +212,9 @@ class Intervention:
             yield
 
     @contextmanager
-    def _hooks(self, hooks: dict[str, Callable[..., Any]]) -> Iterator[None]:
-        handles = [self._modules[layer].register_forward_hook(fn) for layer, fn in hooks.items()]
-        try:
+    def _hooks(self, forward: dict[str, Callable[..., Any]]) -> Iterator[None]:
+        with hooks(self.model, forward=forward):
             yield
-        finally:
-            for h in handles:
-                h.remove()
 
     @torch.no_grad()
     def predict(
@@ -234,6 +237,11 @@ class Intervention:
             for s in range(0, len(inputs), batch_size):
                 preds.append(self.model(inputs[s : s + batch_size]).argmax(1).cpu())
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
+def _unit_view(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """``out`` with its unit axis at 1 (a token layer's features are its last axis); a view."""
+    return out.movedim(-1, 1) if kind == "tokens" else out
 
 
 def _bounds(layer: str, idx: torch.Tensor, out: torch.Tensor) -> None:

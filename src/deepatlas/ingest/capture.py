@@ -1,24 +1,28 @@
 """Forward-hook capture of per-unit activations, by qualified module name.
 
 A *unit* is one dense neuron, or one conv filter reduced to one value per image by averaging
-over its spatial positions (Horta & Mileo). Hooks live only inside
+over its spatial positions (Horta & Mileo), or one feature of a token layer (a (batch, tokens,
+features) output, as in a vision transformer) reduced by averaging over the tokens. Layers are
+hook *sites* (:mod:`deepatlas.models.sites`): a module that runs twice per forward pass is
+captured per call, ``layer1.0.relu#1`` and ``layer1.0.relu#2``. Hooks live only inside
 :meth:`ActivationRecorder.hooks`; recorded tensors are detached, reduced at once and stay on
 the model's device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from deepatlas.errors import IngestError
-from deepatlas.models.layers import ACTIVATIONS
+from deepatlas.errors import IngestError, UsageError
+from deepatlas.models.layers import ACTIVATIONS, NORMS
+from deepatlas.models.sites import Site, hooks, list_sites
 
-__all__ = ["ActivationRecorder", "LayerSpec", "default_layers"]
+__all__ = ["ActivationRecorder", "LayerSpec", "default_layers", "reduce_units"]
 
 
 
@@ -30,8 +34,9 @@ class LayerSpec:
     ----------
     name : str
         Qualified module name (``model.get_submodule(name)``).
-    kind : {"conv", "dense"}
-        "conv" when the module outputs (B, C, H, W) and units are filters.
+    kind : {"conv", "dense", "tokens"}
+        "conv" when the output is (B, C, *spatial) and units are filters (spatial mean);
+        "tokens" when it is (B, T, F) from a Linear layer and units are features (token mean).
     size : int
         Number of units.
     position : int
@@ -60,33 +65,62 @@ def _leaf_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     return order
 
 
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
 def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The post-activation output of every conv and dense layer but the last (the classes).
 
-    For each ``Conv1d/2d/3d`` or ``Linear`` in execution order, the activation module that runs
-    right after it (ReLU, GELU, ...) is taken if there is one, else the layer itself (e.g. when
-    the model applies ``F.relu`` functionally). The final ``Linear`` produces the class scores
-    and is not a hidden layer.
+    For each ``Conv1d/2d/3d`` or ``Linear`` call in execution order, the activation module
+    that runs next, with only normalisation layers (BatchNorm, LayerNorm, GroupNorm) between,
+    is taken (ReLU, GELU, ...). A layer whose output meets no activation that way (a ResNet's
+    downsample conv and the conv before a residual sum, a MobileNet's linear bottleneck) is
+    not a post-activation value and is left out; the block's activation after the sum is
+    taken through the layer that reaches it. A model with no activation modules at all (it
+    applies ``F.relu`` functionally) gets the layers themselves. The final ``Linear`` produces
+    the class scores and is not a hidden layer. Sites are per call (``relu#2``).
 
-    A model that knows its own structure better (a residual network, where "the activation
-    after the conv" skips a normalisation and a sum) names its hidden layers itself with a
+    A model that knows its own structure better names its hidden layers itself with a
     ``capture_layers()`` method, e.g. :meth:`deepatlas.models.resnet.ResNet18.capture_layers`.
     """
     own = getattr(model, "capture_layers", None)
     if callable(own):
         return list(own())
-    order = _leaf_order(model, example)
+    sites = list_sites(model, example)
     modules = dict(model.named_modules())
-    weighted = [i for i, n in enumerate(order) if isinstance(modules[n], (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
+    weighted = [i for i, s in enumerate(sites) if isinstance(modules[s.module], _WEIGHTED)]
     if not weighted:
         raise IngestError("the model has no Conv or Linear layer to capture; pass --layers")
+    functional = not any(isinstance(modules[s.module], ACTIVATIONS) for s in sites)
     names: list[str] = []
     for i in weighted[:-1]:
-        nxt = order[i + 1] if i + 1 < len(order) else None
-        pick = nxt if nxt is not None and isinstance(modules[nxt], ACTIVATIONS) else order[i]
-        if pick not in names:
+        pick = sites[i].name if functional else None
+        j = i + 1
+        while not functional and j < len(sites) and isinstance(modules[sites[j].module], NORMS):
+            j += 1
+        if not functional and j < len(sites) and isinstance(modules[sites[j].module], ACTIVATIONS):
+            pick = sites[j].name
+        if pick is not None and pick not in names:
             names.append(pick)
+    if not names:
+        raise IngestError("no conv or dense layer of the model is followed by an activation; pass --layers")
     return names
+
+
+def _unit_kind(sites: list[Site], site: Site, modules: dict[str, nn.Module], shape: tuple[int, ...]) -> str:
+    if len(shape) == 2:
+        return "dense"
+    before = [s for s in sites if s.order <= site.order and isinstance(modules[s.module], _WEIGHTED)]
+    if len(shape) == 3 and before and isinstance(modules[before[-1].module], nn.Linear):
+        return "tokens"  # (B, T, F): a Linear acts on the last axis, so the units are the features
+    return "conv"
+
+
+def reduce_units(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, units): a conv map's spatial mean, a token layer's mean over tokens, a dense layer as is."""
+    if kind == "tokens":
+        return out.mean(1)
+    return out.flatten(2).mean(2) if out.ndim > 2 else out
 
 
 class ActivationRecorder:
@@ -116,66 +150,58 @@ class ActivationRecorder:
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, *, example: torch.Tensor) -> None:
         self.model = model
-        modules = dict(model.named_modules())
         names = list(layers) if layers is not None else default_layers(model, example)
         if not names:
             raise IngestError("no layers to capture")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise IngestError(f"layer named twice: {', '.join(dupes)}")
-        unknown = [n for n in names if n not in modules or n == ""]
-        if unknown:
-            valid = ", ".join(n for n in modules if n)
-            raise IngestError(f"unknown layer {unknown[0]!r}; the model's modules are: {valid}")
-        order = _leaf_order(model, example)
-        position = {}
+        sites = list_sites(model, example)
+        by_name = {s.name: s for s in sites}
+        modules = dict(model.named_modules())
+        chosen = []
         for n in names:
-            first = self._first_run(n, order, modules)
-            if first is None:
-                raise IngestError(f"layer {n!r} does not run in the forward pass")
-            position[n] = first
-        names.sort(key=position.__getitem__)
-        shapes = self._probe_shapes(names, example)
+            if n in by_name:
+                chosen.append(by_name[n])
+                continue
+            calls = [s.name for s in sites if s.module == n]
+            if calls:
+                raise IngestError(f"module {n!r} runs {len(calls)} times per forward pass (a shared module); "
+                                  f"name one call: {', '.join(calls)}")
+            if n in modules and n:
+                inner = [s for s in sites if s.module.startswith(n + ".")]
+                if not inner:
+                    raise IngestError(f"layer {n!r} does not run in the forward pass")
+                chosen.append(self._container_site(n, inner, example))
+                continue
+            valid = ", ".join(s.name for s in sites)
+            raise IngestError(f"unknown layer {n!r}; the model's layers are: {valid}")
+        chosen.sort(key=lambda s: s.order)
+        for site in chosen:
+            if len(site.shape) < 2:
+                raise IngestError(f"layer {site.name!r} does not output a (batch, units, ...) tensor")
+        self.sites: tuple[Site, ...] = tuple(chosen)
         self.layers: tuple[LayerSpec, ...] = tuple(
-            LayerSpec(n, "conv" if len(shapes[n]) > 2 else "dense", int(shapes[n][1]), i + 1)
-            for i, n in enumerate(names)
+            LayerSpec(site.name, kind, int(site.shape[-1] if kind == "tokens" else site.shape[1]), i + 1)
+            for i, site in enumerate(chosen)
+            for kind in [_unit_kind(sites, site, modules, site.shape)]
         )
 
-    @staticmethod
-    def _first_run(name: str, order: list[str], modules: dict[str, nn.Module]) -> int | None:
-        prefix = name + "."
-        for i, leaf in enumerate(order):
-            if leaf == name or leaf.startswith(prefix):
-                return i
-        return None
+    def _container_site(self, name: str, inner: list[Site], example: torch.Tensor) -> Site:
+        """A non-leaf module (a whole block): its output, placed where its last leaf runs."""
+        shape: tuple[int, ...] = ()
 
-    def _probe_shapes(self, names: list[str], example: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        shapes: dict[str, tuple[int, ...]] = {}
-        calls: dict[str, int] = dict.fromkeys(names, 0)
+        def grab(_m: nn.Module, _i: object, out: object) -> None:
+            nonlocal shape
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
 
-        def probe(name: str):
-            def hook(_m: nn.Module, _i: object, out: object) -> None:
-                if not isinstance(out, torch.Tensor) or out.ndim < 2:
-                    raise IngestError(f"layer {name!r} does not output a (batch, units, ...) tensor")
-                calls[name] += 1
-                shapes[name] = tuple(out.shape)
-
-            return hook
-
-        handles = [self.model.get_submodule(n).register_forward_hook(probe(n)) for n in names]
         try:
-            with torch.no_grad():
+            with hooks(self.model, forward={name: grab}), torch.no_grad():
                 self.model(example)
-        finally:
-            for h in handles:
-                h.remove()
-        repeated = [n for n, c in calls.items() if c > 1]
-        if repeated:
-            raise IngestError(
-                f"module {repeated[0]!r} runs {calls[repeated[0]]} times per forward pass (a shared "
-                "module); capture a module that runs once"
-            )
-        return shapes
+        except UsageError as exc:
+            raise IngestError(str(exc)) from None
+        last = inner[-1]
+        return Site(name, name, 1, 1, type(self.model.get_submodule(name)).__name__, shape, last.order)
 
     @property
     def n_units(self) -> int:
@@ -186,19 +212,14 @@ class ActivationRecorder:
         """Register the hooks; yield the dict they fill (name -> (B, units)); remove them."""
         store: dict[str, torch.Tensor] = {}
 
-        def make(name: str):
+        def make(spec: LayerSpec) -> Callable[[nn.Module, object, torch.Tensor], None]:
             def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-                t = out.detach()
-                store[name] = t.flatten(2).mean(2) if t.ndim > 2 else t
+                store[spec.name] = reduce_units(out.detach(), spec.kind)
 
             return hook
 
-        handles = [self.model.get_submodule(s.name).register_forward_hook(make(s.name)) for s in self.layers]
-        try:
+        with hooks(self.model, forward={s.name: make(s) for s in self.layers}):
             yield store
-        finally:
-            for h in handles:
-                h.remove()
 
     @torch.no_grad()
     def record(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
