@@ -116,3 +116,31 @@ def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, 
 def test_a_budget_below_one_row_is_refused() -> None:
     with pytest.raises(UsageError, match="cannot hold one row"):
         plan_blocks(10_000, 0.01)
+
+
+def test_pixel_grid_pools_large_inputs_and_can_be_switched_off() -> None:
+    from deepatlas.ingest.coactivation import pixel_shape
+
+    assert pixel_shape((3, 224, 224)) == (3, 32, 32)
+    assert pixel_shape((1, 28, 28)) == (1, 28, 28)
+    assert pixel_shape((3, 224, 224), (7, 7)) == (3, 7, 7) and pixel_shape((3, 224, 224), "off") == (3, 0, 0)
+    with pytest.raises(UsageError, match="pixel grid"):
+        pixel_shape((3, 8, 8), (0, 4))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).double().eval()
+    images = torch.rand(40, 3, 96, 96, dtype=torch.float64)
+    data = ImageSet(images, torch.arange(40) % 3, ("a", "b", "c"), "colour", "test")
+    res = compute_coactivation(model, data, batch_size=16)
+    assert res.pixel_shape == (3, 32, 32) and res.pixels.r is not None and res.pixels.r.shape == (3 * 32 * 32, 4 + 3)
+    # each grid cell is the mean of a 3x3 patch; its r with a unit is numpy's r of that mean
+    with torch.no_grad():
+        unit0 = torch.relu(model[0](images)).mean((2, 3))[:, 0].numpy()
+    cell = images[:, 1, 3:6, 9:12].mean((1, 2)).numpy()  # channel 1, row 1, col 3
+    want = np.corrcoef(cell, unit0)[0, 1]
+    assert abs(float(res.pixels.r[1 * 1024 + 1 * 32 + 3, 0]) - want) < 1e-9
+    tables = build_tables(res, "run@x")
+    assert len(tables.pixels) == 3 * 32 * 32
+    off = compute_coactivation(model, data, batch_size=16, pixel_grid="off")
+    assert off.pixels.r is not None and off.pixels.r.shape == (0, 7) and len(build_tables(off, "run@y").pixels) == 0
+    assert torch.allclose(off.units.r, res.units.r)  # type: ignore[arg-type]

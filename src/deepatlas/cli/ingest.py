@@ -17,7 +17,17 @@ from deepatlas.cli._common import (
     print_json,
     progress_bars,
 )
+from deepatlas.errors import UsageError
 from deepatlas.paths import models_dir
+
+
+def _grid(text: str) -> str | tuple[int, int]:
+    if text in ("auto", "off"):
+        return text
+    rows, sep, cols = text.lower().partition("x")
+    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
+        raise UsageError(f"--pixel-grid takes auto, off or ROWSxCOLS (e.g. 16x16), got {text!r}")
+    return int(rows), int(cols)
 
 
 @cli_errors
@@ -41,6 +51,8 @@ def ingest(
                                                  "unit of each upper layer); 0 skips them, e.g. for a ResNet.")] = 200,
     max_matrix_mb: Annotated[float, typer.Option(min=0.001, help="Memory for the unit x unit co-moments; above it, co-activation "
                                                  "goes blockwise, one pass over the data per block of rows.")] = 512.0,
+    pixel_grid: Annotated[str, typer.Option(help="Pixel nodes: auto (every pixel up to 64x64, else a 32x32 grid of "
+                                            "region means per channel), off, or ROWSxCOLS.")] = "auto",
     bulk: Annotated[bool, typer.Option("--bulk", help="Import with neo4j-admin (fast; only into an empty local database).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -63,7 +75,7 @@ def ingest(
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
             attribution_per_class=attribution_per_class, between_samples=between_samples,
-            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress,
+            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=_grid(pixel_grid),
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

@@ -129,8 +129,8 @@ def write_centrality(graph: Graph, run: RunInfo, rows: list[dict[str, Any]]) -> 
 
 
 def read_pixel_maps(graph: Graph, run: RunInfo, neuron_keys: list[str]) -> list[np.ndarray]:
-    """Each neuron's pixel correlations reshaped to the run's input image (channel 0 if several)."""
-    rows = graph.read("MATCH (r:Run {key: $key}) RETURN r.input_shape AS shape", {"key": run.key})
+    """Each neuron's pixel correlations reshaped to the run's pixel grid (channel 0 if several)."""
+    rows = graph.read("MATCH (r:Run {key: $key}) RETURN coalesce(r.pixel_shape, r.input_shape) AS shape", {"key": run.key})
     shape = rows[0]["shape"] if rows and rows[0]["shape"] else None
     found = {row["key"]: row["pixel_r"] for row in graph.read(
         "UNWIND $keys AS k MATCH (n:Neuron {key: k}) RETURN n.key AS key, n.pixel_r AS pixel_r", {"keys": neuron_keys})}

@@ -32,7 +32,7 @@ from deepatlas.ingest.capture import ActivationRecorder, LayerSpec
 from deepatlas.ingest.pairs import SparsifyParams, merge_pairs, select_block
 from deepatlas.ingest.stats import CoMoments, Confusion, Correlation
 
-__all__ = ["CLASS_VALUES", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs", "compute_coactivation", "plan_blocks"]
+__all__ = ["CLASS_VALUES", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs", "compute_coactivation", "pixel_shape", "plan_blocks"]
 
 #: Default memory budget for the unit-unit co-moment matrix: about 8,000 units dense in float64.
 MAX_MATRIX_MB = 512.0
@@ -60,6 +60,42 @@ class SelectedPairs:
         return len(self.i)
 
 
+#: Pixel nodes: inputs up to this many positions per channel keep every pixel; larger ones are
+#: average-pooled to :data:`PIXEL_GRID` per channel (``pixel_grid="auto"``).
+NATIVE_PIXELS = 64 * 64
+PIXEL_GRID = (32, 32)
+
+
+def pixel_shape(input_shape: tuple[int, int, int], pixel_grid: str | tuple[int, int] = "auto") -> tuple[int, int, int]:
+    """(channels, rows, cols) of the Pixel nodes for ``input_shape`` under ``pixel_grid``.
+
+    ``"auto"``: the image itself when it has at most :data:`NATIVE_PIXELS` positions, else
+    :data:`PIXEL_GRID` per channel (3x224x224 -> 3x32x32: 3,072 pixel nodes instead of 150,528);
+    ``"off"``: no pixel nodes, (C, 0, 0); ``(rows, cols)``: that grid (at most the image's size).
+    Each grid cell is the mean of the image pixels it covers (adaptive average pooling), so
+    its Pearson r is that of the region's mean brightness. The pixel statistics then hold
+    P x M co-moments, P = C * rows * cols and M = units + classes: 8 P M bytes in float64.
+    """
+    c, h, w = input_shape
+    if pixel_grid == "off":
+        return c, 0, 0
+    if pixel_grid == "auto":
+        return (c, h, w) if h * w <= NATIVE_PIXELS else (c, min(h, PIXEL_GRID[0]), min(w, PIXEL_GRID[1]))
+    if isinstance(pixel_grid, str) or len(pixel_grid) != 2 or min(pixel_grid) < 1:
+        raise UsageError(f"pixel grid must be 'auto', 'off' or (rows, cols) >= 1, got {pixel_grid!r}")
+    return c, min(h, int(pixel_grid[0])), min(w, int(pixel_grid[1]))
+
+
+def _pixels(raw: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """(B, P): the raw images on the pixel grid, flattened channel-major."""
+    _, gh, gw = shape
+    if gh == 0:
+        return raw.new_zeros(raw.shape[0], 0)
+    if (gh, gw) != tuple(raw.shape[2:]):
+        raw = nn.functional.adaptive_avg_pool2d(raw, (gh, gw))
+    return raw.flatten(1)
+
+
 def plan_blocks(n_nodes: int, max_matrix_mb: float | None, itemsize: int = 8) -> int:
     """Rows of the co-moment matrix per pass: all ``n_nodes`` when the matrix fits the budget."""
     if max_matrix_mb is None:
@@ -84,10 +120,12 @@ class CoactivationResult:
         Symmetric, over [hidden units..., classes...] (M = hidden + n_classes). ``units.r`` is
         None after a blockwise pass; the chosen pairs are in ``pairs`` instead.
     pixels : Correlation
-        x = pixels (P = C*H*W), y = the same M nodes.
+        x = pixels (P = C*rows*cols of :attr:`pixel_shape`), y = the same M nodes.
     confusion : torch.Tensor
         (n_classes, n_classes) counts[true, predicted].
     input_shape : tuple of int
+    pixel_shape : tuple of int
+        (C, rows, cols) of the pixel grid (see :func:`pixel_shape`); (C, 0, 0) without pixels.
     n_samples : int
     seconds : dict of str to float
         Wall time per stage.
@@ -104,6 +142,7 @@ class CoactivationResult:
     seconds: dict[str, float] = field(default_factory=dict)
     pairs: SelectedPairs | None = None
     passes: int = 1
+    pixel_shape: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def n_hidden(self) -> int:
@@ -127,6 +166,7 @@ def compute_coactivation(
     max_matrix_mb: float | None = MAX_MATRIX_MB,
     sparsify: SparsifyParams | None = None,
     progress: Callable[[int, int], None] | None = None,
+    pixel_grid: str | tuple[int, int] = "auto",
 ) -> CoactivationResult:
     """Stream ``data`` through ``model`` once and accumulate every correlation.
 
@@ -154,6 +194,8 @@ def compute_coactivation(
         The pair rules a blockwise pass applies as it goes (default ``SparsifyParams()``).
     progress : callable, optional
         ``progress(images, total)`` after each batch; total counts every pass.
+    pixel_grid : "auto", "off" or (rows, cols), default "auto"
+        The Pixel nodes' grid (see :func:`pixel_shape`).
 
     Returns
     -------
@@ -190,7 +232,8 @@ def compute_coactivation(
     if n_out != n_classes:
         raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
     m = recorder.n_units + n_classes
-    p = int(data.images[0].numel())
+    grid = pixel_shape(data.input_shape, pixel_grid)
+    p = grid[0] * grid[1] * grid[2]
     rows = plan_blocks(m, max_matrix_mb, dtype.itemsize)
     blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]
     dense = len(blocks) == 1
@@ -220,7 +263,7 @@ def compute_coactivation(
             units.update(nodes)
         else:
             units.update(nodes[:, : blocks[0][1]], nodes)
-        pixels.update(raw.flatten(1), nodes)
+        pixels.update(_pixels(raw, grid), nodes)
         confusion.update(nodes[:, -n_classes:].argmax(1), labels)
     if bool(bad):
         raise IngestError("the model produced NaN or Inf outputs on this data; nothing was stored")
@@ -260,6 +303,7 @@ def compute_coactivation(
         pixels=pixel_corr,
         confusion=confusion.compute(),
         input_shape=data.input_shape,
+        pixel_shape=grid,
         n_samples=len(data),
         class_values=class_values,
         seconds=seconds,

@@ -73,7 +73,7 @@ def build_tables(
     assert result.pixels.r is not None, "pixel correlations are always computed whole"
     pr = result.pixels.r.numpy()  # (P, M)
     pr_t = np.round(pr.T, 5)  # (M, P): one pixel vector per node
-    c, h, w = result.input_shape
+    c, h, w = result.pixel_shape if any(result.pixel_shape) else result.input_shape
 
     layers = [
         {"key": layer_key(run, s.name), "run": run, "name": s.name, "position": s.position, "kind": s.kind, "size": s.size}

@@ -170,6 +170,7 @@ def ingest(
     bulk: bool = False,
     graph: Graph | None = None,
     progress: Progress = _noop,
+    pixel_grid: str | tuple[int, int] = "auto",
 ) -> IngestReport:
     """Model + data -> a complete Run in Neo4j (the co-activation graph).
 
@@ -206,6 +207,8 @@ def ingest(
     graph : Graph, optional
         Default: a new connection from the environment (starting the local server if needed).
     progress : callable, optional
+    pixel_grid : "auto", "off" or (rows, cols), default "auto"
+        Pixel nodes: see :func:`deepatlas.ingest.coactivation.pixel_shape`.
 
     Returns
     -------
@@ -243,7 +246,7 @@ def ingest(
         result = compute_coactivation(
             ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
             class_values=class_values, max_matrix_mb=max_matrix_mb, sparsify=sparsify,
-            progress=lambda k, total: progress("capture", k, total),
+            progress=lambda k, total: progress("capture", k, total), pixel_grid=pixel_grid,
         )
         ckpt.model.cpu()
         timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
@@ -282,7 +285,7 @@ def ingest(
         run_props = {
                 "dataset": images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
                 "layers": [s.name for s in result.layers], "class_values": class_values,
-                "input_shape": list(result.input_shape),
+                "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
                 "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
                            "layers": [s.name for s in result.layers], "edges": list(edges),
                            "attribution_per_class": attribution_per_class, "between_samples": between_samples,
