@@ -22,9 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deepatlas.errors import DeepAtlasError
+from deepatlas.errors import DeepAtlasError, UsageError
 
-__all__ = ["DataDirOpt", "DeviceOpt", "JsonOpt", "RunOpt", "cli_errors", "console", "err", "print_json", "progress_bars"]
+__all__ = ["DataDirOpt", "DeviceOpt", "JsonOpt", "RunOpt", "cli_errors", "console", "err", "parse_grid", "print_json", "progress_bars"]
 
 # Options several commands share, declared once so their flags and help read the same everywhere.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -96,3 +96,13 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
 
     with bars:
         yield update
+
+
+def parse_grid(text: str) -> str | tuple[int, int]:
+    """``--pixel-grid``: ``auto``, ``off`` or ``ROWSxCOLS``."""
+    if text in ("auto", "off"):
+        return text
+    rows, sep, cols = text.lower().partition("x")
+    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
+        raise UsageError(f"--pixel-grid takes auto, off or ROWSxCOLS (e.g. 16x16), got {text!r}")
+    return int(rows), int(cols)

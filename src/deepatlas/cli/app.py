@@ -10,6 +10,7 @@ from deepatlas import __version__
 from deepatlas.cli import analyze, audit, db, experiment, explain, export, query, runs
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
+from deepatlas.cli.inspect import inspect
 from deepatlas.cli.train import train
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def root(
 app.add_typer(db.app, name="db")
 app.command(rich_help_panel="Build")(train)
 app.command(rich_help_panel="Build")(ingest)
+app.command(rich_help_panel="Build")(inspect)
 app.command(rich_help_panel="Start here")(demo)
 app.add_typer(query.app, name="query")
 app.add_typer(runs.app, name="runs")

@@ -14,20 +14,11 @@ from deepatlas.cli._common import (
     JsonOpt,
     cli_errors,
     console,
+    parse_grid,
     print_json,
     progress_bars,
 )
-from deepatlas.errors import UsageError
 from deepatlas.paths import models_dir
-
-
-def _grid(text: str) -> str | tuple[int, int]:
-    if text in ("auto", "off"):
-        return text
-    rows, sep, cols = text.lower().partition("x")
-    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
-        raise UsageError(f"--pixel-grid takes auto, off or ROWSxCOLS (e.g. 16x16), got {text!r}")
-    return int(rows), int(cols)
 
 
 @cli_errors
@@ -75,7 +66,7 @@ def ingest(
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
             attribution_per_class=attribution_per_class, between_samples=between_samples,
-            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=_grid(pixel_grid),
+            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=parse_grid(pixel_grid),
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

@@ -22,7 +22,7 @@ from deepatlas.errors import IngestError, UsageError
 from deepatlas.models.layers import ACTIVATIONS, NORMS
 from deepatlas.models.sites import Site, hooks, list_sites
 
-__all__ = ["ActivationRecorder", "LayerSpec", "default_layers", "reduce_units"]
+__all__ = ["ActivationRecorder", "LayerSpec", "default_layers", "reduce_units", "unit_kind"]
 
 
 
@@ -107,7 +107,9 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     return names
 
 
-def _unit_kind(sites: list[Site], site: Site, modules: dict[str, nn.Module], shape: tuple[int, ...]) -> str:
+def unit_kind(sites: list[Site], site: Site, modules: dict[str, nn.Module]) -> str:
+    """``dense`` for (B, units), ``tokens`` for (B, T, F) after a Linear, else ``conv``."""
+    shape = site.shape
     if len(shape) == 2:
         return "dense"
     before = [s for s in sites if s.order <= site.order and isinstance(modules[s.module], _WEIGHTED)]
@@ -184,7 +186,7 @@ class ActivationRecorder:
         self.layers: tuple[LayerSpec, ...] = tuple(
             LayerSpec(site.name, kind, int(site.shape[-1] if kind == "tokens" else site.shape[1]), i + 1)
             for i, site in enumerate(chosen)
-            for kind in [_unit_kind(sites, site, modules, site.shape)]
+            for kind in [unit_kind(sites, site, modules)]
         )
 
     def _container_site(self, name: str, inner: list[Site], example: torch.Tensor) -> Site:

@@ -1,0 +1,52 @@
+"""`deepatlas inspect`: layers, method support and estimates on stock architectures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from deepatlas.cli.app import app
+from deepatlas.workflows.inspect import inspect_model
+
+
+def test_stock_resnet18_every_method_works_and_the_estimate_adds_up() -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    rep = inspect_model(resnet18(num_classes=5), torch.rand(2, 3, 224, 224), images=500, max_matrix_mb=64)
+    assert rep.methods == dict.fromkeys(("coactivation", "influence", "gradient", "knockout", "activate", "switchgate"))
+    assert rep.default_layers[:3] == ["relu", "layer1.0.relu#1", "layer1.0.relu#2"]
+    shared = [r for r in rep.layers if r.name.startswith("layer1.0.relu#")]
+    assert [(r.kind, r.units) for r in shared] == [("conv", 64), ("conv", 64)]
+    est = rep.estimate
+    assert est is not None
+    assert est.units == 64 + 4 * 64 + 4 * 128 + 4 * 256 + 4 * 512 and est.classes == 5
+    m = est.units + est.classes
+    assert est.pixel_grid == (3, 32, 32) and est.pixels == 3072
+    assert est.pixel_mb == round(3072 * m * 8 / 2**20, 1)
+    assert est.passes == -(-m // int(64 * 2**20 // (m * 8)))  # 64 MB rows per pass
+    assert est.coactivation_edges_min >= est.units * 5 and est.coactivation_edges_max == est.units * 5 + (m * (m - 1) // 2 - est.units * 5)
+
+
+def test_vision_transformer_says_why_influence_does_not_work() -> None:
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=3)
+    rep = inspect_model(vit, torch.rand(2, 3, 32, 32))
+    assert rep.methods["influence"] is not None and "multi_head_attention_forward" in rep.methods["influence"]
+    assert rep.methods["coactivation"] is None and rep.methods["knockout"] is None and rep.methods["gradient"] is None
+    assert [r.kind for r in rep.layers if r.default] == ["tokens"]
+
+
+def test_cli_inspect_json(tiny_checkpoint: Path) -> None:
+    r = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--images", "1000", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["default_layers"] == ["relu1", "relu2", "relu3", "relu4"]
+    assert out["estimate"]["units"] == 4 + 8 + 8 + 16 and out["estimate"]["pixels"] == 784
+    assert all(v is None for v in out["methods"].values())
+    bad = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--pixel-grid", "7by7"])
+    assert bad.exit_code == 1 and "ROWSxCOLS" in bad.output
