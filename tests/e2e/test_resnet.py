@@ -54,7 +54,7 @@ def test_resnet18_trained_and_ingested_blockwise(neo4j_server, tmp_path: Path) -
         classes = g.read("MATCH (a:Class {run: $k})-[e:COACTIVATES]->(b:Class) RETURN count(e) AS c", {"k": run.key})[0]["c"]
         assert hidden + classes == len(i)  # the blockwise passes stored the dense choice
         # influence reached the first block through the 8 residual sums
-        infl = g.read("MATCH (n:Neuron {run: $k, layer: 'layer1.0.relu1'})-[e:INFLUENCES]->(:Class) "
+        infl = g.read("MATCH (n:Neuron {run: $k, layer: 'layer1.0.relu#1'})-[e:INFLUENCES]->(:Class) "
                       "RETURN count(e) AS c, sum(abs(e.score)) AS s", {"k": run.key})[0]
         assert infl["c"] > 0 and infl["s"] > 0
     r = runner.invoke(app, ["query", "drivers", "--class", "Trouser", "-k", "3", "--run", "resnet", "--json"])

@@ -171,7 +171,7 @@ def test_resnet18_scores_are_finite_and_respect_the_addition_rule() -> None:
     torch.manual_seed(0)
     m = ResNet18().eval()
     x = torch.rand(2, 1, 28, 28)
-    out = InfluentialScores(m).attribute_layers(x, 3, [None, "layer4.1.relu2", "layer1.0.relu1"])
+    out = InfluentialScores(m).attribute_layers(x, 3, [None, "layer4.1.relu#2", "layer1.0.relu#1"])
     assert [tuple(t.shape) for t in out] == [(2, 1, 28, 28), (2, 512, 2, 2), (2, 64, 14, 14)]
     assert all(torch.isfinite(t).all() for t in out)
     # the last block's output feeds avgpool + fc only: its scores are the fc rule's exactly
@@ -211,20 +211,39 @@ def test_functional_addition_gets_the_paper_rule_like_the_add_module() -> None:
     assert not torch.allclose(PredictionGradients(f).attribute(x, target=0), InfluentialScores(f).attribute(x, target=0))
 
 
-def test_stock_torchvision_resnet18_equals_the_rebuilt_one() -> None:
-    from torchvision.models import resnet18
+class _AddBlock(nn.Module):
+    """A torchvision BasicBlock around the same modules, with unshared ReLUs and an Add module:
+    how deepatlas had to rebuild ResNets before the rules saw functional sums (the oracle here)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = block.conv1, block.bn1, nn.ReLU()
+        self.conv2, self.bn2, self.downsample = block.conv2, block.bn2, block.downsample
+        self.add, self.relu2 = Add(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(self.add(out, x if self.downsample is None else self.downsample(x)))
+
+
+def test_stock_torchvision_resnet18_equals_the_add_module_rebuild() -> None:
+    import copy
 
     torch.manual_seed(0)
-    rebuilt = ResNet18(in_channels=1, n_classes=10).eval()
-    stock = resnet18(num_classes=10)
-    stock.conv1 = nn.Conv2d(1, 64, kernel_size=3, stride=1, padding=1, bias=False)  # the rebuild's stem
-    stock.load_state_dict(rebuilt.state_dict())
-    stock.eval()
+    stock = ResNet18(in_channels=1, n_classes=10).eval()  # torchvision's blocks: shared ReLU, `out += identity`
+    rebuilt = copy.deepcopy(stock)
+    for stage in (rebuilt.layer1, rebuilt.layer2, rebuilt.layer3, rebuilt.layer4):
+        for i, block in enumerate(stage):
+            stage[i] = _AddBlock(block)
+    rebuilt.relu = nn.ReLU()
     x = torch.rand(2, 1, 28, 28)
-    assert torch.allclose(stock(x), rebuilt(x), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(stock(x), rebuilt(x), atol=1e-5)
     a = InfluentialScores(stock).attribute(x, target=torch.tensor([3, 7]))
     b = InfluentialScores(rebuilt).attribute(x, target=torch.tensor([3, 7]))
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
+    layer = InfluentialScores(stock).attribute(x, target=3, layer="layer2.1.relu#1")
+    assert torch.allclose(layer, InfluentialScores(rebuilt).attribute(x, target=3, layer="layer2.1.relu1"), atol=1e-6)
 
 
 def test_layer_norm_folds_like_batch_norm() -> None:

@@ -81,7 +81,7 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     the class scores and is not a hidden layer. Sites are per call (``relu#2``).
 
     A model that knows its own structure better names its hidden layers itself with a
-    ``capture_layers()`` method, e.g. :meth:`deepatlas.models.resnet.ResNet18.capture_layers`.
+    ``capture_layers()`` method returning site names.
     """
     own = getattr(model, "capture_layers", None)
     if callable(own):
