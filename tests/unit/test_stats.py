@@ -90,3 +90,21 @@ def test_confusion_counts() -> None:
     conf.update(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 1, 2]))
     conf.merge(Confusion(3)).update(torch.tensor([2]), torch.tensor([1]))
     assert conf.compute().tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_dead_is_relative_to_the_unit_scale() -> None:
+    # units of a randomly initialised network can live at 1e-9 and still correlate strongly;
+    # only a constant unit (at any level, including 0) is dead
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(200, 1, generator=g, dtype=torch.float64)
+    tiny = 1e-9 * (base + 0.3 * torch.randn(200, 1, generator=g, dtype=torch.float64))
+    x = torch.cat([base, tiny, torch.full((200, 1), 5.0, dtype=torch.float64), torch.zeros(200, 1, dtype=torch.float64),
+                   (1e5 + base.float()).double()], 1)
+    acc = CoMoments(5)
+    for chunk in x.split(37):
+        acc.update(chunk)
+    c = acc.compute()
+    assert c.dead_x.tolist() == [False, False, True, True, False]
+    want = np.corrcoef(x[:, [0, 1, 4]].numpy(), rowvar=False)
+    assert c.r is not None and np.abs(c.r[[0, 1, 4]][:, [0, 1, 4]].numpy() - want).max() < 1e-9
+    assert abs(float(c.r[0, 1])) > 0.9

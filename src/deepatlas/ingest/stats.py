@@ -56,8 +56,11 @@ class CoMoments:
         Omit for the symmetric case (x against itself): one GEMM per batch, not two.
     dtype : torch.dtype, default torch.float64
     device : str or torch.device, default "cpu"
-    dead_tol : float, default 1e-7
-        A variable is dead when its std <= dead_tol * max(1, |mean|).
+    dead_tol : float, default 1e-6
+        A variable is dead (constant) when its std <= dead_tol * |mean|: relative to its own
+        level, so a unit whose values are all tiny but vary is alive (its r is as good as any),
+        and a constant one is dead at any level, up to float32 rounding of its values (1e-6 is
+        about 8 float32 epsilons).
 
     Examples
     --------
@@ -82,7 +85,7 @@ class CoMoments:
         *,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
-        dead_tol: float = 1e-7,
+        dead_tol: float = 1e-6,
     ) -> None:
         self.symmetric = dim_y is None
         self.dim_x = dim_x
@@ -162,8 +165,8 @@ class CoMoments:
         var_x = (self.m2_x / self.n).clamp_min(0)
         var_y = (self.m2_y / self.n).clamp_min(0)
         std_x, std_y = var_x.sqrt(), var_y.sqrt()
-        dead_x = std_x <= self.dead_tol * self.mean_x.abs().clamp_min(1.0)
-        dead_y = std_y <= self.dead_tol * self.mean_y.abs().clamp_min(1.0)
+        dead_x = std_x <= self.dead_tol * self.mean_x.abs()
+        dead_y = std_y <= self.dead_tol * self.mean_y.abs()
         sx = torch.where(dead_x, torch.ones_like(std_x), std_x) * self.n**0.5
         sy = torch.where(dead_y, torch.ones_like(std_y), std_y) * self.n**0.5
         r = (self.cxy / sx[:, None] / sy[None, :]).clamp_(-1.0, 1.0)
