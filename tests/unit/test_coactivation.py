@@ -93,8 +93,8 @@ def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, 
     model, data = digits_mlp
     dense = compute_coactivation(model, data, batch_size=100)
     m = dense.n_hidden + 10  # 46 nodes: a budget of 5 rows (46 * 8 bytes each) takes 10 passes
-    budget = 5 * m * 8 / 2**20
-    assert plan_blocks(m, budget) == 5
+    budget = (5 + 64) * m * 8 / 2**20  # the 64 pixels' co-moments with every node come first
+    assert plan_blocks(m, budget, 8, 64) == 5
     seen: list[int] = []
     block = compute_coactivation(model, data, batch_size=100, max_matrix_mb=budget, sparsify=params,
                                  progress=lambda k, total: seen.append(total))

@@ -63,3 +63,5 @@ def inspect(
             f"co-moments {est.comoment_mb:,.1f} MB in {est.passes} pass(es), pixel statistics {est.pixel_mb:,.1f} MB; "
             f"{est.coactivation_edges_min:,} to {est.coactivation_edges_max:,} co-activation edges "
             f"(data decides how many pass --min-r), {est.pixel_edges:,} pixel edges", highlight=False)
+        if est.problem:
+            console.print(f"[red]an ingest with these settings would stop:[/] {est.problem}", highlight=False)

@@ -96,13 +96,22 @@ def _pixels(raw: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     return raw.flatten(1)
 
 
-def plan_blocks(n_nodes: int, max_matrix_mb: float | None, itemsize: int = 8) -> int:
-    """Rows of the co-moment matrix per pass: all ``n_nodes`` when the matrix fits the budget."""
+def plan_blocks(n_nodes: int, max_matrix_mb: float | None, itemsize: int = 8, n_pixels: int = 0) -> int:
+    """Rows of the co-moment matrix per pass: all ``n_nodes`` when the matrix fits the budget.
+
+    The budget holds the pixel x node co-moments (kept for the whole first pass) and one block
+    of node x node rows; r is computed in place of the block and the pair selection works on
+    bands of about 4M entries, so the peak is the budget plus a few hundred MB, whatever M is.
+    """
     if max_matrix_mb is None:
         return n_nodes
     if max_matrix_mb <= 0:
         raise UsageError(f"max_matrix_mb must be positive, got {max_matrix_mb}")
-    rows = int(max_matrix_mb * 2**20 // (n_nodes * itemsize))
+    pixel_mb = n_pixels * n_nodes * itemsize / 2**20
+    if pixel_mb >= max_matrix_mb:
+        raise UsageError(f"the pixel statistics alone need {pixel_mb:,.0f} MB of the {max_matrix_mb:,.0f} MB budget; "
+                         "use a coarser --pixel-grid (e.g. 16x16, or off) or raise --max-matrix-mb")
+    rows = int((max_matrix_mb - pixel_mb) * 2**20 // (n_nodes * itemsize))
     if rows < 1:
         raise UsageError(f"max_matrix_mb={max_matrix_mb} cannot hold one row of {n_nodes} co-moments; raise it")
     return min(rows, n_nodes)
@@ -234,7 +243,7 @@ def compute_coactivation(
     m = recorder.n_units + n_classes
     grid = pixel_shape(data.input_shape, pixel_grid)
     p = grid[0] * grid[1] * grid[2]
-    rows = plan_blocks(m, max_matrix_mb, dtype.itemsize)
+    rows = plan_blocks(m, max_matrix_mb, dtype.itemsize, p)
     blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]
     dense = len(blocks) == 1
     total = len(data) * len(blocks)
@@ -269,10 +278,10 @@ def compute_coactivation(
         raise IngestError("the model produced NaN or Inf outputs on this data; nothing was stored")
     seconds["forward+stats"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pixel_corr = _to_cpu(pixels.compute())
+    pixel_corr = _to_cpu(pixels.compute(inplace=True))
     selected: SelectedPairs | None = None
     if dense:
-        unit_corr = _to_cpu(units.compute())
+        unit_corr = _to_cpu(units.compute(inplace=True))
     else:
         # per-node statistics come from the pixel accumulator's y side (the same M nodes)
         unit_corr = Correlation(None, pixel_corr.mean_y, pixel_corr.std_y, pixel_corr.dead_y, pixel_corr.mean_y,
@@ -289,7 +298,7 @@ def compute_coactivation(
                 for _raw, _labels, nodes in batches():
                     units.update(nodes[:, lo:hi], nodes)
                 seconds["more passes"] += time.perf_counter() - t1
-            block_r = units.compute().r
+            block_r = units.compute(inplace=True).r
             assert block_r is not None
             parts.append(select_block(block_r.cpu().numpy(), lo, is_class, dead, params))
             del units, block_r

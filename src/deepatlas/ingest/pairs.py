@@ -57,13 +57,25 @@ def select_block(
     Every rule of the module docstring is decided by one row: node i keeps its hidden-class
     pairs, its pairs over the threshold and its own top-k. A pair chosen by either endpoint's
     row is emitted as (min, max), so rows may be visited in any blocks, in any order, and the
-    union (:func:`merge_pairs`) is the same. Memory: a few (rows x M) arrays, never M x M.
+    union (:func:`merge_pairs`) is the same. Memory: the rows are taken about 4M entries at a
+    time, so the temporaries stay near 200 MB whatever the block's size.
 
     Returns
     -------
     i, j : int64 arrays, i < j
     r : float64 array, ``r_rows`` at each chosen pair
     """
+    rows, m = r_rows.shape
+    step = max(1, (1 << 22) // max(1, m))
+    if rows > step:
+        return merge_pairs([_select_rows(r_rows[s : s + step], start + s, is_class, dead, params)
+                            for s in range(0, rows, step)], max(m, start + rows))
+    return _select_rows(r_rows, start, is_class, dead, params)
+
+
+def _select_rows(
+    r_rows: np.ndarray, start: int, is_class: np.ndarray, dead: np.ndarray, params: SparsifyParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, m = r_rows.shape
     idx = np.arange(start, start + rows)
     live = ~dead

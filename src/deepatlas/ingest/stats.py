@@ -93,6 +93,7 @@ class CoMoments:
         self.dtype = dtype
         self.device = torch.device(device)
         self.dead_tol = dead_tol
+        self._spent = False
         self.n = 0
         self.mean_x = torch.zeros(dim_x, dtype=dtype, device=self.device)
         self.m2_x = torch.zeros(dim_x, dtype=dtype, device=self.device)
@@ -110,13 +111,14 @@ class CoMoments:
         if x.ndim != 2 or x.shape[1] != self.dim_x:
             raise IngestError(f"expected x of shape (B, {self.dim_x}), got {tuple(x.shape)}")
         nb = x.shape[0]
+        if self._spent:
+            raise IngestError("this accumulator was computed in place; its co-moments are gone")
         if nb == 0:
             return
         mx = x.mean(0)
         xc = x - mx
         if self.symmetric:
-            cb = xc.T @ xc
-            other = _Block(nb, mx, cb.diagonal().clone(), mx, cb.diagonal().clone(), cb)
+            my, yc = mx, xc
         else:
             assert y is not None
             y = y.to(self.device, self.dtype)
@@ -124,8 +126,23 @@ class CoMoments:
                 raise IngestError(f"expected y of shape ({nb}, {self.dim_y}), got {tuple(y.shape)}")
             my = y.mean(0)
             yc = y - my
-            other = _Block(nb, mx, (xc * xc).sum(0), my, (yc * yc).sum(0), xc.T @ yc)
-        self._fold(other)
+        # Chan's merge, written into the accumulators: the batch's cross-products go straight
+        # into cxy (one GEMM, no dim_x x dim_y temporary), then the rank-1 mean correction
+        n = self.n + nb
+        w = self.n * nb / n
+        dx = mx - self.mean_x
+        dy = dx if self.symmetric else my - self.mean_y
+        self.cxy.addmm_(xc.T, yc)
+        if self.n:
+            self.cxy.addr_(dx, dy, alpha=w)
+        self.m2_x += (xc * xc).sum(0) + dx * dx * w
+        self.mean_x += dx * (nb / n)
+        if self.symmetric:
+            self.mean_y, self.m2_y = self.mean_x, self.m2_x
+        else:
+            self.m2_y += (yc * yc).sum(0) + dy * dy * w
+            self.mean_y += dy * (nb / n)
+        self.n = n
 
     def merge(self, other: CoMoments) -> CoMoments:
         """Fold another accumulator of the same shape into this one; return self."""
@@ -148,7 +165,7 @@ class CoMoments:
         dx = b.mean_x - self.mean_x
         dy = dx if self.symmetric else b.mean_y - self.mean_y
         self.cxy += b.cxy
-        self.cxy.add_(torch.outer(dx, dy), alpha=w)
+        self.cxy.addr_(dx, dy, alpha=w)
         self.m2_x += b.m2_x + dx * dx * w
         self.mean_x += dx * (b.n / n)
         if self.symmetric:
@@ -158,8 +175,14 @@ class CoMoments:
             self.mean_y += dy * (b.n / n)
         self.n = n
 
-    def compute(self) -> Correlation:
-        """Pearson r with dead (constant) variables set to 0 and flagged."""
+    def compute(self, *, inplace: bool = False) -> Correlation:
+        """Pearson r with dead (constant) variables set to 0 and flagged.
+
+        ``inplace=True`` turns the co-moment matrix itself into r (no second dim_x x dim_y
+        matrix; the accumulator cannot be updated afterwards): what a memory budget needs.
+        """
+        if self._spent:
+            raise IngestError("this accumulator was computed in place; its co-moments are gone")
         if self.n < 2:
             raise IngestError(f"correlation needs at least 2 samples, got {self.n}")
         var_x = (self.m2_x / self.n).clamp_min(0)
@@ -169,14 +192,25 @@ class CoMoments:
         dead_y = std_y <= self.dead_tol * self.mean_y.abs()
         sx = torch.where(dead_x, torch.ones_like(std_x), std_x) * self.n**0.5
         sy = torch.where(dead_y, torch.ones_like(std_y), std_y) * self.n**0.5
-        r = (self.cxy / sx[:, None] / sy[None, :]).clamp_(-1.0, 1.0)
+        r = self.cxy if inplace else self.cxy.clone()
+        self._spent = inplace  # cxy now holds r: update() and compute() refuse from now on
+        r.div_(sx[:, None]).div_(sy[None, :]).clamp_(-1.0, 1.0)
         r[dead_x, :] = 0.0
         r[:, dead_y] = 0.0
         if self.symmetric:
-            r = (r + r.T) / 2
-            live = ~dead_x
-            r.diagonal().copy_(live.to(r.dtype))
+            _symmetrize_(r)
+            r.diagonal().copy_((~dead_x).to(r.dtype))
         return Correlation(r, self.mean_x.clone(), std_x, dead_x, self.mean_y.clone(), std_y, dead_y, self.n)
+
+def _symmetrize_(r: torch.Tensor, rows: int = 1024) -> None:
+    """r <- (r + r.T) / 2 in place, a band of rows at a time (temporaries rows x M, not M x M)."""
+    m = r.shape[0]
+    for s in range(0, m, rows):
+        e = min(s + rows, m)
+        upper, lower = r[s:e, s:], r[s:, s:e]
+        avg = (upper + lower.T) / 2
+        upper.copy_(avg)
+        lower.copy_(avg.T)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class Estimate:
     coactivation_edges_min: int
     coactivation_edges_max: int
     pixel_edges: int
+    problem: str | None = None  # why an ingest with these settings would be refused
 
 
 @dataclass
@@ -159,8 +160,12 @@ def inspect_model(
         shape = tuple(int(d) for d in example.shape[1:])
         grid = pixel_shape((shape[0], shape[1], shape[2]), pixel_grid) if len(shape) == 3 else (0, 0, 0)
         p = grid[0] * grid[1] * grid[2]
-        rows_per_pass = plan_blocks(m, max_matrix_mb, 8)
-        passes = -(-m // rows_per_pass)
+        problem = None
+        try:
+            rows_per_pass = plan_blocks(m, max_matrix_mb, 8, p)
+        except DeepAtlasError as exc:
+            rows_per_pass, problem = 0, str(exc)
+        passes = -(-m // rows_per_pass) if rows_per_pass else 0
         hidden_class = units * n_classes
         others = m * (m - 1) // 2 - hidden_class
         est = Estimate(
@@ -169,6 +174,6 @@ def inspect_model(
             nodes=units + n_classes + p + len(recorder.layers) + 1,
             coactivation_edges_min=hidden_class + min(others, m * params.top_k // 2),
             coactivation_edges_max=hidden_class + others,
-            pixel_edges=m * min(params.pixel_top_k, p),
+            pixel_edges=m * min(params.pixel_top_k, p), problem=problem,
         )
     return InspectReport(name, tuple(int(d) for d in example.shape[1:]), n_classes, rows, defaults, methods, est)

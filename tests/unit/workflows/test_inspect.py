@@ -27,7 +27,10 @@ def test_stock_resnet18_every_method_works_and_the_estimate_adds_up() -> None:
     m = est.units + est.classes
     assert est.pixel_grid == (3, 32, 32) and est.pixels == 3072
     assert est.pixel_mb == round(3072 * m * 8 / 2**20, 1)
-    assert est.passes == -(-m // int(64 * 2**20 // (m * 8)))  # 64 MB rows per pass
+    assert est.problem is not None and "pixel statistics alone need 92 MB of the 64 MB" in est.problem
+    big = inspect_model(resnet18(num_classes=5), torch.rand(2, 3, 224, 224), max_matrix_mb=256).estimate
+    assert big is not None and big.problem is None
+    assert big.passes == -(-m // int((256 * 2**20 - 3072 * m * 8) // (m * 8)))  # 256 MB less the pixel statistics
     assert est.coactivation_edges_min >= est.units * 5 and est.coactivation_edges_max == est.units * 5 + (m * (m - 1) // 2 - est.units * 5)
 
 
