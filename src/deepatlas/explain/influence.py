@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,6 +66,19 @@ def _divide_or_zero(g: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
 
 
+@dataclass(frozen=True)
+class _Call:
+    """The linear operation a :class:`_LinearRule` node stands for, for code that reads the
+    autograd graph: ``func(x, weight, None, *args, **kwargs)`` (weight None for pooling, then
+    ``func(x, *args, **kwargs)``), and where it ran."""
+
+    func: Callable[..., Any]
+    weight: torch.Tensor | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    site: str
+
+
 class _LinearRule(torch.autograd.Function):
     """Forward: the operation as computed. Backward: v_in = x * W^T (v_out / (|W| |x|)).
 
@@ -73,19 +87,19 @@ class _LinearRule(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor],
-                op_abs: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                op_abs: Callable[[torch.Tensor], torch.Tensor], call: _Call) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.op, ctx.op_abs = op, op_abs
+        ctx.op, ctx.op_abs, ctx.call = op, op_abs, call
         return out.view_as(out)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
         (x,) = ctx.saved_tensors
         with torch.enable_grad():
             u = _divide_or_zero(g, ctx.op_abs(x.detach().abs()))
             xr = x.detach().requires_grad_(True)
             (back,) = torch.autograd.grad(ctx.op(xr), xr, grad_outputs=u)
-        return x * back, None, None, None
+        return x * back, None, None, None, None
 
 
 class _AddRule(torch.autograd.Function):
@@ -159,7 +173,7 @@ def _weighted(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     def op_abs(t: torch.Tensor) -> torch.Tensor:
         return func(t, wd.abs(), None, *rest, **extra)
 
-    return _LinearRule.apply(x, out, op, op_abs)
+    return _LinearRule.apply(x, out, op, op_abs, _Call(func, wd, tuple(rest), extra, site))
 
 
 def _average(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
@@ -171,7 +185,7 @@ def _average(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     def op(t: torch.Tensor) -> torch.Tensor:
         return func(t, *args[1:], **kwargs)
 
-    return _LinearRule.apply(x, out, op, op)
+    return _LinearRule.apply(x, out, op, op, _Call(func, None, tuple(args[1:]), kwargs, site))
 
 
 def _add(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], site: str) -> Any:
