@@ -124,3 +124,49 @@ def test_layers_are_sorted_by_execution_order() -> None:
     model = FashionCNN(1, 10, (2, 3, 4), 5, 28)
     rec = ActivationRecorder(model, ["relu4", "conv1"], example=torch.rand(1, 1, 28, 28))
     assert [s.name for s in rec.layers] == ["conv1", "relu4"] and [s.position for s in rec.layers] == [1, 2]
+
+
+def test_out_of_memory_splits_the_batch_until_it_fits() -> None:
+    class Picky(nn.Module):
+        """Raises the device's out-of-memory error for batches over 3, like a small GPU."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act, self.out = nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)
+            self.sizes: list[int] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.sizes.append(len(x))
+            if len(x) > 3:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return self.out(self.act(self.fc(x)))
+
+    model = Picky().eval()
+    rec = ActivationRecorder(model, example=torch.rand(2, 4))
+    x = torch.randn(10, 4)
+    acts, out = rec.record(x)
+    with torch.no_grad():
+        assert torch.allclose(acts, torch.relu(model.fc(x))) and torch.allclose(out, model.out(torch.relu(model.fc(x))))
+    assert rec.max_batch == 2 and max(model.sizes[-5:]) <= 2
+    model.sizes.clear()
+    rec.record(torch.randn(7, 4))
+    assert model.sizes == [2, 2, 2, 1]  # the size that worked is kept for later batches
+    tiny = ActivationRecorder(model, example=torch.rand(2, 4))
+
+    def never(x: torch.Tensor) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    model.forward = never  # type: ignore[method-assign]
+    with pytest.raises(IngestError, match="even for one image"):
+        tiny.record(torch.randn(4, 4))
+
+
+def test_autocast_records_in_reduced_precision_close_to_float32() -> None:
+    torch.manual_seed(0)
+    model = FashionCNN(1, 10, (4, 8, 8), 16, 28).eval()
+    x = torch.rand(16, 1, 28, 28)
+    exact, _ = ActivationRecorder(model, example=x[:1]).record(x)
+    amp, out = ActivationRecorder(model, example=x[:1], autocast=True).record(x)
+    assert amp.dtype == torch.float32 and out.dtype == torch.float32
+    assert not torch.equal(amp, exact)  # it really ran in bfloat16
+    assert torch.allclose(amp, exact, rtol=0.05, atol=0.02)

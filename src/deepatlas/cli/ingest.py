@@ -44,6 +44,8 @@ def ingest(
                                                  "goes blockwise, one pass over the data per block of rows.")] = 512.0,
     pixel_grid: Annotated[str, typer.Option(help="Pixel nodes: auto (every pixel up to 64x64, else a 32x32 grid of "
                                             "region means per channel), off, or ROWSxCOLS.")] = "auto",
+    amp: Annotated[bool, typer.Option("--amp", help="Mixed precision for the forward pass (float16 on CUDA, bfloat16 on "
+                                      "a CPU); statistics stay in float64.")] = False,
     bulk: Annotated[bool, typer.Option("--bulk", help="Import with neo4j-admin (fast; only into an empty local database).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -66,7 +68,7 @@ def ingest(
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
             attribution_per_class=attribution_per_class, between_samples=between_samples,
-            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=parse_grid(pixel_grid),
+            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=parse_grid(pixel_grid), amp=amp,
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

@@ -150,8 +150,11 @@ class ActivationRecorder:
     >>> acts.shape == (len(x), rec.n_units)                  # doctest: +SKIP
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, *, example: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, *, example: torch.Tensor,
+                 autocast: bool = False) -> None:
         self.model = model
+        self.autocast = autocast
+        self.max_batch: int | None = None  # lowered when the device runs out of memory
         names = list(layers) if layers is not None else default_layers(model, example)
         if not names:
             raise IngestError("no layers to capture")
@@ -227,13 +230,45 @@ class ActivationRecorder:
     def record(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run ``inputs`` through the model.
 
+        When the device runs out of memory the batch is split in halves (and later batches
+        are cut to the size that worked) until one image at a time; only then is it an error.
+        With ``autocast`` the forward pass runs in reduced precision (bfloat16 on a CPU,
+        float16 on CUDA); the recorded values are returned in float32.
+
         Returns
         -------
         activations : torch.Tensor
             (B, n_units), the layers' units side by side in :attr:`layers` order.
         output : torch.Tensor
             The model's output (B, n_classes), detached.
+
+        Raises
+        ------
+        IngestError
+            Out of memory with one image.
         """
-        with self.hooks() as store:
+        while True:
+            step = self.max_batch or len(inputs)
+            try:
+                parts = [self._record(inputs[s : s + step]) for s in range(0, len(inputs), step)]
+                break
+            except torch.OutOfMemoryError:
+                if step <= 1:
+                    raise IngestError(f"the model does not fit in the memory of {inputs.device} even for one image; "
+                                      "use --device cpu") from None
+                self.max_batch = step // 2
+                if inputs.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _record(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        amp = torch.autocast(inputs.device.type, dtype=torch.float16 if inputs.device.type == "cuda" else torch.bfloat16,
+                             enabled=self.autocast)
+        with self.hooks() as store, amp:
             out = self.model(inputs)
-        return torch.cat([store[s.name] for s in self.layers], dim=1), out.detach()
+        acts = torch.cat([store[s.name] for s in self.layers], dim=1)
+        if self.autocast:
+            acts, out = acts.float(), out.float()
+        return acts, out.detach()

@@ -176,6 +176,7 @@ def compute_coactivation(
     sparsify: SparsifyParams | None = None,
     progress: Callable[[int, int], None] | None = None,
     pixel_grid: str | tuple[int, int] = "auto",
+    amp: bool = False,
 ) -> CoactivationResult:
     """Stream ``data`` through ``model`` once and accumulate every correlation.
 
@@ -205,6 +206,10 @@ def compute_coactivation(
         ``progress(images, total)`` after each batch; total counts every pass.
     pixel_grid : "auto", "off" or (rows, cols), default "auto"
         The Pixel nodes' grid (see :func:`pixel_shape`).
+    amp : bool, default False
+        Run the model's forward pass in reduced precision (float16 on CUDA, bfloat16 on a CPU);
+        the statistics still accumulate in ``dtype``. A batch that runs out of device memory
+        is split in halves either way (see :meth:`ActivationRecorder.record`).
 
     Returns
     -------
@@ -232,7 +237,7 @@ def compute_coactivation(
     t0 = time.perf_counter()
     example = prep(data.images[:2]).to(device)
     try:
-        recorder = ActivationRecorder(model, layers, example=example)
+        recorder = ActivationRecorder(model, layers, example=example, autocast=amp)
     except RuntimeError as exc:
         raise IngestError(f"the model cannot take images of shape {tuple(data.images.shape[1:])}: {str(exc).splitlines()[0]}") from exc
     with torch.no_grad():

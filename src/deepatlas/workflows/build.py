@@ -171,6 +171,7 @@ def ingest(
     graph: Graph | None = None,
     progress: Progress = _noop,
     pixel_grid: str | tuple[int, int] = "auto",
+    amp: bool = False,
 ) -> IngestReport:
     """Model + data -> a complete Run in Neo4j (the co-activation graph).
 
@@ -209,6 +210,8 @@ def ingest(
     progress : callable, optional
     pixel_grid : "auto", "off" or (rows, cols), default "auto"
         Pixel nodes: see :func:`deepatlas.ingest.coactivation.pixel_shape`.
+    amp : bool, default False
+        Mixed precision for the co-activation forward pass (statistics stay in float64).
 
     Returns
     -------
@@ -246,7 +249,7 @@ def ingest(
         result = compute_coactivation(
             ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
             class_values=class_values, max_matrix_mb=max_matrix_mb, sparsify=sparsify,
-            progress=lambda k, total: progress("capture", k, total), pixel_grid=pixel_grid,
+            progress=lambda k, total: progress("capture", k, total), pixel_grid=pixel_grid, amp=amp,
         )
         ckpt.model.cpu()
         timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
