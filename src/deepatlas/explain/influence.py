@@ -57,6 +57,7 @@ from torch.overrides import TorchFunctionMode
 
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
+from deepatlas.models.sites import hooks
 
 __all__ = ["RULES", "InfluentialScores"]
 
@@ -357,8 +358,7 @@ class InfluentialScores:
         backward sweeps run without it)."""
         stack: list[str] = []
         mode = _RuleMode(lambda: f"module {stack[-1]!r}" if stack else "the model's forward")
-        handles = []
-        entered = []
+        entered: list[bool] = []
 
         def enter(_m: nn.Module, _i: object) -> None:
             mode.__enter__()
@@ -369,17 +369,18 @@ class InfluentialScores:
                 entered.pop()
                 mode.__exit__(None, None, None)
 
-        for name, module in self.model.named_modules():
-            if name:
-                handles.append(module.register_forward_pre_hook(lambda _m, _i, n=name: stack.append(n)))
-                handles.append(module.register_forward_hook(lambda _m, _i, _o: stack.pop() and None, always_call=True))
-        handles.append(self.model.register_forward_pre_hook(enter))
-        handles.append(self.model.register_forward_hook(leave, always_call=True))
+        def push(name: str) -> Callable[[nn.Module, object], None]:
+            return lambda _m, _i: stack.append(name)
+
+        def pop(_m: nn.Module, _i: object, _o: object) -> None:
+            stack.pop()
+
+        names = [n for n, _ in self.model.named_modules() if n]
         try:
-            yield
+            with hooks(self.model, pre={"": enter, **{n: push(n) for n in names}},
+                       forward={"": leave, **dict.fromkeys(names, pop)}, always_call=True):
+                yield
         finally:
-            for h in handles:
-                h.remove()
             while entered:  # a forward pass that raised before its hook could run
                 entered.pop()
                 mode.__exit__(None, None, None)

@@ -50,19 +50,8 @@ class LayerSpec:
 
 
 def _leaf_order(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Names of leaf modules in the order the forward pass runs them."""
-    order: list[str] = []
-    handles = []
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            handles.append(module.register_forward_hook(lambda m, i, o, n=name: order.append(n)))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return order
+    """Names of leaf modules in the order the forward pass runs them (a shared one repeats)."""
+    return [site.module for site in list_sites(model, example)]
 
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

@@ -112,9 +112,9 @@ def list_sites(model: nn.Module, example: torch.Tensor) -> list[Site]:
 
 
 def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, int | None]:
+    if name == "":
+        return model, None  # the model itself
     module_name, call = split_site(name)
-    if not module_name:
-        raise UsageError("an empty layer name")
     try:
         return model.get_submodule(module_name), call
     except AttributeError:
@@ -126,6 +126,8 @@ def hooks(
     model: nn.Module,
     forward: Mapping[str, ForwardHook] | None = None,
     pre: Mapping[str, PreHook] | None = None,
+    *,
+    always_call: bool = False,
 ) -> Iterator[None]:
     """Register forward (and forward-pre) hooks by site name; remove every handle on exit.
 
@@ -140,6 +142,11 @@ def hooks(
         As :meth:`torch.nn.Module.register_forward_hook`: a non-None return replaces the output.
     pre : mapping of site name -> hook(module, inputs), optional
         As :meth:`torch.nn.Module.register_forward_pre_hook`.
+    always_call : bool, default False
+        Forward hooks run even when the module's forward raises (for bookkeeping that must
+        be undone, as :meth:`torch.nn.Module.register_forward_hook`'s ``always_call``).
+
+    The empty name ``""`` is the model itself.
 
     Raises
     ------
@@ -179,7 +186,7 @@ def hooks(
             handles.append(module.register_forward_pre_hook(counted(module, call, pre_fn, False)))
         for name, fwd_fn in (forward or {}).items():
             module, call = _resolve(model, name)
-            handles.append(module.register_forward_hook(counted(module, call, fwd_fn, False)))
+            handles.append(module.register_forward_hook(counted(module, call, fwd_fn, False), always_call=always_call))
         yield
     finally:
         for h in handles:
