@@ -151,6 +151,47 @@ def bench_writes(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_influence(quick: bool) -> list[dict[str, Any]]:
+    """Neuron->neuron influence on ResNet-18 (random weights): ``between`` against one backward
+    sweep per upper unit (the definition, and the code before the batching), same images.
+
+    The baseline sweeps ``probe`` units of each pair and is scaled to all of them (a sweep's cost
+    does not depend on which unit it seeds); the probed units' values are compared too.
+    """
+    from deepatlas.explain._hooks import capture_outputs
+    from deepatlas.explain.influence import InfluentialScores
+    from deepatlas.models.resnet import ResNet18
+
+    torch.manual_seed(0)
+    model = ResNet18().eval()
+    b, probe = (20, 4) if quick else (100, 8)
+    x = torch.rand(b, 1, 28, 28)
+    inf = InfluentialScores(model)
+    layers = model.capture_layers()
+    t_new = t_old = 0.0
+    worst = 0.0
+    units = 0
+    for lower, upper in zip(layers, layers[1:], strict=False):
+        t0 = time.perf_counter()
+        got = inf.between(x, lower, upper)
+        t_new += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.enable_grad(), inf._rules():
+            with capture_outputs(model, [lower, upper]) as cap:
+                model(x.clone().requires_grad_(True))
+            low, up = cap[lower], cap[upper]
+            for j in range(probe):
+                seed = torch.zeros_like(up)
+                seed[:, j] = 1.0
+                (g,) = torch.autograd.grad(up, low, grad_outputs=seed, retain_graph=j < probe - 1)
+                worst = max(worst, float((g.flatten(2).sum(2) - got[:, :, j]).abs().max() / got.abs().max()))
+        t_old += (time.perf_counter() - t0) * up.shape[1] / probe
+        units += up.shape[1]
+    return [{"bench": "influence", "case": f"ResNet-18 neuron->neuron, {len(layers) - 1} layer pairs, {units} upper "
+             f"units, {b} images (baseline: {probe} sweeps per pair, scaled; max rel. diff {worst:.1e})",
+             "device": "cpu", "sweeps_s": t_old, "batched_s": t_new, "ratio": t_old / t_new}]
+
+
 def bench_louvain(run: str | None) -> list[dict[str, Any]]:
     """python-louvain against networkx's louvain_communities on the stored hidden+class graph."""
     import community as community_louvain
@@ -282,8 +323,8 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--only", default="stats,capture,writes,louvain,queries,resnet",
-                        help="comma-separated: stats,capture,writes,louvain,queries,resnet (resnet also runs "
+    parser.add_argument("--only", default="stats,capture,writes,influence,louvain,queries,resnet",
+                        help="comma-separated: stats,capture,writes,influence,louvain,queries,resnet (resnet also runs "
                              "louvain and queries on the ResNet-18 run it writes)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--run", default=None, help="run for the louvain and queries benchmarks (default: latest)")
@@ -297,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_capture(device, args.quick)
     if "writes" in chosen:
         rows += bench_writes(args.quick)
+    if "influence" in chosen:
+        rows += bench_influence(args.quick)
     if "louvain" in chosen:
         rows += bench_louvain(args.run)
     if "queries" in chosen:
@@ -316,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             base, got = f"matmul {r['baseline_gflops']:.1f} GFLOP/s", f"{r['gflops']:.1f} GFLOP/s"
         elif r["bench"] == "capture":
             base, got = f"plain forward {r['plain_s']:.3f} s", f"hooks+stats {r['hooked_s']:.3f} s"
+        elif r["bench"] == "influence":
+            base, got = f"one sweep per unit {r['sweeps_s']:.1f} s", f"between {r['batched_s']:.1f} s"
         elif r["bench"] == "louvain":
             base = f"python-louvain {r['python_louvain_s']:.3f} s, Q={r['python_louvain_q']:.3f}"
             got = f"networkx {r['networkx_s']:.3f} s, Q={r['networkx_q']:.3f}"
