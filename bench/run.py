@@ -10,6 +10,7 @@ Prints a Markdown table and writes bench/out/results.json. Never run as a test.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -171,7 +172,7 @@ def bench_influence(quick: bool) -> list[dict[str, Any]]:
     t_new = t_old = 0.0
     worst = 0.0
     units = 0
-    for lower, upper in zip(layers, layers[1:], strict=False):
+    for lower, upper in itertools.pairwise(layers):
         t0 = time.perf_counter()
         got = inf.between(x, lower, upper)
         t_new += time.perf_counter() - t0
