@@ -10,6 +10,7 @@ Prints a Markdown table and writes bench/out/results.json. Never run as a test.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -151,15 +152,54 @@ def bench_writes(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_louvain(run: str | None) -> list[dict[str, Any]]:
-    """python-louvain against networkx's louvain_communities on the stored hidden+class graph."""
-    import community as community_louvain
-    import networkx as nx
+def bench_influence(quick: bool) -> list[dict[str, Any]]:
+    """Neuron->neuron influence on ResNet-18 (random weights): ``between`` against one backward
+    sweep per upper unit (the definition, and the code before the batching), same images.
 
+    The baseline sweeps ``probe`` units of each pair and is scaled to all of them (a sweep's cost
+    does not depend on which unit it seeds); the probed units' values are compared too.
+    """
+    from deepatlas.explain._hooks import capture_outputs
+    from deepatlas.explain.influence import InfluentialScores
+    from deepatlas.models.resnet import ResNet18
+
+    torch.manual_seed(0)
+    model = ResNet18().eval()
+    b, probe = (20, 4) if quick else (100, 8)
+    x = torch.rand(b, 1, 28, 28)
+    inf = InfluentialScores(model)
+    layers = model.capture_layers()
+    t_new = t_old = 0.0
+    worst = 0.0
+    units = 0
+    for lower, upper in itertools.pairwise(layers):
+        t0 = time.perf_counter()
+        got = inf.between(x, lower, upper)
+        t_new += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.enable_grad(), inf._rules():
+            with capture_outputs(model, [lower, upper]) as cap:
+                model(x.clone().requires_grad_(True))
+            low, up = cap[lower], cap[upper]
+            for j in range(probe):
+                seed = torch.zeros_like(up)
+                seed[:, j] = 1.0
+                (g,) = torch.autograd.grad(up, low, grad_outputs=seed, retain_graph=j < probe - 1)
+                worst = max(worst, float((g.flatten(2).sum(2) - got[:, :, j]).abs().max() / got.abs().max()))
+        t_old += (time.perf_counter() - t0) * up.shape[1] / probe
+        units += up.shape[1]
+    return [{"bench": "influence", "case": f"ResNet-18 neuron->neuron, {len(layers) - 1} layer pairs, {units} upper "
+             f"units, {b} images (baseline: {probe} sweeps per pair, scaled; max rel. diff {worst:.1e})",
+             "device": "cpu", "sweeps_s": t_old, "batched_s": t_new, "ratio": t_old / t_new}]
+
+
+def bench_louvain(run: str | None) -> list[dict[str, Any]]:
+    """Each community backend against python-louvain on the stored hidden+class graph (same
+    graph, seed 0): time (igraph backends include building their copy of the graph) and modularity."""
     from deepatlas.db.analytics import read_run_graph
     from deepatlas.db.graph import Graph
     from deepatlas.db.runs import resolve_run
-    from deepatlas.graphops import coactivation_graph
+    from deepatlas.graphops import coactivation_graph, louvain
 
     with Graph() as g:
         info = resolve_run(g, run)
@@ -167,16 +207,18 @@ def bench_louvain(run: str | None) -> list[dict[str, Any]]:
     graph = coactivation_graph([*rg.neurons, *rg.classes], rg.edges)
     rows = []
     t0 = time.perf_counter()
-    part = community_louvain.best_partition(graph, weight="weight", random_state=0)
+    base = louvain(graph, seed=0, algorithm="python-louvain")
     t_pl = time.perf_counter() - t0
-    q_pl = community_louvain.modularity(part, graph, weight="weight")
-    t0 = time.perf_counter()
-    comms = nx.community.louvain_communities(graph, weight="weight", seed=0)
-    t_nx = time.perf_counter() - t0
-    q_nx = nx.community.modularity(graph, comms, weight="weight")
-    rows.append({"bench": "louvain", "case": f"{info.name}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges",
-                 "device": "cpu", "python_louvain_s": t_pl, "python_louvain_q": q_pl, "networkx_s": t_nx, "networkx_q": q_nx,
-                 "ratio": t_nx / t_pl})
+    for algorithm in ("igraph", "leiden"):
+        t0 = time.perf_counter()
+        part = louvain(graph, seed=0, algorithm=algorithm)
+        t = time.perf_counter() - t0
+        same = louvain(graph, seed=0, algorithm=algorithm).membership == part.membership
+        rows.append({"bench": "louvain", "case": f"{info.name}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} "
+                     f"edges; {algorithm}: {len(part.communities)} communities (python-louvain "
+                     f"{len(base.communities)}), same again with seed 0: {same}",
+                     "device": "cpu", "python_louvain_s": t_pl, "python_louvain_q": base.modularity,
+                     "algorithm": algorithm, "seconds": t, "q": part.modularity, "ratio": t_pl / t})
     return rows
 
 
@@ -213,9 +255,10 @@ def bench_queries(run: str | None, repeat: int) -> list[dict[str, Any]]:
 def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]], str]:
     """ResNet-18 (28x28 grey) end to end: train briefly, co-activation dense vs blockwise, ingest.
 
-    Baseline for the blockwise co-activation: the dense single pass on the same images (the
-    ratio is what bounding the memory costs). Then a full ingest (all three edge kinds, the
-    blockwise path, neuron->neuron influence skipped) with its time per stage and edges written.
+    Baselines for the blockwise co-activation: the dense single pass on the same images (the
+    ratio is what bounding the memory costs) and the blockwise path that runs the model once per
+    block (what keeping the node values saves). Then a full ingest (all three edge kinds,
+    neuron->neuron influence included, the blockwise path) with its time per stage and edges written.
     Returns the rows and the run's name (the query and Louvain benchmarks then use it).
     """
     import resource
@@ -247,16 +290,24 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
     block = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=budget,
                                  sparsify=params)
     t_block = time.perf_counter() - t0
-    assert dense.units.r is not None and block.pairs is not None
+    t0 = time.perf_counter()
+    rerun = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=budget,
+                                 sparsify=params, cache_mb=0.0, spill=False)
+    t_rerun = time.perf_counter() - t0
+    assert dense.units.r is not None and block.pairs is not None and rerun.pairs is not None
     i, j = select_pairs(dense.units.r.numpy(), np.arange(m) >= m - 10, dense.units.dead_x.numpy(), params)
     same = i.tolist() == block.pairs.i.tolist() and j.tolist() == block.pairs.j.tolist()
-    rows.append({"bench": "resnet", "case": f"co-activation {m} nodes x {n} images: blockwise ({block.passes} passes, "
-                 f"{budget:.0f} MB) vs dense ({m * m * 8 / 2**20:.0f} MB); same {len(i)} pairs: {same}",
+    same_r = bool(np.array_equal(block.pairs.r, rerun.pairs.r))
+    rows.append({"bench": "resnet", "case": f"co-activation {m} nodes x {n} images: blockwise ({block.passes} blocks, "
+                 f"{budget:.0f} MB, node values kept in {block.cache}) vs dense ({m * m * 8 / 2**20:.0f} MB); "
+                 f"same {len(i)} pairs: {same}",
                  "device": device.type, "dense_s": t_dense, "blockwise_s": t_block, "ratio": t_block / t_dense})
-    del dense, block
+    rows.append({"bench": "resnet", "case": f"one-pass blockwise (1 forward pass) vs re-running the model per block "
+                 f"({rerun.forward_passes} passes); same pairs and r: {same_r}",
+                 "device": device.type, "rerun_s": t_rerun, "onepass_s": t_block, "ratio": t_rerun / t_block})
+    del dense, block, rerun
     run = "bench-resnet18"
-    rep = ingest(ckpt, data=data, run_name=run, device=str(device), sparsify=params, between_samples=0,
-                 max_matrix_mb=budget)
+    rep = ingest(ckpt, data=data, run_name=run, device=str(device), sparsify=params, max_matrix_mb=budget)
     edges = sum(rep.edges.values())
     for stage, sec in rep.seconds.items():
         rows.append({"bench": "resnet", "case": f"ingest stage {stage}", "device": device.type, "seconds": sec,
@@ -282,8 +333,8 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--only", default="stats,capture,writes,louvain,queries,resnet",
-                        help="comma-separated: stats,capture,writes,louvain,queries,resnet (resnet also runs "
+    parser.add_argument("--only", default="stats,capture,writes,influence,louvain,queries,resnet",
+                        help="comma-separated: stats,capture,writes,influence,louvain,queries,resnet (resnet also runs "
                              "louvain and queries on the ResNet-18 run it writes)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--run", default=None, help="run for the louvain and queries benchmarks (default: latest)")
@@ -297,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_capture(device, args.quick)
     if "writes" in chosen:
         rows += bench_writes(args.quick)
+    if "influence" in chosen:
+        rows += bench_influence(args.quick)
     if "louvain" in chosen:
         rows += bench_louvain(args.run)
     if "queries" in chosen:
@@ -316,9 +369,13 @@ def main(argv: list[str] | None = None) -> int:
             base, got = f"matmul {r['baseline_gflops']:.1f} GFLOP/s", f"{r['gflops']:.1f} GFLOP/s"
         elif r["bench"] == "capture":
             base, got = f"plain forward {r['plain_s']:.3f} s", f"hooks+stats {r['hooked_s']:.3f} s"
+        elif r["bench"] == "influence":
+            base, got = f"one sweep per unit {r['sweeps_s']:.1f} s", f"between {r['batched_s']:.1f} s"
         elif r["bench"] == "louvain":
             base = f"python-louvain {r['python_louvain_s']:.3f} s, Q={r['python_louvain_q']:.3f}"
-            got = f"networkx {r['networkx_s']:.3f} s, Q={r['networkx_q']:.3f}"
+            got = f"{r['algorithm']} {r['seconds']:.3f} s, Q={r['q']:.3f}"
+        elif r["bench"] == "resnet" and "rerun_s" in r:
+            base, got = f"re-run per block {r['rerun_s']:.1f} s", f"one pass {r['onepass_s']:.1f} s"
         elif r["bench"] == "resnet" and "dense_s" in r:
             base, got = f"dense {r['dense_s']:.1f} s", f"blockwise {r['blockwise_s']:.1f} s"
         elif r["bench"] == "resnet":

@@ -88,18 +88,35 @@ def test_wrong_image_shape_and_class_count(digits_mlp) -> None:  # type: ignore[
         compute_coactivation(model, data, class_values="softmax")
 
 
-@pytest.mark.parametrize("params", [SparsifyParams(), SparsifyParams(min_abs_r=None, top_k=3), SparsifyParams(min_abs_r=0.2, top_k=0)])
-def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, params) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("params", "store"), [
+    (SparsifyParams(), "memory"), (SparsifyParams(min_abs_r=None, top_k=3), "disk"),
+    (SparsifyParams(min_abs_r=0.2, top_k=0), "none"), (SparsifyParams(), "none"),
+])
+def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, params, store) -> None:  # type: ignore[no-untyped-def]
     model, data = digits_mlp
+    forwards: list[int] = []
+    handle = model.register_forward_hook(lambda *_: forwards.append(1))
     dense = compute_coactivation(model, data, batch_size=100)
-    m = dense.n_hidden + 10  # 46 nodes: a budget of 5 rows (46 * 8 bytes each) takes 10 passes
+    handle.remove()
+    dense_forwards = len(forwards)
+    m = dense.n_hidden + 10  # 46 nodes: a budget of 5 rows (46 * 8 bytes each) takes 10 blocks
     budget = (5 + 64) * m * 8 / 2**20  # the 64 pixels' co-moments with every node come first
     assert plan_blocks(m, budget, 8, 64) == 5
     seen: list[int] = []
-    block = compute_coactivation(model, data, batch_size=100, max_matrix_mb=budget, sparsify=params,
-                                 progress=lambda k, total: seen.append(total))
-    assert block.passes == 10 and block.units.r is None and block.pairs is not None
-    assert set(seen) == {10 * len(data)}  # the progress total counts every pass
+    forwards.clear()
+    handle = model.register_forward_hook(lambda *_: forwards.append(1))
+    cache = {"memory": {}, "disk": {"cache_mb": 0.0}, "none": {"cache_mb": 0.0, "spill": False}}[store]
+    try:
+        block = compute_coactivation(model, data, batch_size=100, max_matrix_mb=budget, sparsify=params,
+                                     progress=lambda k, total: seen.append(total), **cache)
+    finally:
+        handle.remove()
+    assert block.passes == 10 and block.units.r is None and block.pairs is not None and block.cache == store
+    batches = -(-len(data) // 100)
+    if store == "none":  # the model runs once per block, and the progress total counts every pass
+        assert block.forward_passes == 10 and set(seen) == {10 * len(data)} and len(forwards) == dense_forwards + 9 * batches
+    else:  # as many forward calls as the dense path: later blocks read the kept values
+        assert block.forward_passes == 1 and set(seen) == {len(data)} and len(forwards) == dense_forwards
     assert dense.units.r is not None
     is_class = np.arange(m) >= m - 10
     i, j = select_pairs(dense.units.r.numpy(), is_class, dense.units.dead_x.numpy(), params)

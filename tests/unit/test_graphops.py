@@ -93,3 +93,48 @@ def test_centrality_by_hand() -> None:
     c = centrality(g)
     assert c["d"]["degree"] == 4 and c["d"]["strength"] == pytest.approx(3 * 0.9 + 0.1)
     assert c["b"]["degree_centrality"] == pytest.approx(3 / 7)
+
+
+def _planted(seed: int) -> tuple[nx.Graph, list[set[int]]]:
+    """Four planted groups of 30 (p_in 0.5, p_out 0.02) with random weights in [0.5, 1]."""
+    g = nx.planted_partition_graph(4, 30, 0.5, 0.02, seed=seed)
+    rng = np.random.default_rng(seed)
+    for a, b in g.edges:
+        g.edges[a, b]["weight"] = float(rng.uniform(0.5, 1.0))
+    g = nx.relabel_nodes(g, {i: f"u{i:03d}" for i in g.nodes})
+    return g, [set(range(k * 30, (k + 1) * 30)) for k in range(4)]
+
+
+@pytest.mark.parametrize("algorithm", ["leiden", "igraph", "python-louvain"])
+def test_each_backend_recovers_planted_groups_with_networkx_modularity(algorithm: str) -> None:
+    g, planted = _planted(7)
+    part = louvain(g, seed=1, algorithm=algorithm)
+    found = [{int(n[1:]) for n in c} for c in part.communities]
+    assert sorted(map(sorted, found)) == sorted(map(sorted, planted))
+    want = nx.community.modularity(g, part.communities, weight="weight")
+    assert abs(part.modularity - want) < 1e-9
+    assert louvain(g, seed=1, algorithm=algorithm).membership == part.membership  # seeded: the same again
+    assert set(part.membership.values()) == set(range(4))
+    sizes = [len(c) for c in part.communities]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_backends_agree_on_modularity_and_seeds_matter() -> None:
+    # a weaker planting: partitions differ, modularity stays within 0.01 of python-louvain's
+    g = nx.planted_partition_graph(6, 40, 0.25, 0.05, seed=3)
+    rng = np.random.default_rng(3)
+    for a, b in g.edges:
+        g.edges[a, b]["weight"] = float(rng.uniform(0.1, 1.0))
+    q = {a: louvain(g, seed=0, algorithm=a).modularity for a in ("leiden", "igraph", "python-louvain")}
+    assert q["leiden"] >= q["python-louvain"] - 0.01 and q["igraph"] >= q["python-louvain"] - 0.01
+    runs = {tuple(sorted(louvain(g, seed=s, algorithm="igraph").membership.items())) for s in range(6)}
+    assert len(runs) > 1  # the seed reaches igraph's generator
+    with pytest.raises(UsageError, match="algorithm must be one of"):
+        louvain(g, algorithm="girvan-newman")
+
+
+def test_leiden_communities_are_connected() -> None:
+    g, _ = _planted(11)
+    g.add_edge("u000", "u119", weight=0.01)
+    for c in louvain(g, seed=0, algorithm="leiden").communities:
+        assert nx.is_connected(g.subgraph(c))

@@ -295,3 +295,53 @@ def test_stock_torchvision_architectures_as_shipped(name: str) -> None:
     for p in m.parameters():  # nothing left behind: no hooks, no modes, the model unchanged
         assert p.grad is None
     assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.modules())
+
+
+def _one_unit_sweeps(inf: InfluentialScores, x: torch.Tensor, lower: str, upper: str) -> torch.Tensor:
+    """The definition of ``between``: one backward sweep per upper unit, seeded with ones on it."""
+    from deepatlas.explain._hooks import capture_outputs
+
+    with torch.enable_grad(), inf._rules():
+        with capture_outputs(inf.model, [lower, upper]) as captured:
+            inf.model(x.clone().requires_grad_(True))
+        low, up = captured[lower], captured[upper]
+        out = torch.zeros(low.shape[0], low.shape[1], up.shape[1], dtype=low.dtype)
+        for j in range(up.shape[1]):
+            seed = torch.zeros_like(up)
+            seed[:, j] = 1.0
+            (g,) = torch.autograd.grad(up, low, grad_outputs=seed, retain_graph=True, allow_unused=True)
+            if g is not None:
+                out[:, :, j] = g.flatten(2).sum(2) if g.ndim > 2 else g
+    return out
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_between_batched_equals_one_unit_sweeps(arch: str) -> None:
+    from deepatlas.explain._hooks import capture_outputs
+    from deepatlas.explain.influence import _single_weighted_layer
+    from deepatlas.models.reference import FashionCNN
+
+    torch.manual_seed(5)
+    if arch == "cnn":
+        m: nn.Module = FashionCNN(widths=(4, 6, 5), hidden=7).double().eval()
+        pairs = [("relu1", "relu2"), ("relu2", "relu3"), ("relu3", "relu4")]
+        slow = [("relu1", "relu3")]  # two convs apart: the generic batched path
+    else:
+        m = ResNet18().double().eval()
+        # within a block (through the Add), across blocks, a stride-2 downsampling block
+        pairs = [("relu", "layer1.0.relu#1"), ("layer1.0.relu#1", "layer1.0.relu#2"), ("layer1.1.relu#2", "layer2.0.relu#1"),
+                 ("layer2.0.relu#1", "layer2.0.relu#2")]
+        slow = [("relu", "layer1.0.relu#2")]  # the skip and two convs: the generic batched path
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    inf = InfluentialScores(m)
+    for lower, upper in pairs + slow:
+        with torch.enable_grad(), inf._rules():
+            with capture_outputs(m, [lower, upper]) as c:
+                m(x.clone().requires_grad_(True))
+            assert (_single_weighted_layer(c[upper], c[lower]) is not None) == ((lower, upper) in pairs)
+        done: list[int] = []
+        got = inf.between(x, lower, upper, progress=done.append, chunk_mb=0.5)  # small chunks: several calls
+        want = _one_unit_sweeps(inf, x, lower, upper)
+        assert sum(done) == want.shape[2]
+        assert got.shape == want.shape and want.abs().max() > 0
+        assert (got - want).abs().max() < 1e-12 * max(1.0, float(want.abs().max()))

@@ -22,16 +22,19 @@ def communities(
     resolution: Annotated[float, typer.Option(min=0.01, help="Louvain resolution: > 1 gives more, smaller communities.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Louvain's random seed.")] = 0,
     negative: Annotated[str, typer.Option(help="Negative r: drop (not an edge) or abs (weight |r|).")] = "drop",
+    algorithm: Annotated[str, typer.Option(help="leiden (igraph, C; communities always connected), igraph (Louvain "
+                                           "in C) or python-louvain (pure Python, slow on big graphs).")] = "leiden",
     dry_run: DryOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Louvain communities of the hidden+class co-activation graph, and their modularity.
+    """Leiden (default) or Louvain communities of the hidden+class co-activation graph, and their modularity.
 
     Writes (:Community) nodes and MEMBER_OF edges, replacing any earlier result for the run.
     """
     from deepatlas.workflows.analysis import analyze_communities
     with Graph() as g:
-        rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, write=not dry_run)
+        rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, write=not dry_run,
+                                  algorithm=algorithm)
     if json_out:
         print_json({"run": rep.run, "modularity": rep.modularity, "params": rep.params, "communities": rep.communities})
         return

@@ -423,11 +423,29 @@ class InfluentialScores:
         return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wrt, grads, strict=True)]
 
 
-    def between(self, inputs: torch.Tensor, lower: str, upper: str, *, progress: Any = None) -> torch.Tensor:
+    def between(
+        self, inputs: torch.Tensor, lower: str, upper: str, *, progress: Any = None, chunk_mb: float = 256.0
+    ) -> torch.Tensor:
         """Influence of every unit of ``lower`` on every unit of ``upper``, per sample.
 
-        A conv filter's entries are summed over its positions (on both sides). One sweep per
-        unit of ``upper``. Returns (B, units_lower, units_upper).
+        A conv filter's entries are summed over its positions (on both sides). Returns
+        (B, units_lower, units_upper), the same numbers as one backward sweep per unit of
+        ``upper`` (seed: ones on all of that unit's positions), computed in one of two ways:
+
+        - one weighted layer between the two: when every path from ``upper`` down to ``lower``
+          crosses exactly one Linear/Conv2d and, above it, only element- or channel-wise rules
+          (activations, BatchNorm signs, additions, pooling), the seed of upper unit j stays on
+          channel j down to that layer, so one sweep with every unit seeded at once gives all
+          of them; the layer's rule is then applied to all channel pairs at once,
+          R[b, i, j] = sum_k W[j, i, k] sum_q x[b, i, q + k] v[b, j, q] / D[b, j, q]
+          (a per-sample weight gradient), which costs about one convolution instead of one
+          sweep per unit. Every consecutive pair of captured layers of the reference CNN and of
+          ResNet-18 is of this kind.
+        - otherwise: many units per backward call (``torch.autograd.grad(...,
+          is_grads_batched=True)``), chunked so that one chunk's gradients take at most
+          ``chunk_mb`` MiB.
+
+        ``progress(k)`` is called with the number of upper units done.
         """
         self.model.eval()
         with torch.enable_grad(), self._rules():
@@ -435,16 +453,165 @@ class InfluentialScores:
                 self.model(inputs.detach().clone().requires_grad_(True))
             low, up = captured[lower], captured[upper]
             n_up = up.shape[1]
-            result = torch.zeros(low.shape[0], low.shape[1], n_up, dtype=low.dtype, device=low.device)
-            for j in range(n_up):
-                seed = torch.zeros_like(up)
-                seed[:, j] = 1.0
-                (g,) = torch.autograd.grad(up, low, grad_outputs=seed, retain_graph=j < n_up - 1, allow_unused=True)
-                if g is not None:
-                    result[:, :, j] = g.flatten(2).sum(2) if g.ndim > 2 else g
+            layer = _single_weighted_layer(up, low)
+            if layer is not None:
+                result = _one_layer_between(up, low, layer, chunk_mb)
                 if progress is not None:
-                    progress(1)
+                    progress(n_up)
+                return result.detach()
+            result = torch.zeros(low.shape[0], low.shape[1], n_up, dtype=low.dtype, device=low.device)
+            per_unit = max(1, low.numel() * low.element_size() + up.numel() * up.element_size())
+            chunk = max(1, min(n_up, int(chunk_mb * 2**20 // per_unit)))
+            for start in range(0, n_up, chunk):
+                stop = min(n_up, start + chunk)
+                seed = torch.zeros((stop - start, *up.shape), dtype=up.dtype, device=up.device)
+                for k in range(stop - start):
+                    seed[k, :, start + k] = 1.0
+                (g,) = torch.autograd.grad(up, low, grad_outputs=seed, retain_graph=stop < n_up, allow_unused=True,
+                                           is_grads_batched=True)
+                if g is not None:  # (chunk, B, units_lower, ...) -> (B, units_lower, chunk)
+                    result[:, :, start:stop] = (g.flatten(3).sum(3) if g.ndim > 3 else g).permute(1, 2, 0)
+                if progress is not None:
+                    progress(stop - start)
         return result.detach()
+
+
+_ABOVE_OK = ("MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool")  # per-channel autograd nodes
+_BELOW_OK = ("MaxPool", "View", "Reshape", "UnsafeView", "AdaptiveMaxPool")  # sum-preserving, channel-keeping
+
+
+def _single_weighted_layer(up: torch.Tensor, low: torch.Tensor) -> Any:
+    """The autograd node of the one weighted rule that every path from ``up`` to ``low``
+    crosses, if the paths have the shape :meth:`InfluentialScores.between` can do at once; else None.
+
+    Above that node only channel-wise nodes (the pass-through and addition rules, pooling);
+    below it, down to ``low``, only max-pooling and reshapes (they keep channels and the sum over
+    positions). The node's module must be a Linear or a zero-padded, ungrouped Conv2d.
+    """
+    target, start = low.grad_fn, up.grad_fn
+    if target is None or start is None:
+        return None
+    reaches: dict[Any, bool] = {target: True}
+
+    def visit(node: Any) -> bool:  # does node reach low? (iterative, the graph can be deep)
+        stack = [(node, iter(_children(node)))]
+        reaches.setdefault(node, False)
+        while stack:
+            _, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                continue
+            if child not in reaches:
+                reaches[child] = False
+                stack.append((child, iter(_children(child))))
+                continue
+            if reaches[child]:
+                for anc, _ in stack:
+                    reaches[anc] = True
+        return reaches[node]
+
+    if not visit(start):
+        return None
+    on_path = [n for n, r in reaches.items() if r and n is not target]
+    weighted = [n for n in on_path if _is_linear_node(n) and n.call.weight is not None]
+    if len(weighted) != 1:
+        return None
+    node = weighted[0]
+    call: _Call = node.call
+    conv = _conv_params(call) if call.func is torch.conv2d else None
+    if not (call.func is F.linear or (conv is not None and conv["groups"] == 1 and not isinstance(conv["padding"], str))):
+        return None
+    below = _reachable(node, set(on_path))
+    rules_above = (_PassThrough._backward_cls, _AddRule._backward_cls)
+    for n in on_path:
+        name = type(n).__name__
+        if n is node:
+            continue
+        if n in below:
+            if not name.startswith(_BELOW_OK):
+                return None
+        elif not (isinstance(n, rules_above) or name.startswith(_ABOVE_OK) or _is_linear_node(n)):
+            return None  # (a linear node other than `node` is an average pooling: channel-wise)
+    (x,) = node.saved_tensors
+    if x.shape[0] != low.shape[0] or x.numel() // x.shape[0] % low.shape[1]:
+        return None
+    if conv is not None and (x.ndim != 4 or x.shape[1] != low.shape[1]):
+        return None
+    return node
+
+
+def _is_linear_node(node: Any) -> bool:
+    return isinstance(node, _LinearRule._backward_cls)
+
+
+def _conv_params(call: _Call) -> dict[str, Any]:
+    """stride, padding, dilation, groups of a recorded ``conv2d(x, w, None, *args, **kwargs)``."""
+    names = ("stride", "padding", "dilation", "groups")
+    params: dict[str, Any] = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+    params.update(dict(zip(names, call.args, strict=False)))
+    params.update({k: v for k, v in call.kwargs.items() if k in names})
+    return params
+
+
+def _children(node: Any) -> list[Any]:
+    """The nodes a backward step of ``node`` sends gradient to: a rule's inputs only (its
+    ``out`` argument, the module's own graph, gets none)."""
+    edges = node.next_functions
+    if isinstance(node, (_LinearRule._backward_cls, _PassThrough._backward_cls)):
+        edges = edges[:1]
+    elif isinstance(node, _AddRule._backward_cls):
+        edges = edges[:2]
+    return [n for n, _ in edges if n is not None]
+
+
+def _reachable(node: Any, within: set[Any]) -> set[Any]:
+    """Nodes of ``within`` reachable from ``node`` (not counting itself)."""
+    seen: set[Any] = set()
+    stack = [node]
+    while stack:
+        for child in _children(stack.pop()):
+            if child in within and child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen
+
+
+def _one_layer_between(up: torch.Tensor, low: torch.Tensor, node: Any, chunk_mb: float) -> torch.Tensor:
+    """(B, units_lower, units_upper) through the single weighted rule ``node`` (see ``between``)."""
+    (x,) = node.saved_tensors  # read before the sweep frees them
+    seen: list[torch.Tensor] = []
+    handle = node.register_prehook(lambda grads: seen.append(grads[0]))
+    try:  # every upper unit seeded at once: its share arrives on its own channel
+        torch.autograd.grad(up, low, grad_outputs=torch.ones_like(up), retain_graph=False, allow_unused=True)
+    finally:
+        handle.remove()
+    call: _Call = node.call
+    assert call.weight is not None
+    w = call.weight
+    with torch.no_grad():
+        v = seen[0]
+        u = _divide_or_zero(v, call.func(x.abs(), w.abs(), None, *call.args, **call.kwargs))  # (B, out, ...)
+        b, n_low = x.shape[0], low.shape[1]
+        n_out = w.shape[0]
+        result = torch.empty(b, n_low, n_out, dtype=x.dtype, device=x.device)
+        if call.func is F.linear:  # x: (B, n_low * P) grouped by lower unit
+            xw = x.reshape(b, n_low, -1)
+            wv = w.reshape(n_out, n_low, -1)
+            per = max(1, int(chunk_mb * 2**20 // max(1, n_low * xw.shape[2] * n_out * x.element_size())))
+            for s in range(0, b, per):
+                result[s : s + per] = torch.einsum("bip,jip->bij", xw[s : s + per], wv) * u[s : s + per, None, :]
+            return result
+        m = _conv_params(call)
+        cols = F.unfold(x, tuple(w.shape[2:]), dilation=m["dilation"], padding=m["padding"], stride=m["stride"])  # (B, Cin*kk, L)
+        kk = cols.shape[1] // x.shape[1]
+        wt = w.reshape(n_out, x.shape[1], kk).permute(1, 2, 0)  # (Cin, kk, out)
+        uf = u.flatten(2).transpose(1, 2)  # (B, L, out)
+        per = max(1, int(chunk_mb * 2**20 // max(1, cols.shape[1] * n_out * x.element_size())))
+        for s in range(0, b, per):
+            t = torch.bmm(cols[s : s + per], uf[s : s + per]).view(-1, x.shape[1], kk, n_out)  # (b, Cin, kk, out)
+            result[s : s + per] = (t * wt).sum(2)
+        return result
 
 
 def _one_hot(out: torch.Tensor, target: int | torch.Tensor) -> torch.Tensor:

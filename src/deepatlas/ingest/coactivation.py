@@ -12,12 +12,19 @@ Two ways through the data, chosen by the size of the unit-unit co-moment matrix 
   matrix and the first block of rows of the co-moments (rows x M); each further pass over the
   data accumulates the next block. Each block's r rows go straight to the pair selection of
   :mod:`deepatlas.ingest.pairs` (threshold and per-node top-k are row-wise decisions) and are
-  dropped. Peak memory is one block, the price is one forward pass over the data per block.
+  dropped. The first pass also keeps every image's node values (N x M, the model's dtype:
+  10,000 images x 3,914 ResNet-18 nodes = 157 MB in float32) so that the later blocks read
+  them instead of running the model again: in memory up to ``cache_mb``, else in a
+  memory-mapped file in a temporary directory (removed at the end) when the disk has room,
+  else (or with ``cache_mb=0, spill=False``) one forward pass per block as before. The
+  values read back are the ones the first pass saw, so the pairs and r are the dense path's.
   The result then holds the chosen pairs instead of r.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +39,14 @@ from deepatlas.ingest.capture import ActivationRecorder, LayerSpec
 from deepatlas.ingest.pairs import SparsifyParams, merge_pairs, select_block
 from deepatlas.ingest.stats import CoMoments, Confusion, Correlation
 
-__all__ = ["CLASS_VALUES", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs", "compute_coactivation", "pixel_shape", "plan_blocks"]
+__all__ = ["CLASS_VALUES", "MAX_CACHE_MB", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs", "compute_coactivation",
+           "pixel_shape", "plan_blocks"]
 
 #: Default memory budget for the unit-unit co-moment matrix: about 8,000 units dense in float64.
 MAX_MATRIX_MB = 512.0
+
+#: Default memory budget for the per-image node values a blockwise pass keeps (N x M).
+MAX_CACHE_MB = 1024.0
 
 #: How a class node's per-image value is taken from the model's output.
 #: "probs" (default): softmax probabilities. The co-activation paper correlates the output
@@ -138,6 +149,14 @@ class CoactivationResult:
     n_samples : int
     seconds : dict of str to float
         Wall time per stage.
+    pairs : SelectedPairs or None
+        The chosen unit pairs after a blockwise pass.
+    passes : int
+        Blocks of rows (1: dense).
+    forward_passes : int
+        Passes of the model over the data (1 unless blockwise without a cache).
+    cache : {"none", "memory", "disk"}
+        Where a blockwise pass kept the node values.
     """
 
     layers: tuple[LayerSpec, ...]
@@ -151,6 +170,8 @@ class CoactivationResult:
     seconds: dict[str, float] = field(default_factory=dict)
     pairs: SelectedPairs | None = None
     passes: int = 1
+    forward_passes: int = 1
+    cache: str = "none"
     pixel_shape: tuple[int, int, int] = (0, 0, 0)
 
     @property
@@ -174,6 +195,8 @@ def compute_coactivation(
     dtype: torch.dtype = torch.float64,
     max_matrix_mb: float | None = MAX_MATRIX_MB,
     sparsify: SparsifyParams | None = None,
+    cache_mb: float = MAX_CACHE_MB,
+    spill: bool = True,
     progress: Callable[[int, int], None] | None = None,
     pixel_grid: str | tuple[int, int] = "auto",
     amp: bool = False,
@@ -202,6 +225,11 @@ def compute_coactivation(
         module docstring). None: always dense.
     sparsify : SparsifyParams, optional
         The pair rules a blockwise pass applies as it goes (default ``SparsifyParams()``).
+    cache_mb : float, default :data:`MAX_CACHE_MB`
+        Blockwise only: memory for the N x M node values kept from the first pass (0: none).
+    spill : bool, default True
+        Blockwise only: when they exceed ``cache_mb``, keep them in a memory-mapped temporary
+        file instead (if the disk has twice their size free); False: run the model again per block.
     progress : callable, optional
         ``progress(images, total)`` after each batch; total counts every pass.
     pixel_grid : "auto", "off" or (rows, cols), default "auto"
@@ -241,7 +269,8 @@ def compute_coactivation(
     except RuntimeError as exc:
         raise IngestError(f"the model cannot take images of shape {tuple(data.images.shape[1:])}: {str(exc).splitlines()[0]}") from exc
     with torch.no_grad():
-        n_out = model(example).shape[-1]
+        logits = model(example)
+    n_out = logits.shape[-1]
     n_classes = len(data.class_names)
     if n_out != n_classes:
         raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
@@ -251,7 +280,8 @@ def compute_coactivation(
     rows = plan_blocks(m, max_matrix_mb, dtype.itemsize, p)
     blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]
     dense = len(blocks) == 1
-    total = len(data) * len(blocks)
+    store = None if dense else _NodeStore.open(len(data), m, logits.dtype, cache_mb, spill)
+    total = len(data) * (len(blocks) if not dense and store is None else 1)
     units = CoMoments(m, dtype=dtype, device=device) if dense else CoMoments(blocks[0][1], m, dtype=dtype, device=device)
     pixels = CoMoments(p, m, dtype=dtype, device=device)
     confusion = Confusion(n_classes, device=device)
@@ -267,9 +297,21 @@ def compute_coactivation(
             acts, out = recorder.record(prep(raw))
             bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
             cls = out.softmax(1) if class_values == "probs" else out
-            yield raw, labels, torch.cat([acts, cls], dim=1)
+            nodes = torch.cat([acts, cls], dim=1)
+            if store is not None:
+                store.put(start, nodes)
+            yield raw, labels, nodes
             if progress is not None:
                 progress(int(raw.shape[0]), total)
+
+    def node_batches() -> Iterator[torch.Tensor]:
+        """The node values again: from the store, or by running the model once more."""
+        if store is not None:
+            for start in range(0, len(data), batch_size):
+                yield store.get(start, start + batch_size, device)
+        else:
+            for _raw, _labels, nodes in batches():
+                yield nodes
 
     t0 = time.perf_counter()
     for raw, labels, nodes in batches():
@@ -300,7 +342,7 @@ def compute_coactivation(
             if k > 0:
                 t1 = time.perf_counter()
                 units = CoMoments(hi - lo, m, dtype=dtype, device=device)
-                for _raw, _labels, nodes in batches():
+                for nodes in node_batches():
                     units.update(nodes[:, lo:hi], nodes)
                 seconds["more passes"] += time.perf_counter() - t1
             block_r = units.compute(inplace=True).r
@@ -309,6 +351,8 @@ def compute_coactivation(
             del units, block_r
         i, j, r = merge_pairs(parts, m)
         selected = SelectedPairs(i, j, r, params)
+        if store is not None:
+            store.close()
     seconds["correlate"] = time.perf_counter() - t0 - seconds.get("more passes", 0.0)
     return CoactivationResult(
         layers=recorder.layers,
@@ -323,7 +367,43 @@ def compute_coactivation(
         seconds=seconds,
         pairs=selected,
         passes=len(blocks),
+        forward_passes=1 if dense or store is not None else len(blocks),
+        cache="none" if store is None else store.where,
     )
+
+
+class _NodeStore:
+    """The N x M node values of the first pass, in memory or in a memory-mapped temporary file."""
+
+    def __init__(self, values: np.ndarray, where: str, tmp: tempfile.TemporaryDirectory[str] | None) -> None:
+        self.values, self.where, self._tmp = values, where, tmp
+
+    @classmethod
+    def open(cls, n: int, m: int, dtype: torch.dtype, cache_mb: float, spill: bool) -> _NodeStore | None:
+        """A store for (n, m) values of ``dtype``, or None when neither memory nor disk may hold it."""
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        size = n * m * np_dtype.itemsize
+        if size <= cache_mb * 2**20:
+            return cls(np.empty((n, m), dtype=np_dtype), "memory", None)
+        if not spill:
+            return None
+        tmp = tempfile.TemporaryDirectory(prefix="deepatlas-nodes-")
+        if shutil.disk_usage(tmp.name).free < 2 * size:
+            tmp.cleanup()
+            return None
+        values = np.lib.format.open_memmap(f"{tmp.name}/nodes.npy", mode="w+", dtype=np_dtype, shape=(n, m))
+        return cls(values, "disk", tmp)
+
+    def put(self, start: int, nodes: torch.Tensor) -> None:
+        self.values[start : start + nodes.shape[0]] = nodes.detach().cpu().numpy()
+
+    def get(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.values[start:stop])).to(device)
+
+    def close(self) -> None:
+        del self.values
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 def _to_cpu(c: Correlation) -> Correlation:

@@ -35,6 +35,7 @@ from deepatlas.graphops import (
     mistakes_matrix,
     overlap_vs_mistakes,
 )
+from deepatlas.graphops.communities import DEFAULT_ALGORITHM
 
 __all__ = [
     "AuditReport", "CentralityReport", "CommunityReport", "OverlapReport", "analyze_centrality",
@@ -61,9 +62,10 @@ class CommunityReport:
     membership: dict[str, int] = field(repr=False, default_factory=dict)
 
 
-def _communities(rg: RunGraph, resolution: float, seed: int, negative: str) -> CommunityReport:
+def _communities(rg: RunGraph, resolution: float, seed: int, negative: str,
+                 algorithm: str = DEFAULT_ALGORITHM) -> CommunityReport:
     g = _graph(rg, negative)
-    part = louvain(g, resolution=resolution, seed=seed)
+    part = louvain(g, resolution=resolution, seed=seed, algorithm=algorithm)
     names = {c["key"]: c["name"] for c in rg.classes}
     labels = {n["key"]: neuron_label(n) for n in rg.neurons}
     out = []
@@ -76,14 +78,15 @@ def _communities(rg: RunGraph, resolution: float, seed: int, negative: str) -> C
                 layers[layer] = layers.get(layer, 0) + 1
         out.append({"index": i, "size": len(members), "classes": sorted(classes, key=[c["name"] for c in rg.classes].index),
                     "neurons_by_layer": layers})
-    params = {"resolution": resolution, "seed": seed, "negative": negative}
+    params = {"resolution": resolution, "seed": seed, "negative": negative, "algorithm": algorithm}
     return CommunityReport(rg.run.name, part.modularity, out, params, part.membership)
 
 
 def analyze_communities(
     graph: Graph, run: str | None = None, *, resolution: float = 1.0, seed: int = 0, negative: str = "drop", write: bool = True,
+    algorithm: str = DEFAULT_ALGORITHM,
 ) -> CommunityReport:
-    """Louvain on the run's hidden+class subgraph; write Community nodes and MEMBER_OF edges.
+    """Communities (Leiden by default, or Louvain) on the run's hidden+class subgraph; write Community nodes and MEMBER_OF edges.
 
     Parameters
     ----------
@@ -95,13 +98,15 @@ def analyze_communities(
     negative : {"drop", "abs"}, default "drop"
         How negative correlations are weighted (see ``graphops.communities.NEGATIVE_MODES``).
     write : bool, default True
+    algorithm : {"leiden", "igraph", "python-louvain"}, default "leiden"
+        The backend (see :mod:`deepatlas.graphops.communities`).
 
     References
     ----------
     Horta & Mileo (2019), Towards explaining deep neural networks through graph analysis.
     """
     info = resolve_run(graph, run)
-    report = _communities(read_run_graph(graph, info), resolution, seed, negative)
+    report = _communities(read_run_graph(graph, info), resolution, seed, negative, algorithm)
     if write:
         write_communities(graph, info, report.membership, report.modularity,
                           [c["classes"] for c in report.communities], report.params)

@@ -196,7 +196,9 @@ def ingest(
     attribution_per_class : int, default 100
         Images per class averaged for the INFLUENCES and GRADIENT neuron->class edges.
     between_samples : int, default 200
-        Images averaged for the neuron->neuron INFLUENCES edges (one sweep per upper unit);
+        Images averaged for the neuron->neuron INFLUENCES edges (on by default for every
+        architecture, ResNets included: consecutive captured layers cost about one backward
+        pass per batch, see :meth:`deepatlas.explain.influence.InfluentialScores.between`);
         0 writes no neuron->neuron INFLUENCES (the neuron->class ones still are).
     max_matrix_mb : float, default 512
         Memory budget of the unit-unit co-moment matrix; beyond it co-activation goes
