@@ -141,6 +141,10 @@ def test_pixel_grid_pools_large_inputs_and_can_be_switched_off() -> None:
     assert pixel_shape((3, 224, 224)) == (3, 32, 32)
     assert pixel_shape((1, 28, 28)) == (1, 28, 28)
     assert pixel_shape((3, 224, 224), (7, 7)) == (3, 7, 7) and pixel_shape((3, 224, 224), "off") == (3, 0, 0)
+    # a ResNet-50 (22,730 nodes) under 512 MB: the grid shrinks so the pixel statistics take <= 128 MB
+    c, gh, gw = pixel_shape((3, 224, 224), n_nodes=22_730, max_matrix_mb=512)
+    assert (gh, gw) == (15, 15) and c * gh * gw * 22_730 * 8 <= 128 * 2**20
+    assert pixel_shape((3, 224, 224), n_nodes=3_914, max_matrix_mb=512) == (3, 32, 32)
     with pytest.raises(UsageError, match="pixel grid"):
         pixel_shape((3, 8, 8), (0, 4))
     torch.manual_seed(0)

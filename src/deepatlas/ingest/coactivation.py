@@ -77,21 +77,29 @@ NATIVE_PIXELS = 64 * 64
 PIXEL_GRID = (32, 32)
 
 
-def pixel_shape(input_shape: tuple[int, int, int], pixel_grid: str | tuple[int, int] = "auto") -> tuple[int, int, int]:
+def pixel_shape(input_shape: tuple[int, int, int], pixel_grid: str | tuple[int, int] = "auto", *,
+                n_nodes: int = 0, max_matrix_mb: float | None = None) -> tuple[int, int, int]:
     """(channels, rows, cols) of the Pixel nodes for ``input_shape`` under ``pixel_grid``.
 
     ``"auto"``: the image itself when it has at most :data:`NATIVE_PIXELS` positions, else
-    :data:`PIXEL_GRID` per channel (3x224x224 -> 3x32x32: 3,072 pixel nodes instead of 150,528);
-    ``"off"``: no pixel nodes, (C, 0, 0); ``(rows, cols)``: that grid (at most the image's size).
-    Each grid cell is the mean of the image pixels it covers (adaptive average pooling), so
-    its Pearson r is that of the region's mean brightness. The pixel statistics then hold
-    P x M co-moments, P = C * rows * cols and M = units + classes: 8 P M bytes in float64.
+    :data:`PIXEL_GRID` per channel (3x224x224 -> 3x32x32: 3,072 pixel nodes instead of 150,528),
+    made coarser still when the pixel statistics would take more than a quarter of
+    ``max_matrix_mb`` with ``n_nodes`` nodes (a square grid of side floor(sqrt(P / C)) with
+    P = max_matrix_mb / 4 / (8 n_nodes)); ``"off"``: no pixel nodes, (C, 0, 0);
+    ``(rows, cols)``: that grid (at most the image's size). Each grid cell is the mean of the
+    image pixels it covers (adaptive average pooling), so its Pearson r is that of the region's
+    mean brightness. The pixel statistics hold P x M co-moments, P = C * rows * cols and M =
+    units + classes: 8 P M bytes in float64.
     """
     c, h, w = input_shape
     if pixel_grid == "off":
         return c, 0, 0
     if pixel_grid == "auto":
-        return (c, h, w) if h * w <= NATIVE_PIXELS else (c, min(h, PIXEL_GRID[0]), min(w, PIXEL_GRID[1]))
+        gh, gw = (h, w) if h * w <= NATIVE_PIXELS else (min(h, PIXEL_GRID[0]), min(w, PIXEL_GRID[1]))
+        if n_nodes and max_matrix_mb is not None and c * gh * gw * n_nodes * 8 > max_matrix_mb * 2**20 / 4:
+            side = max(1, int((max_matrix_mb * 2**20 / 4 / (8 * n_nodes) / c) ** 0.5))
+            gh, gw = min(gh, side), min(gw, side)
+        return c, gh, gw
     if isinstance(pixel_grid, str) or len(pixel_grid) != 2 or min(pixel_grid) < 1:
         raise UsageError(f"pixel grid must be 'auto', 'off' or (rows, cols) >= 1, got {pixel_grid!r}")
     return c, min(h, int(pixel_grid[0])), min(w, int(pixel_grid[1]))
@@ -275,7 +283,7 @@ def compute_coactivation(
     if n_out != n_classes:
         raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
     m = recorder.n_units + n_classes
-    grid = pixel_shape(data.input_shape, pixel_grid)
+    grid = pixel_shape(data.input_shape, pixel_grid, n_nodes=m, max_matrix_mb=max_matrix_mb)
     p = grid[0] * grid[1] * grid[2]
     rows = plan_blocks(m, max_matrix_mb, dtype.itemsize, p)
     blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]

@@ -158,7 +158,8 @@ def inspect_model(
         units = recorder.n_units
         m = units + n_classes
         shape = tuple(int(d) for d in example.shape[1:])
-        grid = pixel_shape((shape[0], shape[1], shape[2]), pixel_grid) if len(shape) == 3 else (0, 0, 0)
+        grid = (pixel_shape((shape[0], shape[1], shape[2]), pixel_grid, n_nodes=m, max_matrix_mb=max_matrix_mb)
+                if len(shape) == 3 else (0, 0, 0))
         p = grid[0] * grid[1] * grid[2]
         problem = None
         try:

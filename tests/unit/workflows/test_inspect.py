@@ -25,9 +25,11 @@ def test_stock_resnet18_every_method_works_and_the_estimate_adds_up() -> None:
     assert est is not None
     assert est.units == 64 + 4 * 64 + 4 * 128 + 4 * 256 + 4 * 512 and est.classes == 5
     m = est.units + est.classes
-    assert est.pixel_grid == (3, 32, 32) and est.pixels == 3072
-    assert est.pixel_mb == round(3072 * m * 8 / 2**20, 1)
-    assert est.problem is not None and "pixel statistics alone need 92 MB of the 64 MB" in est.problem
+    # a 32x32 grid per channel would take 92 MB of the 64 MB: auto takes the grid whose statistics fit a quarter
+    assert est.pixel_grid == (3, 13, 13) and est.pixels == 507 and est.problem is None
+    assert est.pixel_mb == round(507 * m * 8 / 2**20, 1) <= 16
+    forced = inspect_model(resnet18(num_classes=5), torch.rand(2, 3, 224, 224), max_matrix_mb=64, pixel_grid=(32, 32)).estimate
+    assert forced is not None and forced.problem is not None and "pixel statistics alone need 92 MB of the 64 MB" in forced.problem
     big = inspect_model(resnet18(num_classes=5), torch.rand(2, 3, 224, 224), max_matrix_mb=256).estimate
     assert big is not None and big.problem is None
     assert big.passes == -(-m // int((256 * 2**20 - 3072 * m * 8) // (m * 8)))  # 256 MB less the pixel statistics
