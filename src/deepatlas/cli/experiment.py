@@ -188,6 +188,9 @@ def switchgate(
     steps: Annotated[int, typer.Option(min=10, help="Optimisation steps.")] = 400,
     per_side: Annotated[int, typer.Option(min=10, help="Images per side of the balanced set.")] = 300,
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random same-size subsets.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seeds the random negatives and the mini-batch order.")] = 0,
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="Run the search N times (seeds seed..seed+N-1); report how often each unit is kept.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 64,
     run: RunOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
@@ -197,20 +200,28 @@ def switchgate(
 ) -> None:
     """Core units of a class by Switch Gates: the fewest units that keep the model's verdict.
 
-    Reports the units kept, the prediction holding rate with only them open, and that of random
+    Reports the units kept and the paper's prediction holding rate with only them open (over
+    the balanced set D'_c: positives and as many random negatives, verdict "class or not"
+    unchanged), the share of positives still predicted as the class, and both rates for random
     subsets of the same size. The Experiment node's TARGETS edges name the core units.
     """
     from deepatlas.workflows.cores import experiment_switchgate
 
     with Graph() as g, progress_bars(not json_out) as progress:
         res = experiment_switchgate(g, class_name, run=run, layers=layer, alpha=alpha, lam=lam, steps=steps, per_side=per_side,
-                                    seeds=seeds, model=model, device=device, out_dir=out or out_dir(), record=not no_record,
-                                    progress=progress)
+                                    seeds=seeds, seed=seed, repeats=repeats, batch_size=batch_size, model=model, device=device,
+                                    out_dir=out or out_dir(), record=not no_record, progress=progress)
     if json_out:
         print_json(res)
         return
-    rnd = res["random_holding_rate"]
+    rnd, rnd_pos = res["random_holding_rate"], res["random_positive_holding_rate"]
     for layer_name, n in res["n_kept"].items():
         console.print(f"{res['class']}: {n} of {res['sizes'][layer_name]} units of {layer_name} kept: {res['kept'][layer_name][:40]}")
-    console.print(f"holding rate with only them: [bold]{res['holding_rate']:.3f}[/]; random same-size subsets "
-                  f"{rnd['mean']:.3f} ± {rnd['std']:.3f}")
+    console.print(f"holding rate over D'_c ({res['positives']} positives + {res['negatives']} random negatives, the paper's): "
+                  f"[bold]{res['holding_rate']:.3f}[/]; random same-size subsets {rnd['mean']:.3f} ± {rnd['std']:.3f}")
+    console.print(f"positives still predicted {res['class']}: {res['positive_holding_rate']:.3f}; random same-size subsets "
+                  f"{rnd_pos['mean']:.3f} ± {rnd_pos['std']:.3f}")
+    if "repeats" in res:
+        for layer_name, units in res["repeats"]["kept_in_every_repeat"].items():
+            console.print(f"kept in all {res['repeats']['n']} repeats ({layer_name}): {units[:40]}; "
+                          f"units kept per repeat: {[r[layer_name] for r in res['repeats']['n_kept']]}")
