@@ -29,11 +29,33 @@ def test_the_dominant_unit_and_region_are_found() -> None:
     m = _feature_model()
     x = torch.full((1, 1, 8, 8), 0.5)
     x[0, 0, 2, 5] = 1.0
-    f = characteristic_feature(m, x, target=1, layers=["1"])
+    f = characteristic_feature(m, x, target=1, layers=["1"])  # arg-max of the PG map (the thesis)
     assert (f.layer, f.unit, f.position, f.region) == ("1", 0, (2, 5), (5, 2, 6, 3))
-    assert f.score == pytest.approx(5.0)  # activation 1.0 x gradient 5.0
+    assert f.score == pytest.approx(5.0)  # gradient 5.0
+    f = characteristic_feature(m, x, target=1, layers=["1"], score="activation-x-pg")
+    assert (f.unit, f.position) == (0, (2, 5)) and f.score == pytest.approx(5.0)  # activation 1.0 x gradient 5.0
     big = nn.functional.interpolate(x, scale_factor=2)  # a 16x16 input: the map is 16x16 here too
     assert characteristic_feature(nn.Sequential(nn.Upsample(scale_factor=0.5), *m), big, 1, ["2"]).region == (10, 4, 12, 6)
+
+
+def test_argmax_pg_and_activation_x_pg_pick_different_units() -> None:
+    """Filter 1 has the larger gradient (0.8) at (6, 1) but is dark there; filter 0 is bright
+    at (3, 3) with gradient 0.5: arg-max PG picks (1, (6, 1)), activation x PG picks (0, (3, 3))."""
+    m = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(128, 2, bias=False))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([1.0, 1.0]).view(2, 1, 1, 1))
+        w = torch.zeros(2, 128)
+        w[1, 3 * 8 + 3] = 0.5
+        w[1, 64 + 6 * 8 + 1] = 0.8
+        m[3].weight.copy_(w)
+    x = torch.full((1, 1, 8, 8), 0.1)
+    x[0, 0, 3, 3] = 1.0
+    pg = characteristic_feature(m.eval(), x, 1, ["1"])
+    ax = characteristic_feature(m, x, 1, ["1"], score="activation-x-pg")
+    assert (pg.unit, pg.position, pg.region) == (1, (6, 1), (1, 6, 2, 7)) and pg.score == pytest.approx(0.8)
+    assert (ax.unit, ax.position) == (0, (3, 3)) and ax.score == pytest.approx(0.5)
+    with pytest.raises(UsageError, match="score"):
+        characteristic_feature(m, x, 1, ["1"], score="saliency")
 
 
 def test_perturbation_increases_the_target_logit_for_small_steps() -> None:

@@ -219,6 +219,8 @@ def feature(
     image: ImageOpt,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="For this class (default: the image's own).")] = None,
     layer: Annotated[list[str] | None, typer.Option("--layer", help="Layers searched (default: every captured conv layer).")] = None,
+    score: Annotated[str, typer.Option(help="pg: arg-max of the prediction gradient (the thesis); activation-x-pg: of A x PG.")] = "pg",
+    output: Annotated[str, typer.Option(help="y is the class's logit or its probability (prob).")] = "logit",
     model: ModelOpt = None,
     split: SplitOpt = "test",
     device: DeviceOpt = "auto",
@@ -226,16 +228,18 @@ def feature(
     json_out: JsonOpt = False,
 ) -> None:
     """The most characteristic feature of an image: the unit and region with the largest
-    activation x prediction gradient. E.g. what makes this shirt look like a coat: --class Coat."""
+    prediction gradient (--score activation-x-pg: activation x gradient). E.g. what makes this
+    shirt look like a coat: --class Coat."""
     res = explain_feature(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, layers=layer, split=split,
-                          device=device, out_dir=out or out_dir())
+                          score=score, output=output, device=device, out_dir=out or out_dir())
     if json_out:
         print_json(res)
         return
     console.print(f"image {res['image']} ({res['label']}) as {res['class']}: unit [bold]{res['unit']}[/] at "
                   f"{res['position']}, pixels x {res['region'][0]}..{res['region'][2] - 1}, y {res['region'][1]}..{res['region'][3] - 1}"
                   if res["region"] else f"image {res['image']} ({res['label']}) as {res['class']}: unit [bold]{res['unit']}[/]")
-    console.print(f"  score (activation x gradient) {res['score']:.4f}\nfigure {res['figure']}")
+    label = "prediction gradient" if res["score_kind"] == "pg" else "activation x gradient"
+    console.print(f"  score ({label}) {res['score']:.4f}\nfigure {res['figure']}")
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Asking the model about one input (Lo, "Querying deep neural networks with gradients").
 
-- :func:`characteristic_feature`  the captured unit and spatial position whose activation
-  times prediction gradient (A * dy_c/dA) is largest: what most makes this input look like c.
+- :func:`characteristic_feature`  the captured unit and spatial position with the largest
+  prediction gradient dy_c/dA ("the highest PG indicates which filter and region contributes
+  most": the thesis' definition, the default), or, as an option, the largest activation times
+  prediction gradient A * dy_c/dA.
 - :func:`perturb_toward`          a targeted perturbation along dy_C/dx, projected onto the
   valid pixel range, with the model's confidence per step.
 - :func:`removal_curve`           a verdict's holding rate as units are removed in a given order.
@@ -21,7 +23,10 @@ from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
 from deepatlas.explain.switchgate import holding_rate
 
-__all__ = ["Feature", "characteristic_feature", "perturb_toward", "removal_curve"]
+__all__ = ["FEATURE_SCORES", "Feature", "characteristic_feature", "perturb_toward", "removal_curve"]
+
+#: What the characteristic feature maximises: the PG map itself (the thesis) or activation x PG.
+FEATURE_SCORES = ("pg", "activation-x-pg")
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,31 @@ class Feature:
     gradient_map: np.ndarray
 
 
-def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layers: Sequence[str]) -> Feature:
-    """The (layer, unit, position) maximising A * dy_target/dA over the given layers, for one input.
+def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layers: Sequence[str], *,
+                           score: str = "pg", output: str = "logit") -> Feature:
+    """The (layer, unit, position) with the largest prediction gradient over the given layers,
+    for one input.
 
     Parameters
     ----------
     x : Tensor (1, C, H, W)
     target : int
-        Output node (class); y is its logit.
+        Output node (class).
     layers : names of modules whose outputs are searched
+    score : {"pg", "activation-x-pg"}, default "pg"
+        Maximise dy/dA (the thesis: "the highest PG indicates which filter and region
+        contributes most") or A * dy/dA (a variant: it also asks the unit to be active).
+    output : {"logit", "prob"}, default "logit"
+        y is the class's logit or its softmax probability.
+
+    References
+    ----------
+    Lo, S. (2018), "Querying deep neural networks with gradients" (characteristic features).
     """
+    if score not in FEATURE_SCORES:
+        raise UsageError(f"score must be one of {FEATURE_SCORES}, got {score!r}")
+    if output not in ("logit", "prob"):
+        raise UsageError(f"output must be logit or prob, got {output!r}")
     if x.shape[0] != 1:
         raise UsageError("characteristic_feature takes one input")
     if not 0 <= target:
@@ -61,12 +81,13 @@ def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layer
             out = model(x.detach().requires_grad_(False))
         if target >= out.shape[1]:
             raise UsageError(f"target {target} is not an output node (0..{out.shape[1] - 1})")
-        grads = torch.autograd.grad(out[0, target], [captured[n] for n in layers], allow_unused=True)
+        y = out.softmax(1)[0, target] if output == "prob" else out[0, target]
+        grads = torch.autograd.grad(y, [captured[n] for n in layers], allow_unused=True)
     best: Feature | None = None
     for name, g in zip(layers, grads, strict=True):
         a = captured[name].detach()[0]
         gg = torch.zeros_like(a) if g is None else g.detach()[0]
-        prod = a * gg
+        prod = a * gg if score == "activation-x-pg" else gg
         flat = int(prod.flatten().argmax())
         score = float(prod.flatten()[flat])
         if best is not None and score <= best.score:

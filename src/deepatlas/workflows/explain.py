@@ -174,6 +174,8 @@ def explain_feature(
     *,
     class_name: str | None = None,
     layers: list[str] | None = None,
+    score: str = "pg",
+    output: str = "logit",
     dataset: str = "fashion-mnist",
     split: str = "test",
     data_dir: str | Path | None = None,
@@ -181,7 +183,13 @@ def explain_feature(
     out_dir: str | Path = ".",
 ) -> dict[str, Any]:
     """The most characteristic feature of an image for its own class (default) or for ``class_name``:
-    the captured conv unit and region with the largest activation x prediction gradient."""
+    the captured conv unit and region with the largest prediction gradient (``score="pg"``, the
+    thesis) or activation x prediction gradient (``score="activation-x-pg"``).
+
+    References
+    ----------
+    Lo, S. (2018), "Querying deep neural networks with gradients".
+    """
     from deepatlas.explain.query import characteristic_feature
     from deepatlas.report.attribution import feature_figure
 
@@ -193,14 +201,15 @@ def explain_feature(
     else:  # every captured conv layer (spatial maps), else every captured layer: one probe of the model
         captured = ActivationRecorder(net, example=x).layers
         search = [s.name for s in captured if s.kind == "conv"] or [s.name for s in captured]
-    feat = characteristic_feature(net, x, target, search)
+    feat = characteristic_feature(net, x, target, search, score=score, output=output)
     names = data.class_names
     fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
                          Path(out_dir) / f"feature-{split}-{index}-{target}.png",
                          title=f"#{index} ({names[label]}): what makes it {names[target]}? {feat.layer}:{feat.unit}")
     return {"image": index, "label": names[label], "class": names[target], "unit": f"{feat.layer}:{feat.unit}",
             "layer": feat.layer, "index": feat.unit, "position": list(feat.position) if feat.position else None,
-            "region": list(feat.region) if feat.region else None, "score": feat.score, "figure": str(fig)}
+            "region": list(feat.region) if feat.region else None, "score": feat.score, "score_kind": score, "output": output,
+            "figure": str(fig)}
 
 
 def explain_perturb(
