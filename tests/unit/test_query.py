@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from deepatlas.errors import UsageError
-from deepatlas.explain.query import characteristic_feature, perturb_toward, removal_curve
+from deepatlas.explain.query import (
+    characteristic_feature,
+    perturb_toward,
+    removal_curve,
+    single_step_sweep,
+)
 
 
 def _feature_model() -> nn.Module:
@@ -93,3 +98,26 @@ def test_removal_curve_keeps_holding_until_the_core_goes() -> None:
     assert len(curve["random_mean"]) == 7
     with pytest.raises(UsageError):
         removal_curve(model, pos, 1, "1", [0, 0], 6)
+
+
+def test_single_step_sweep_by_hand() -> None:
+    """Class 2 scores the pixel sum, class 0 a constant 10; at 0.5 grey (sum 8) the logit
+    gradient wrt every pixel is 1, so one step of eps moves every pixel by eps: the prediction
+    flips once 8 + 16 eps > 10, i.e. eps > 0.125; pixels clip at 1 (sum 16)."""
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():
+        lin[1].weight.zero_()
+        lin[1].weight[2] = 1.0
+        lin[1].bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
+    x = torch.full((2, 1, 4, 4), 0.5)
+    res = single_step_sweep(lin, x, torch.tensor([0, 0]), 2, [0.1, 0.12, 0.13, 2.0], output="logit")
+    assert res["success"] == [0.0, 0.0, 1.0, 1.0]
+    assert res["induced_error"] == [0.0, 0.0, 1.0, 1.0]
+    assert res["grad_max"] == pytest.approx([1.0, 1.0])
+    # with y = the probability, d p2 / d pixel = p2 (1 - p2): small, so the same eps does less
+    prob = single_step_sweep(lin, x, torch.tensor([0, 0]), 2, [0.13, 100.0])
+    p2 = torch.softmax(torch.tensor([10.0, 0.0, 8.0]), 0)[2]
+    assert prob["grad_max"][0] == pytest.approx(float(p2 * (1 - p2)))
+    assert prob["success"] == [0.0, 1.0]  # the same step size does far less along the probability's gradient
+    with pytest.raises(UsageError, match="step sizes"):
+        single_step_sweep(lin, x, torch.tensor([0, 0]), 2, [0.0])

@@ -54,8 +54,11 @@ def _ks(text: str) -> list[int]:
 def knockout(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose units are ranked.")],
     run: RunOpt = None,
-    layer: LayerOpt = None,
-    by: ByOpt = "coactivation",
+    layer: Annotated[str | None, typer.Option(help="Layer whose units are ranked, or 'all'. Default: all conv layers for "
+                                                   "--rank-by pg, the first dense layer otherwise.")] = None,
+    by: Annotated[str, typer.Option("--rank-by", "--by", help="pg (L2 norm of the class-averaged prediction gradient, "
+                                                             "from the model; the thesis'), coactivation, influence or gradient (stored edges).")] = "pg",
+    output: Annotated[str, typer.Option(help="For --rank-by pg: y is the class probability (prob, the thesis') or the logit.")] = "prob",
     ks: Annotated[str, typer.Option(help="k values: 0,1,2,4 or a range 0-32 for the one-by-one curve.")] = "0,1,2,4,8,16,32,64",
     value: Annotated[str, typer.Option(help="zero, or mean (the unit's data-set mean output).")] = "zero",
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random baselines.")] = 5,
@@ -67,17 +70,22 @@ def knockout(
 ) -> None:
     """Knockout curves: class and overall error as the top-k, bottom-k and random-k units go.
 
-    If the graph's ranking is right, knocking out a class's top units hurts that class far
-    more than its bottom units or random ones.
+    Default (the thesis): the conv filters of every conv layer ranked together by the L2 norm
+    of their class-averaged prediction gradient; strongest k vs weakest k. If the ranking is
+    right, knocking out a class's top units hurts that class far more than its bottom units or
+    random ones.
     """
     with Graph() as g, progress_bars(not json_out) as progress:
-        res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, ks=_ks(ks), value=value, seeds=seeds,
+        res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, output=output, ks=_ks(ks), value=value, seeds=seeds,
                                   model=model, device=device, out_dir=out or out_dir(), record=not no_record, progress=progress)
     if json_out:
         print_json(res)
         return
-    table = Table(title=f"{res['run']}: knockout in {res['layer']} ranked by r to {res['class']}")
-    for col in ("k", "top: class err", "bottom: class err", "random: class err", "top: overall", "random: overall"):
+    what = {"pg": "PG norm", "coactivation": "r"}.get(res["by"], res["by"])
+    top, bottom = ("strongest", "weakest") if res["by"] == "pg" else ("top", "bottom")
+    table = Table(title=f"{res['run']}: knockout in {res['layer']} ({len(res['layers_ranked'])} layers, {res['units_ranked']} units) "
+                        f"ranked by {what} for {res['class']}")
+    for col in ("k", f"{top}: class err", f"{bottom}: class err", "random: class err", f"{top}: overall", "random: overall"):
         table.add_column(col, justify="right")
     r = res["random"]
     for i, k in enumerate(res["top"]["k"]):

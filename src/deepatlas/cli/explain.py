@@ -249,26 +249,47 @@ def perturb(
     toward: Annotated[str | None, typer.Option("--toward", "-t", help="Target class.")] = None,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Steps.")] = 20,
     step_size: Annotated[float, typer.Option(help="Largest change of any pixel per step (pixels are in [0, 1]).")] = 0.02,
-    sweep: Annotated[int | None, typer.Option(help="Instead: flip success over this many images x every target class.")] = None,
+    sweep: Annotated[int | None, typer.Option(help="Instead: perturb this many images toward every other class and report success and induced error.")] = None,
+    mode: Annotated[str, typer.Option(help="For --sweep: single-step (one step x + eps * dy/dx per step size, the thesis') or iterative (normalised steps, --steps x --step-size).")] = "single-step",
+    eps: Annotated[str | None, typer.Option(help="For --sweep single-step: comma-separated step sizes. Default 1,3,10,30,100,300,1000.")] = None,
+    output: Annotated[str, typer.Option(help="For --sweep single-step: y is the probability (prob, the thesis') or the logit.")] = "prob",
     model: ModelOpt = None,
     split: SplitOpt = "test",
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Nudge an image toward a class along d y_C / d x and watch the verdict; --sweep N for the
-    flip-success matrix (which classes are easy targets)."""
+    """Nudge an image toward a class along d y_C / d x and watch the verdict. --sweep N: the
+    thesis' experiment, one gradient step per step size toward every other class, with the
+    success at the target and the error it induces (--mode iterative: the flip-success matrix
+    of iterative normalised steps)."""
     from deepatlas.errors import UsageError
 
     if step_size <= 0:
         raise UsageError(f"--step-size must be > 0, got {step_size}")
     path = model or models_dir() / "fashion-cnn.pt"
     if sweep is not None:
+        from deepatlas.workflows.explain import STEP_SIZES
+
+        step_sizes = None
+        if eps is not None:
+            try:
+                step_sizes = [float(t) for t in eps.split(",") if t.strip()]
+            except ValueError:
+                raise UsageError(f"--eps must be comma-separated numbers, got {eps!r}") from None
         with progress_bars(not json_out) as progress:
-            res = perturb_sweep(path, images=sweep, steps=steps, step_size=step_size, split=split, device=device,
-                                out_dir=out or out_dir(), progress=progress)
+            res = perturb_sweep(path, images=sweep, mode=mode, output=output, steps=steps, step_size=step_size, split=split,
+                                device=device, out_dir=out or out_dir(), progress=progress,
+                                step_sizes=step_sizes if step_sizes is not None else STEP_SIZES)
         if json_out:
             print_json(res)
+            return
+        if res["mode"] == "single-step":
+            y = "p" if res["output"] == "prob" else "logit"
+            console.print(f"one step x + eps * d{y}(target)/dx: {res['images']} images x every other class ({res['pairs']} pairs)")
+            for e, su, er in zip(res["step_sizes"], res["success"], res["induced_error"], strict=True):
+                console.print(f"  eps {e:>8g}: success at the target {su:.3f}   induced error {er:.3f}")
+            console.print(f"figure {res['figure']}")
             return
         console.print(f"flip success within {steps} steps of {step_size}, {res['images']} images; easiest targets:")
         for name, rate in sorted(res["target_success"].items(), key=lambda kv: -kv[1]):

@@ -4,8 +4,10 @@
   prediction gradient dy_c/dA ("the highest PG indicates which filter and region contributes
   most": the thesis' definition, the default), or, as an option, the largest activation times
   prediction gradient A * dy_c/dA.
-- :func:`perturb_toward`          a targeted perturbation along dy_C/dx, projected onto the
-  valid pixel range, with the model's confidence per step.
+- :func:`single_step_sweep`       the thesis' perturbation: one step x + eps * dy_C/dx for each
+  step size eps; success at the target and the error it induces.
+- :func:`perturb_toward`          a variant: iterative normalised steps along dy_C/dx, projected
+  onto the valid pixel range, with the model's confidence per step.
 - :func:`removal_curve`           a verdict's holding rate as units are removed in a given order.
 """
 
@@ -23,7 +25,7 @@ from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
 from deepatlas.explain.switchgate import holding_rate
 
-__all__ = ["FEATURE_SCORES", "Feature", "characteristic_feature", "perturb_toward", "removal_curve"]
+__all__ = ["FEATURE_SCORES", "Feature", "characteristic_feature", "perturb_toward", "removal_curve", "single_step_sweep"]
 
 #: What the characteristic feature maximises: the PG map itself (the thesis) or activation x PG.
 FEATURE_SCORES = ("pg", "activation-x-pg")
@@ -89,8 +91,8 @@ def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layer
         gg = torch.zeros_like(a) if g is None else g.detach()[0]
         prod = a * gg if score == "activation-x-pg" else gg
         flat = int(prod.flatten().argmax())
-        score = float(prod.flatten()[flat])
-        if best is not None and score <= best.score:
+        value = float(prod.flatten()[flat])
+        if best is not None and value <= best.score:
             continue
         if prod.ndim == 3:
             _, map_h, map_w = prod.shape
@@ -99,9 +101,9 @@ def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layer
             in_h, in_w = x.shape[-2:]
             sy, sx = in_h / map_h, in_w / map_w
             region = (int(px * sx), int(py * sy), int(np.ceil((px + 1) * sx)), int(np.ceil((py + 1) * sy)))
-            best = Feature(name, unit, (py, px), region, score, a[unit].cpu().numpy(), gg[unit].cpu().numpy())
+            best = Feature(name, unit, (py, px), region, value, a[unit].cpu().numpy(), gg[unit].cpu().numpy())
         else:
-            best = Feature(name, flat, None, None, score, a.cpu().numpy()[flat : flat + 1], gg.cpu().numpy()[flat : flat + 1])
+            best = Feature(name, flat, None, None, value, a.cpu().numpy()[flat : flat + 1], gg.cpu().numpy()[flat : flat + 1])
     if best is None:
         raise UsageError("no layer to search")
     return best
@@ -161,6 +163,62 @@ def perturb_toward(
     flip = next((i for i, pr in enumerate(preds) if pr == target), None)
     return {"images": torch.cat(images), "target_prob": target_p, "original_prob": orig_p, "predicted": preds,
             "original": original, "flip_step": flip}
+
+
+def single_step_sweep(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    target: int | torch.Tensor,
+    step_sizes: Sequence[float],
+    *,
+    output: str = "prob",
+    low: float = 0.0,
+    high: float = 1.0,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """One step along the prediction gradient of the raw input, for each step size.
+
+    x' = clip(x + eps * d y_target / d x, low, high), with y the target class's probability
+    (``output="prob"``, the thesis' y) or its logit; the gradient is taken through ``prepare``
+    (e.g. the normalisation) and is not rescaled (eps multiplies it as it is).
+
+    Returns
+    -------
+    dict with ``step_sizes``, ``predicted`` (len(eps), N) class indices, ``success`` per eps (the
+    share predicted as the target), ``induced_error`` per eps (the share no longer predicted as
+    ``labels``) and ``grad_max`` (the largest |d y / d x| per input, to read eps against).
+
+    References
+    ----------
+    Lo, S. (2018), "Querying deep neural networks with gradients" (perturbation by a single
+    gradient step of varying size: success, Fig. 4.6, and induced error, Fig. 4.7).
+    """
+    if not step_sizes or any(e <= 0 for e in step_sizes):
+        raise UsageError(f"step sizes must be > 0, got {list(step_sizes)}")
+    if output not in ("prob", "logit"):
+        raise UsageError(f"output must be prob or logit, got {output!r}")
+    prep = prepare or (lambda t: t)
+    model.eval()
+    cur = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(prep(cur))
+        if output == "prob":
+            out = out.softmax(1)
+        t = torch.full((len(x),), target, dtype=torch.long) if isinstance(target, int) else target.long()
+        if int(t.min()) < 0 or int(t.max()) >= out.shape[1]:
+            raise UsageError(f"target is not an output node (0..{out.shape[1] - 1})")
+        (g,) = torch.autograd.grad(out.gather(1, t.view(-1, 1).to(out.device)).sum(), cur)
+    preds = []
+    with torch.no_grad():
+        for eps in step_sizes:
+            preds.append(model(prep((x + eps * g).clamp(low, high))).argmax(1).cpu())
+    p = torch.stack(preds)
+    t, lab = t.cpu(), labels.cpu()
+    return {"step_sizes": list(step_sizes), "predicted": p.tolist(),
+            "success": (p == t).to(torch.float64).mean(1).tolist(),
+            "induced_error": (p != lab).to(torch.float64).mean(1).tolist(),
+            "grad_max": g.flatten(1).abs().max(1).values.cpu().tolist()}
 
 
 def removal_curve(model: nn.Module, inputs: torch.Tensor, target: int, layer: str, order: Sequence[int], n_units: int,
