@@ -64,6 +64,8 @@ def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert [row["rank"] for row in res["ranks"]] == [1, 4]
     assert res["ranks"][1]["relative_error"] < res["ranks"][0]["relative_error"]  # more factors fit better
     assert set(res["ranks"][0]["rmse"]) == {"pixels", "relu1", "relu2", "relu3", "relu4"}
+    assert res["units"] == "maps" and res["rows"]["relu1"]["source"] == "pool1"
+    assert res["rows"]["relu1"]["rows"] == 4 * 14 * 14 and res["rows"]["relu4"]["rows"] == 16  # channels x pooled positions
     for path in res["figures"].values():
         assert Path(path).stat().st_size > 5_000
     # a second checkpoint (different weights) to compare against
@@ -79,3 +81,8 @@ def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert set(json.loads(r.stdout)["ranks"]) == {tiny_checkpoint.name, "other.pt"}
     r = runner.invoke(app, ["explain", "compare", str(tiny_checkpoint)])
     assert r.exit_code == 1 and "at least two" in r.output
+    # a missing second checkpoint is refused before the first one is factored (no output folder appears)
+    r = runner.invoke(app, ["explain", "compare", str(tiny_checkpoint), str(tmp_path / "full.pt"), "--device", "cpu",
+                            "--out", str(tmp_path / "never")])
+    assert r.exit_code == 1 and "full.pt does not exist" in r.output
+    assert not (tmp_path / "never").exists()

@@ -144,6 +144,10 @@ def rank(
     console.print("  mean rank per input (signed): " + ", ".join(f"X{i} {r:.2f}" for i, r in enumerate(res["mean_rank"])))
 
 
+UnitsOpt = Annotated[str, typer.Option(help="Rows of a conv layer: maps (every position of every feature map, the paper's) or channel-means.")]
+PooledOpt = Annotated[bool, typer.Option("--pooled/--no-pooled", help="With --units maps: factor the map after the layer's pooling, when one follows.")]
+
+
 def _ranks(rank: list[int] | None) -> list[int]:
     return rank or [1, 2, 4, 8, 16, 32]
 
@@ -153,9 +157,11 @@ def _ranks(rank: list[int] | None) -> list[int]:
 def factors(
     rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Rank(s); repeat for a sweep. Default 1,2,4,8,16,32.")] = None,
     model: ModelOpt = None,
-    images: Annotated[int, typer.Option(min=10, help="Test images factored (stratified).")] = 2000,
+    images: Annotated[int, typer.Option(min=10, help="Test images factored (a seeded random sample; no labels used).")] = 2000,
+    units: UnitsOpt = "maps",
+    pooled: PooledOpt = True,
     iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
-    seed: Annotated[int, typer.Option(help="Initialisation seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the image sample and the initialisation.")] = 0,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -165,12 +171,13 @@ def factors(
     from deepatlas.workflows.cores import explain_factors
 
     with progress_bars(not json_out) as progress:
-        res = explain_factors(model or models_dir() / "fashion-cnn.pt", _ranks(rank), images=images, iters=iters, seed=seed,
-                              device=device, out_dir=out or out_dir(), progress=progress)
+        res = explain_factors(model or models_dir() / "fashion-cnn.pt", _ranks(rank), images=images, units=units, pooled=pooled,
+                              iters=iters, seed=seed, device=device, out_dir=out or out_dir(), progress=progress)
     if json_out:
         print_json(res)
         return
-    table = Table(title=f"coupled NMF of {res['images']} images")
+    rows = ", ".join(f"{n} {i['rows']} ({i['source']})" for n, i in res["rows"].items())
+    table = Table(title=f"coupled NMF of {res['images']} images; rows per layer ({res['units']}): {rows}")
     names = list(res["ranks"][0]["rmse"])
     for col in ("rank", "relative error", *names):
         table.add_column(col, justify="right")
@@ -186,7 +193,9 @@ def factors(
 def compare(
     models: Annotated[list[Path], typer.Argument(help="Two or more checkpoints (e.g. trained on 25/50/75/100% of the data).")],
     rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Ranks; default 1,2,4,8,16,32.")] = None,
-    images: Annotated[int, typer.Option(min=10, help="Test images factored (no labels used).")] = 2000,
+    images: Annotated[int, typer.Option(min=10, help="Test images factored (a seeded random sample; no labels used).")] = 2000,
+    units: UnitsOpt = "maps",
+    pooled: PooledOpt = True,
     iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
@@ -196,7 +205,8 @@ def compare(
     from deepatlas.workflows.cores import explain_compare
 
     with progress_bars(not json_out) as progress:
-        res = explain_compare(models, _ranks(rank), images=images, iters=iters, device=device, out_dir=out or out_dir(),
+        res = explain_compare(models, _ranks(rank), images=images, units=units, pooled=pooled, iters=iters, device=device,
+                              out_dir=out or out_dir(),
                               progress=progress)
     if json_out:
         print_json(res)

@@ -14,8 +14,8 @@ from deepatlas.data.base import ImageSet, load_dataset
 from deepatlas.db.experiments import unit_layers, write_experiment
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class
-from deepatlas.errors import UsageError
-from deepatlas.explain.factorize import coupled_nmf, spectra
+from deepatlas.errors import CheckpointError, UsageError
+from deepatlas.explain.factorize import UNIT_MODES, activation_matrices, coupled_nmf, spectra
 from deepatlas.explain.switchgate import INPUT, SwitchGates
 from deepatlas.ingest.capture import ActivationRecorder, _leaf_order, default_layers
 from deepatlas.models.checkpoint import load_checkpoint
@@ -195,20 +195,23 @@ def experiment_switchgate(
 
 @torch.no_grad()
 def _matrices(ckpt_model: nn.Module, data: ImageSet, normalize: Callable[[torch.Tensor], torch.Tensor],
-              layers: Sequence[str] | None, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pixels (per channel) and each layer's unit activations as (rows, images) matrices."""
+              layers: Sequence[str] | None, device: torch.device, units: str,
+              pooled: bool) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Pixels (per channel) and each layer's activations as (rows, images) matrices."""
     x = normalize(data.images).to(device)
-    rec = ActivationRecorder(ckpt_model.to(device).eval(), layers or default_layers(ckpt_model, x[:1]), example=x[:1])
-    chunks = [rec.record(x[s : s + 500])[0] for s in range(0, len(x), 500)]
-    acts = torch.cat(chunks).cpu()
+    net = ckpt_model.to(device).eval()
     mats: dict[str, torch.Tensor] = {}
     for ch in range(data.images.shape[1]):
         mats["pixels" if data.images.shape[1] == 1 else f"pixels[{ch}]"] = data.images[:, ch].flatten(1).T.double()
-    j = 0
-    for spec in rec.layers:
-        mats[spec.name] = acts[:, j : j + spec.size].T.double().clamp_min(0)
-        j += spec.size
-    return mats
+    acts, info = activation_matrices(net, x, list(layers or default_layers(net, x[:1])), units=units, pooled=pooled)
+    mats.update(acts)
+    return mats, info
+
+
+def _unlabelled_sample(data: ImageSet, images: int, seed: int) -> ImageSet:
+    """``images`` images drawn at random (seeded) without looking at the labels."""
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: min(images, len(data))].sort().values
+    return ImageSet(data.images[idx], data.labels[idx], data.class_names, data.name, data.split)
 
 
 def explain_factors(
@@ -218,21 +221,35 @@ def explain_factors(
     images: int = 2000,
     split: str = "test",
     layers: Sequence[str] | None = None,
+    units: str = "maps",
+    pooled: bool = True,
     iters: int = 300,
     seed: int = 0,
     device: str = "auto",
     out_dir: str | Path = ".",
     progress: Progress = _noop,
 ) -> dict[str, Any]:
-    """Coupled NMF of pixels and activations for each rank: RMSE per rank, spectra, figures."""
+    """Coupled NMF of pixels and activations for each rank: RMSE per rank, spectra, figures.
+
+    The images are a seeded random sample of the split (no labels used). Each layer's matrix
+    holds every neuron of every feature map (``units="maps"``, the paper's; after the layer's
+    pooling when ``pooled``) or one row per channel (``units="channel-means"``, a variant).
+
+    References
+    ----------
+    Saini, U. S. & Papalexakis, E. E. (2021), "Analyzing representations inside convolutional
+    neural networks", arXiv:2012.07229.
+    """
     ranks = sorted(set(ranks))
     if not ranks or ranks[0] < 1:
         raise UsageError(f"ranks must be >= 1, got {list(ranks)}")
     if images < 2:
         raise UsageError("images must be >= 2")
+    if units not in UNIT_MODES:
+        raise UsageError(f"units must be one of {', '.join(UNIT_MODES)}, got {units!r}")
     ckpt = load_checkpoint(model)
-    data = load_dataset(ckpt.meta.get("dataset", "fashion-mnist"), split).subset(per_class=max(1, images // 10))
-    mats = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device))
+    data = _unlabelled_sample(load_dataset(ckpt.meta.get("dataset", "fashion-mnist"), split), images, seed)
+    mats, info = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device), units, pooled)
     results = []
     best = None
     for r in ranks:
@@ -254,7 +271,8 @@ def explain_factors(
         "heatmaps": str(factor_heatmaps({k: v for k, v in best.loadings.items() if not k.startswith("pixels")},
                                         out / f"factors-units-r{best.rank}.png")),
     }
-    return {"model": str(model), "images": len(data), "ranks": results, "spectra": sp, "figures": figures}
+    return {"model": str(model), "images": len(data), "units": units, "pooled": pooled, "rows": info, "ranks": results,
+            "spectra": sp, "figures": figures}
 
 
 def explain_compare(
@@ -263,6 +281,8 @@ def explain_compare(
     *,
     images: int = 2000,
     split: str = "test",
+    units: str = "maps",
+    pooled: bool = True,
     iters: int = 300,
     seed: int = 0,
     device: str = "auto",
@@ -273,10 +293,15 @@ def explain_compare(
     checkpoints on the same (unlabelled) images."""
     if len(models) < 2:
         raise UsageError("compare needs at least two checkpoints")
+    missing = [str(m) for m in models if not Path(m).is_file()]
+    if missing:  # before any factorisation: a typo must not cost the first model's minutes
+        raise CheckpointError(f"checkpoint {', '.join(missing)} does not exist")
+    for m in models:
+        load_checkpoint(m)  # unreadable or foreign files fail here too, before the work
     per: dict[str, list[dict[str, Any]]] = {}
     spec: dict[str, dict[str, list[float]]] = {}
     for m in models:
-        res = explain_factors(m, ranks, images=images, split=split, iters=iters, seed=seed, device=device,
+        res = explain_factors(m, ranks, images=images, split=split, units=units, pooled=pooled, iters=iters, seed=seed, device=device,
                               out_dir=Path(out_dir) / Path(m).stem, progress=progress)
         per[Path(m).name] = res["ranks"]
         spec[Path(m).name] = res["spectra"]
