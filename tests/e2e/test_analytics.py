@@ -39,9 +39,43 @@ def result(neo4j_server, tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
     return compute_coactivation(ckpt.model, load_fashion_mnist("test").subset(N), normalize=ckpt.normalize)
 
 
+def test_communities_on_the_complete_graph_by_default(graph: Graph, result) -> None:  # type: ignore[no-untyped-def]
+    """Default: Louvain on every pair's r, equal to Louvain on the ingest code's full r matrix
+    built independently here; the stored sparsified graph gives another modularity; every
+    reported modularity names its graph."""
+    from deepatlas.db.analytics import read_run_graph
+    from deepatlas.db.runs import resolve_run
+    from deepatlas.graphops import coactivation_graph, louvain
+
+    rep = analyze_communities(graph, RUN, seed=1, device="cpu")
+    assert rep.graph == "complete" and rep.params["graph"] == "complete"
+    rg = read_run_graph(graph, resolve_run(graph, RUN))
+    keys = [n["key"] for n in rg.neurons] + [c["key"] for c in rg.classes]
+    r = result.units.r.numpy()
+    i, j = np.triu_indices(len(keys), k=1)
+    edges = [(keys[a], keys[b], float(r[a, b])) for a, b in zip(i, j, strict=True) if np.isfinite(r[a, b])]
+    expected = louvain(coactivation_graph([dict(n) for n in rg.neurons] + [dict(c) for c in rg.classes], edges), seed=1)
+    assert rep.modularity == pytest.approx(expected.modularity, abs=1e-9)
+    assert rep.membership == expected.membership
+    stored_positive = {frozenset((a, b)) for a, b, r in rg.edges if r > 0 and a != b}
+    assert rep.params["edges"] > len(stored_positive)  # more positive pairs than the stored graph keeps
+    stored = analyze_communities(graph, RUN, seed=1, graph_kind="stored", write=False)
+    assert stored.graph == "stored" and stored.modularity != pytest.approx(rep.modularity, abs=1e-3)
+    rows = graph.read("MATCH (c:Community)<-[:MEMBER_OF]-() WHERE c.run STARTS WITH $p RETURN DISTINCT c.graph AS g", {"p": RUN + "@"})
+    assert [row["g"] for row in rows] == ["complete"]
+    assert {row["modularity_graph"] for row in run_template(graph, "communities", {"run": RUN})} == {"complete"}
+    q = graph.read("MATCH (r:Run {name: $run, status: 'complete'}) RETURN r.modularity_graph AS g", {"run": RUN})[0]["g"]
+    assert q == "complete"
+    out = CliRunner().invoke(app, ["analyze", "communities", "--run", RUN, "--graph", "stored", "--dry-run", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["modularity_graph"] == "stored"
+    bad = CliRunner().invoke(app, ["analyze", "communities", "--run", RUN, "--graph", "dense", "--dry-run"])
+    assert bad.exit_code == 1 and "graph must be one of" in bad.output
+
+
 def test_communities_written_once_however_often_run(graph: Graph, result) -> None:  # type: ignore[no-untyped-def]
-    first = analyze_communities(graph, RUN, seed=1)
-    second = analyze_communities(graph, RUN, seed=1)
+    first = analyze_communities(graph, RUN, seed=1, graph_kind="stored")
+    second = analyze_communities(graph, RUN, seed=1, graph_kind="stored")
     assert first.membership == second.membership and first.modularity == second.modularity
     rows = run_template(graph, "communities", {"run": RUN})
     assert len(rows) == len(first.communities)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from deepatlas.cli.app import app
 from deepatlas.db.graph import Graph
-from deepatlas.explain.switchgate import holding_rate
+from deepatlas.explain.switchgate import balanced_holding_rate, holding_rate
 from deepatlas.models import load_checkpoint, save_checkpoint
 from deepatlas.workflows.build import ingest
 from deepatlas.workflows.cores import default_gate_layer, experiment_switchgate
@@ -23,10 +23,14 @@ runner = CliRunner()
 def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
         ingest(tiny_checkpoint, limit=600, run_name="cores", device="cpu", graph=g, edges=("coactivation",))
-        res = experiment_switchgate(g, "Trouser", run="cores", steps=150, per_side=60, device="cpu", seeds=3)
+        res = experiment_switchgate(g, "Trouser", run="cores", steps=150, per_side=60, device="cpu", seeds=3, repeats=2)
         assert res["layers"] == ["pool3"] and res["targets_layer"] == ["relu3"]
         kept = res["kept"]["pool3"]
         assert 0 < len(kept) < 8 and 0.0 <= res["holding_rate"] <= 1.0
+        assert res["positives"] == res["negatives"] == 60
+        counts = res["repeats"]["kept_count"]["pool3"]
+        assert all(1 <= n <= 2 for n in counts.values()) and {int(u) for u in counts} >= set(kept)
+        assert set(res["repeats"]["kept_in_every_repeat"]["pool3"]) <= set(kept)
         stored = g.read("MATCH (x:Experiment {key: $k})-[t:TARGETS]->(n:Neuron) RETURN n.index AS i ORDER BY i", {"k": res["experiment"]})
         assert [r["i"] for r in stored] == sorted(kept)
         curve = res["removal_curve"]
@@ -41,10 +45,14 @@ def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> N
     x = ckpt.normalize(load_fashion_mnist("test").subset(600).images)
     with torch.no_grad():
         preds = ckpt.model(x).argmax(1)
-    pos = x[preds == 1][:60]
+    gen = torch.Generator().manual_seed(0)  # D'_c as the workflow draws it for seed 0
+    positives, others = torch.nonzero(preds == 1).flatten(), torch.nonzero(preds != 1).flatten()
+    pos = x[positives[torch.randperm(len(positives), generator=gen)[:60]].sort().values]
+    neg = x[others[torch.randperm(len(others), generator=gen)[:60]].sort().values]
     mask = torch.zeros(8)
     mask[kept] = 1
-    assert holding_rate(ckpt.model, pos, 1, {"pool3": mask}) == pytest.approx(res["holding_rate"])
+    assert holding_rate(ckpt.model, pos, 1, {"pool3": mask}) == pytest.approx(res["positive_holding_rate"])
+    assert balanced_holding_rate(ckpt.model, torch.cat([pos, neg]), 1, {"pool3": mask}) == pytest.approx(res["holding_rate"])
     assert default_gate_layer(ckpt.model, x[:1]) == "pool3"
 
 
@@ -56,6 +64,8 @@ def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert [row["rank"] for row in res["ranks"]] == [1, 4]
     assert res["ranks"][1]["relative_error"] < res["ranks"][0]["relative_error"]  # more factors fit better
     assert set(res["ranks"][0]["rmse"]) == {"pixels", "relu1", "relu2", "relu3", "relu4"}
+    assert res["units"] == "maps" and res["rows"]["relu1"]["source"] == "pool1"
+    assert res["rows"]["relu1"]["rows"] == 4 * 14 * 14 and res["rows"]["relu4"]["rows"] == 16  # channels x pooled positions
     for path in res["figures"].values():
         assert Path(path).stat().st_size > 5_000
     # a second checkpoint (different weights) to compare against
@@ -71,3 +81,8 @@ def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert set(json.loads(r.stdout)["ranks"]) == {tiny_checkpoint.name, "other.pt"}
     r = runner.invoke(app, ["explain", "compare", str(tiny_checkpoint)])
     assert r.exit_code == 1 and "at least two" in r.output
+    # a missing second checkpoint is refused before the first one is factored (no output folder appears)
+    r = runner.invoke(app, ["explain", "compare", str(tiny_checkpoint), str(tmp_path / "full.pt"), "--device", "cpu",
+                            "--out", str(tmp_path / "never")])
+    assert r.exit_code == 1 and "full.pt does not exist" in r.output
+    assert not (tmp_path / "never").exists()

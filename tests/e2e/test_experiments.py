@@ -40,7 +40,7 @@ def run_ready(neo4j_server, tiny_checkpoint: Path) -> Path:  # type: ignore[no-u
 
 
 def test_knockout_curve_is_recomputable_and_recorded(graph: Graph, run_ready: Path, tmp_path: Path) -> None:
-    res = experiment_knockout(graph, "Trouser", run=RUN, ks=(0, 2, 16), seeds=2, device="cpu", out_dir=tmp_path)
+    res = experiment_knockout(graph, "Trouser", run=RUN, by="coactivation", ks=(0, 2, 16), seeds=2, device="cpu", out_dir=tmp_path)
     live = res["units_ranked"]
     assert res["layer"] == "relu4" and 2 < live <= 16
     assert res["top"]["k"] == [0, 2, min(16, live)]  # k beyond the live units is clipped
@@ -96,6 +96,29 @@ def test_model_is_unchanged_after_experiments(run_ready: Path, graph: Graph) -> 
     iv.predict(x, {"relu4": [3]})
     assert torch.equal(ckpt.model(x), before)
     assert sum(len(m._forward_hooks) for m in ckpt.model.modules()) == 0
+
+
+def test_pg_knockout_ranks_every_conv_filter(graph: Graph, run_ready: Path, tmp_path: Path) -> None:
+    res = experiment_knockout(graph, "Trouser", run=RUN, ks=(0, 2), seeds=1, device="cpu", out_dir=tmp_path, record=False)
+    assert res["by"] == "pg" and res["layer"] == "all"
+    convs = graph.read("MATCH (l:Layer {run: $r, kind: 'conv'}) RETURN l.name AS name, l.size AS size ORDER BY l.position",
+                       {"r": graph.read("MATCH (r:Run {name: $n}) RETURN r.key AS k", {"n": RUN})[0]["k"]})
+    assert res["layers_ranked"] == [c["name"] for c in convs] and len(res["layers_ranked"]) > 1
+    assert res["units_ranked"] == sum(c["size"] for c in convs)
+    scores = [r["score"] for r in res["ranking"]]
+    assert scores == sorted(scores, reverse=True) and scores[-1] >= 0
+    # the strongest-2 and weakest-2 points, recomputed with the model and the reported ranking
+    ckpt = load_checkpoint(run_ready)
+    data = load_fashion_mnist("test").subset(N)
+    mask = data.labels == 1
+    for name, units in (("top", res["ranking"][:2]), ("bottom", res["ranking"][-2:])):
+        chosen: dict[str, list[int]] = {}
+        for u in units:
+            lay, idx = u["unit"].split(":")
+            chosen.setdefault(lay, []).append(int(idx))
+        preds = Intervention(ckpt.model).predict(ckpt.normalize(data.images), chosen)
+        assert res[name]["class_error"][1] == pytest.approx(float((preds[mask] != 1).float().mean()))
+        assert res[name]["error"][1] == pytest.approx(float((preds != data.labels).float().mean()))
 
 
 def test_cli_experiments(run_ready: Path) -> None:

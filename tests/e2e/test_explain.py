@@ -78,11 +78,20 @@ def test_feature_perturb_and_sweep(tiny_checkpoint: Path, tmp_path: Path) -> Non
     res = json.loads(r.stdout)
     assert res["toward"] == "Bag" and len(res["target_prob"]) == 9
     assert res["target_prob"][1] > res["target_prob"][0]  # the first step moves toward Bag
-    r = runner.invoke(app, ["explain", "perturb", "--sweep", "10", "--steps", "4", "--step-size", "0.05", "--model",
-                            str(tiny_checkpoint), "--device", "cpu", "--out", str(tmp_path), "--json"])
+    r = runner.invoke(app, ["explain", "perturb", "--sweep", "10", "--mode", "iterative", "--steps", "4", "--step-size", "0.05",
+                            "--model", str(tiny_checkpoint), "--device", "cpu", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert len(res["success"]) == 10 and all(res["success"][i][i] is None for i in range(10))
+    assert Path(res["figure"]).stat().st_size > 10_000
+    # the default sweep: the thesis' single step per step size; success and induced error grow with eps
+    r = runner.invoke(app, ["explain", "perturb", "--sweep", "10", "--eps", "0.01,1000000", "--model", str(tiny_checkpoint),
+                            "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["mode"] == "single-step" and res["output"] == "prob" and res["pairs"] == res["images"] * 9
+    assert res["success"][0] <= 0.05 and res["induced_error"][0] <= 0.05  # a tiny step changes almost nothing
+    assert res["induced_error"][1] > res["induced_error"][0] and res["success"][1] > res["success"][0]
     assert Path(res["figure"]).stat().st_size > 10_000
     for bad, msg in ((["--image", "5", "--toward", "Bag", "--step-size", "0"], "step-size must be > 0"),
                      (["--image", "99999", "--toward", "Bag"], "out of range"),

@@ -107,7 +107,7 @@ def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, 
     handle = model.register_forward_hook(lambda *_: forwards.append(1))
     cache = {"memory": {}, "disk": {"cache_mb": 0.0}, "none": {"cache_mb": 0.0, "spill": False}}[store]
     try:
-        block = compute_coactivation(model, data, batch_size=100, max_matrix_mb=budget, sparsify=params,
+        block = compute_coactivation(model, data, batch_size=100, max_matrix_mb=budget, sparsify=params, pixel_grid=(8, 8),
                                      progress=lambda k, total: seen.append(total), **cache)
     finally:
         handle.remove()

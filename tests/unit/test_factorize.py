@@ -50,3 +50,32 @@ def test_spectra_and_errors() -> None:
         coupled_nmf({"a": torch.ones(2, 3), "b": torch.ones(2, 4)}, rank=1)
     with pytest.raises(UsageError, match="rank"):
         coupled_nmf({"a": torch.ones(2, 3)}, rank=0)
+
+
+def test_conv_rows_are_channels_times_positions() -> None:
+    """conv(1->3, 6x6) -> ReLU -> MaxPool(2) -> conv(3->2, 2x2 maps) -> ReLU -> Linear(8 -> 5) -> ReLU:
+    the first layer gives 3 channels x 3 x 3 positions of its pooled map = 27 rows, the second
+    (no pooling after it) 2 x 2 x 2 = 8, the dense layer 5; channel means one row per channel."""
+    from torch import nn
+
+    from deepatlas.explain.factorize import activation_matrices
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 2, 2), nn.ReLU(),
+                      nn.Flatten(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 2)).double().eval()
+    x = torch.rand(9, 1, 6, 6, dtype=torch.float64)
+    mats, info = activation_matrices(m, x, ["1", "4", "7"])
+    assert info["1"]["source"] == "2" and info["1"]["shape"] == [3, 3, 3]
+    assert mats["1"].shape == (3 * 3 * 3, 9)  # channels x positions of the pooled map
+    assert info["4"]["source"] == "4" and mats["4"].shape == (2 * 2 * 2, 9)
+    assert mats["7"].shape == (5, 9)
+    # row c * H * W + y * W + x of the first layer is channel c at (y, x) of the pooled map, per image
+    pooled = m[2](m[1](m[0](x)))
+    assert torch.equal(mats["1"][1 * 9 + 2 * 3 + 1], pooled[:, 1, 2, 1])
+    unpooled, info2 = activation_matrices(m, x, ["1"], pooled=False)
+    assert unpooled["1"].shape == (3 * 6 * 6, 9) and info2["1"]["source"] == "1"
+    means, _ = activation_matrices(m, x, ["1", "4"], units="channel-means")
+    assert means["1"].shape == (3, 9) and means["4"].shape == (2, 9)
+    assert torch.allclose(means["1"][2], m[1](m[0](x))[:, 2].mean((1, 2)))
+    with pytest.raises(UsageError, match="units"):
+        activation_matrices(m, x, ["1"], units="pixels")

@@ -139,3 +139,31 @@ def test_token_layer_units_are_features() -> None:
         vit(data.images)
     out = got[layer]  # (B, tokens, features)
     assert (out[..., 3] == 0).all() and (out[..., 2] != 0).any()
+
+
+def test_pg_ranking_across_conv_layers_equals_hand_sorted_norms() -> None:
+    """Two conv layers of a seeded float64 CNN: the ranking is every filter of both layers sorted
+    by the L2 norm of d p_c / d A averaged over the images, computed here image by image."""
+    from deepatlas.explain.experiments import pg_ranking
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)).double().eval()
+    x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
+    c = 2
+    sums = {"1": torch.zeros(3, 6, 6, dtype=torch.float64), "3": torch.zeros(4, 6, 6, dtype=torch.float64)}
+    for i in range(len(x)):  # by hand: one image at a time, split the model at the two layers
+        a1 = m[1](m[0](x[i : i + 1])).requires_grad_(True)
+        a3 = m[3](m[2](a1))
+        a3.retain_grad()
+        p = m[6](m[5](m[4](a3))).softmax(1)[0, c]
+        g1, g3 = torch.autograd.grad(p, [a1, a3])
+        sums["1"] += g1[0]
+        sums["3"] += g3[0]
+    hand = [(name, u, float((sums[name][u] / len(x)).norm())) for name in ("1", "3") for u in range(len(sums[name]))]
+    hand.sort(key=lambda t: -t[2])
+    got = pg_ranking(m, x, c, ["1", "3"], batch_size=3)
+    assert [(lay, u) for lay, u, _ in got] == [(lay, u) for lay, u, _ in hand]
+    assert [s for _, _, s in got] == pytest.approx([s for _, _, s in hand], rel=1e-12)
+    logit = pg_ranking(m, x, c, ["1", "3"], output="logit")
+    assert [s for _, _, s in logit] != pytest.approx([s for _, _, s in got])  # y = logit is another ranking score

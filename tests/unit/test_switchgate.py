@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from deepatlas.errors import UsageError
-from deepatlas.explain.switchgate import INPUT, SwitchGates, holding_rate, phi
+from deepatlas.explain.switchgate import (
+    INPUT,
+    SwitchGates,
+    _gated,
+    balanced_holding_rate,
+    center_classifier,
+    holding_rate,
+    phi,
+)
 
 
 def _toy() -> nn.Module:
@@ -40,7 +50,7 @@ def test_gates_find_the_core_units_and_binarise() -> None:
     assert res.kept["1"] == [0, 1]
     b = res.gates["1"]
     assert bool(((b < 0.1) | (b > 0.9)).all())  # converged near 0/1
-    assert res.holding_rate == 1.0  # the other units contribute nothing, so predictions hold exactly
+    assert res.holding_rate == res.positive_holding_rate == 1.0  # the other units contribute nothing, so predictions hold exactly
     assert len(res.random_holding_rates) == 5
     assert res.fit_history[-1] < min(0.1, res.fit_history[0])  # the gated model still separates the set
     assert all(p.requires_grad for p in model.parameters())  # the model is handed back unfrozen
@@ -57,11 +67,68 @@ def test_holding_rate_exact_on_chosen_masks() -> None:
     assert holding_rate(model, pos, 1, {"1": torch.zeros(6)}) == 0.0
 
 
-def test_input_gates_pick_the_informative_inputs() -> None:
+def test_input_gates_train_on_positives_and_pick_the_informative_input() -> None:
+    """With out0 biased by +0.5, class 1 needs x1 > x0 + 0.25. Trained on the positives only (the
+    paper's input gating), x1 alone keeps every positive (out1 = x1 > 0.5 - x1 = out0 since
+    x1 > 0.25), so the minimal informative set is {x1}; x2, x3 feed only unused units."""
+    model = _toy()
+    with torch.no_grad():
+        model[2].bias = nn.Parameter(torch.tensor([0.5, 0.0]))
+    x = torch.rand(600, 4, generator=torch.Generator().manual_seed(0))
+    preds = model(x).argmax(1)
+    pos, neg = x[preds == 1][:100], x[preds == 0][:100]
+    res = SwitchGates(model, [INPUT]).fit(pos, neg, target=1)
+    assert res.params["trained_on"] == "positives"
+    assert res.kept[INPUT] == [1]
+    assert res.positive_holding_rate == 1.0
+
+
+def test_all_gates_closed_scores_half_not_one() -> None:
+    """A model whose closed layer leaves only the bias, which favours the target class: every
+    positive keeps its verdict, every negative flips, so the paper's rate is 0.5 where the
+    positives-only rate is 1.0."""
+    model = _toy()
+    with torch.no_grad():
+        model[2].bias = nn.Parameter(torch.tensor([0.0, 0.1]))  # all-zero hidden layer -> class 1
+    x = torch.rand(400, 4, generator=torch.Generator().manual_seed(1))
+    preds = model(x).argmax(1)
+    pos, neg = x[preds == 1][:80], x[preds == 0][:80]
+    assert len(pos) == len(neg) == 80
+    closed = {"1": torch.zeros(6)}
+    assert holding_rate(model, pos, 1, closed) == 1.0
+    assert balanced_holding_rate(model, torch.cat([pos, neg]), 1, closed) == pytest.approx(0.5)
+    assert balanced_holding_rate(model, torch.cat([pos, neg]), 1, {"1": torch.ones(6)}) == 1.0
+
+
+def test_satisfied_classifier_iff_gated_model_predicts_the_class() -> None:
+    """y_b = 1 exactly for the samples the gated model predicts as c, below 1 elsewhere."""
+    model = _toy()
+    x = torch.rand(300, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    model = model.double()
+    g = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        mask = (torch.rand(6, generator=g) > 0.4).double()
+        mask[torch.randint(0, 2, (1,), generator=g)] = 1.0  # at least one of the core units, so no all-zero ties
+        with _gated(model, {"1": mask}), torch.no_grad():
+            s = model(x)
+        for target in (0, 1):
+            yb = center_classifier(s, target, 3.0, 0.5)
+            predicts = s.argmax(1) == target
+            assert torch.equal(yb == 1.0, predicts)
+            assert bool((yb[~predicts] < 1.0).all()) and bool((yb > 0).all())
+    # v grows with the gap to the winner: y_b = 2 / (1 + exp(w_b * gap / sd)) by hand
+    s = torch.tensor([[2.0, 0.5]], dtype=torch.float64)
+    assert float(center_classifier(s, 1, 2.0, 0.5)[0]) == pytest.approx(2 / (1 + math.exp(2.0 * 1.5 / 0.5)))
+
+
+def test_seeded_minibatch_order() -> None:
     model = _toy()
     pos, neg = _data(model)
-    res = SwitchGates(model, [INPUT]).fit(pos, neg, target=1)
-    assert res.kept[INPUT] == [0, 1]  # x2, x3 feed only the unused units
+    a = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=30, seed=0, random_seeds=())
+    b = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=30, seed=0, random_seeds=())
+    c = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=30, seed=1, random_seeds=())
+    assert a.loss_history == b.loss_history
+    assert a.loss_history != c.loss_history
 
 
 def test_phi_and_errors() -> None:

@@ -29,6 +29,26 @@ def test_rank_statistics_by_hand() -> None:
         [0.2, 0.9, 0.5, 0.0],    # input 2 outranks input 0
         [-0.1, 0.3, 0.05, 0.2],  # top-2 = {1, 3}: not the relevant set, 3 outranks 0
     ])
-    st = rank_statistics(scores, (0, 1))
+    st = rank_statistics(scores, (0, 1), order="abs")
     assert st["top_ranks"] == pytest.approx(1 / 3) and st["outranked"] == pytest.approx(2 / 3)
     assert st["mean_rank"][0] == pytest.approx((1 + 3 + 3) / 3)  # ranks of input 0: 1st, 3rd, 3rd
+
+
+def test_signed_ranking_differs_from_abs() -> None:
+    """Input 1 has a large negative score: by |score| it is on top, signed it is last."""
+    scores = torch.tensor([
+        [0.9, -0.8, 0.1, 0.0],   # |score|: {0, 1} on top; signed: 0, 2, 3, 1
+        [0.2, 0.9, 0.5, 0.0],    # both orders: 1, 2, 0, 3
+        [0.4, 0.3, -0.6, 0.2],   # |score|: 2, 0, 1, 3 ; signed: 0, 1, 3, 2 -> relevant on top
+    ])
+    signed = rank_statistics(scores, (0, 1))
+    absolute = rank_statistics(scores, (0, 1), order="abs")
+    assert signed["order"] == "signed" and absolute["order"] == "abs"
+    assert signed["top_ranks"] == pytest.approx(1 / 3) and absolute["top_ranks"] == pytest.approx(1 / 3)
+    assert signed["outranked"] == pytest.approx(2 / 3) and absolute["outranked"] == pytest.approx(2 / 3)
+    assert signed["mean_rank"] == pytest.approx([(1 + 3 + 1) / 3, (4 + 1 + 2) / 3, (2 + 2 + 4) / 3, (3 + 4 + 3) / 3])
+    assert absolute["mean_rank"] == pytest.approx([(1 + 3 + 2) / 3, (2 + 1 + 3) / 3, (3 + 2 + 1) / 3, (4 + 4 + 4) / 3])
+    assert rank_statistics(scores[:1], (0, 1))["top_ranks"] == 0.0  # signed: -0.8 ranks last
+    assert rank_statistics(scores[:1], (0, 1), order="abs")["top_ranks"] == 1.0
+    with pytest.raises(UsageError):
+        rank_statistics(scores, (0, 1), order="magnitude")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
+from deepatlas.cli._common import DeviceOpt, JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
 
 app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
@@ -24,21 +25,30 @@ def communities(
     negative: Annotated[str, typer.Option(help="Negative r: drop (not an edge) or abs (weight |r|).")] = "drop",
     algorithm: Annotated[str, typer.Option(help="leiden (igraph, C; communities always connected), igraph (Louvain "
                                            "in C) or python-louvain (pure Python, slow on big graphs).")] = "leiden",
+    graph: Annotated[str, typer.Option(help="complete: every pair's r, recomputed from the run's model and data (the paper's "
+                                            "graph); stored: the sparsified COACTIVATES edges.")] = "complete",
+    model: Annotated[Path | None, typer.Option(help="For --graph complete: checkpoint with the run's weights, if the stored path moved.")] = None,
+    device: DeviceOpt = "auto",
     dry_run: DryOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Leiden (default) or Louvain communities of the hidden+class co-activation graph, and their modularity.
 
-    Writes (:Community) nodes and MEMBER_OF edges, replacing any earlier result for the run.
+    By default on the complete correlation graph (every pair of units, as in the paper: one
+    forward pass over the run's images); --graph stored uses the sparsified edges and reads
+    only the database. Writes (:Community) nodes and MEMBER_OF edges, replacing any earlier
+    result for the run; each records which graph its modularity was computed on.
     """
     from deepatlas.workflows.analysis import analyze_communities
     with Graph() as g:
-        rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, write=not dry_run,
-                                  algorithm=algorithm)
+        rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, graph_kind=graph, model=model,
+                                  device=device, write=not dry_run, algorithm=algorithm)
     if json_out:
-        print_json({"run": rep.run, "modularity": rep.modularity, "params": rep.params, "communities": rep.communities})
+        print_json({"run": rep.run, "modularity": rep.modularity, "modularity_graph": rep.graph,
+                    "modularity_graph_description": rep.graph_label, "params": rep.params, "communities": rep.communities})
         return
-    table = Table(title=f"{rep.run}: {len(rep.communities)} communities, modularity {rep.modularity:.3f}")
+    table = Table(title=f"{rep.run}: {len(rep.communities)} communities, modularity {rep.modularity:.3f} "
+                        f"on the {rep.graph_label}")
     for col in ("#", "size", "classes", "neurons by layer"):
         table.add_column(col)
     for c in rep.communities:

@@ -49,7 +49,8 @@ def confusion(
     else:
         st = rep.overlap.stats
         console.print(f"[bold]{rep.run}[/]: r(Jaccard, mistakes) = [bold]{st.r:.3f}[/] (p = {st.p_value:.2g}, {st.n_pairs} pairs); "
-                      f"{len(rep.communities.communities)} communities, modularity {rep.communities.modularity:.3f}")
+                      f"{len(rep.communities.communities)} communities, modularity {rep.communities.modularity:.3f} "
+                      f"(on the {rep.communities.graph_label})")
         for title, rows in (("by overlap", rep.by_overlap), ("by mistakes", rep.by_mistakes)):
             table = Table(title=f"class pairs {title}")
             for col in ("a", "b", "jaccard", "mistakes", "a as b", "b as a", "shared neurons"):

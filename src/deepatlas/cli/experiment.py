@@ -48,8 +48,11 @@ def _ks(text: str) -> list[int]:
 def knockout(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose units are ranked.")],
     run: RunOpt = None,
-    layer: LayerOpt = None,
-    by: ByOpt = "coactivation",
+    layer: Annotated[str | None, typer.Option(help="Layer whose units are ranked, or 'all'. Default: all conv layers for "
+                                                   "--rank-by pg, the first dense layer otherwise.")] = None,
+    by: Annotated[str, typer.Option("--rank-by", "--by", help="pg (L2 norm of the class-averaged prediction gradient, "
+                                                             "from the model; the thesis'), coactivation, influence or gradient (stored edges).")] = "pg",
+    output: Annotated[str, typer.Option(help="For --rank-by pg: y is the class probability (prob, the thesis') or the logit.")] = "prob",
     ks: Annotated[str, typer.Option(help="k values: 0,1,2,4 or a range 0-32 for the one-by-one curve.")] = "0,1,2,4,8,16,32,64",
     value: Annotated[str, typer.Option(help="zero, or mean (the unit's data-set mean output).")] = "zero",
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random baselines.")] = 5,
@@ -61,18 +64,23 @@ def knockout(
 ) -> None:
     """Knockout curves: class and overall error as the top-k, bottom-k and random-k units go.
 
-    If the graph's ranking is right, knocking out a class's top units hurts that class far
-    more than its bottom units or random ones.
+    Default (the thesis): the conv filters of every conv layer ranked together by the L2 norm
+    of their class-averaged prediction gradient; strongest k vs weakest k. If the ranking is
+    right, knocking out a class's top units hurts that class far more than its bottom units or
+    random ones.
     """
     from deepatlas.workflows.experiments import experiment_knockout
     with Graph() as g, progress_bars(not json_out) as progress:
-        res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, ks=_ks(ks), value=value, seeds=seeds,
+        res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, output=output, ks=_ks(ks), value=value, seeds=seeds,
                                   model=model, device=device, out_dir=out or out_dir(), record=not no_record, progress=progress)
     if json_out:
         print_json(res)
         return
-    table = Table(title=f"{res['run']}: knockout in {res['layer']} ranked by r to {res['class']}")
-    for col in ("k", "top: class err", "bottom: class err", "random: class err", "top: overall", "random: overall"):
+    what = {"pg": "PG norm", "coactivation": "r"}.get(res["by"], res["by"])
+    top, bottom = ("strongest", "weakest") if res["by"] == "pg" else ("top", "bottom")
+    table = Table(title=f"{res['run']}: knockout in {res['layer']} ({len(res['layers_ranked'])} layers, {res['units_ranked']} units) "
+                        f"ranked by {what} for {res['class']}")
+    for col in ("k", f"{top}: class err", f"{bottom}: class err", "random: class err", f"{top}: overall", "random: overall"):
         table.add_column(col, justify="right")
     r = res["random"]
     for i, k in enumerate(res["top"]["k"]):
@@ -186,6 +194,9 @@ def switchgate(
     steps: Annotated[int, typer.Option(min=10, help="Optimisation steps.")] = 400,
     per_side: Annotated[int, typer.Option(min=10, help="Images per side of the balanced set.")] = 300,
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random same-size subsets.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seeds the random negatives and the mini-batch order.")] = 0,
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="Run the search N times (seeds seed..seed+N-1); report how often each unit is kept.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 64,
     run: RunOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
@@ -195,20 +206,28 @@ def switchgate(
 ) -> None:
     """Core units of a class by Switch Gates: the fewest units that keep the model's verdict.
 
-    Reports the units kept, the prediction holding rate with only them open, and that of random
+    Reports the units kept and the paper's prediction holding rate with only them open (over
+    the balanced set D'_c: positives and as many random negatives, verdict "class or not"
+    unchanged), the share of positives still predicted as the class, and both rates for random
     subsets of the same size. The Experiment node's TARGETS edges name the core units.
     """
     from deepatlas.workflows.cores import experiment_switchgate
 
     with Graph() as g, progress_bars(not json_out) as progress:
         res = experiment_switchgate(g, class_name, run=run, layers=layer, alpha=alpha, lam=lam, steps=steps, per_side=per_side,
-                                    seeds=seeds, model=model, device=device, out_dir=out or out_dir(), record=not no_record,
-                                    progress=progress)
+                                    seeds=seeds, seed=seed, repeats=repeats, batch_size=batch_size, model=model, device=device,
+                                    out_dir=out or out_dir(), record=not no_record, progress=progress)
     if json_out:
         print_json(res)
         return
-    rnd = res["random_holding_rate"]
+    rnd, rnd_pos = res["random_holding_rate"], res["random_positive_holding_rate"]
     for layer_name, n in res["n_kept"].items():
         console.print(f"{res['class']}: {n} of {res['sizes'][layer_name]} units of {layer_name} kept: {res['kept'][layer_name][:40]}")
-    console.print(f"holding rate with only them: [bold]{res['holding_rate']:.3f}[/]; random same-size subsets "
-                  f"{rnd['mean']:.3f} ± {rnd['std']:.3f}")
+    console.print(f"holding rate over D'_c ({res['positives']} positives + {res['negatives']} random negatives, the paper's): "
+                  f"[bold]{res['holding_rate']:.3f}[/]; random same-size subsets {rnd['mean']:.3f} ± {rnd['std']:.3f}")
+    console.print(f"positives still predicted {res['class']}: {res['positive_holding_rate']:.3f}; random same-size subsets "
+                  f"{rnd_pos['mean']:.3f} ± {rnd_pos['std']:.3f}")
+    if "repeats" in res:
+        for layer_name, units in res["repeats"]["kept_in_every_repeat"].items():
+            console.print(f"kept in all {res['repeats']['n']} repeats ({layer_name}): {units[:40]}; "
+                          f"units kept per repeat: {[r[layer_name] for r in res['repeats']['n_kept']]}")

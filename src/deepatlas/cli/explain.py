@@ -119,7 +119,9 @@ def rank(
     """The influential-scores paper's rank experiment on its synthetic data sets.
 
     Trains an MLP (3 x 200 ReLU) on the soft labels, then checks how often the relevant inputs
-    hold the top ranks by |influential score| on the predicted output node.
+    hold the top ranks when the inputs are sorted by their influential score on the predicted
+    output node in descending order (signed, the paper's); the |score| ranking is shown beside
+    it as a labelled variant.
     """
     from deepatlas.explain.rank import rank_experiment
 
@@ -130,9 +132,15 @@ def rank(
         print_json(res)
         return
     console.print(f"{dataset}: relevant inputs {res['relevant']}; |Y1 error| {res['mae_y1']:.4f}")
-    console.print(f"  relevant inputs hold the top ranks: [bold]{res['top_ranks']:.1%}[/] of samples")
-    console.print(f"  an irrelevant input outranks a relevant one: {res['outranked']:.1%}")
-    console.print("  mean rank per input: " + ", ".join(f"X{i} {r:.2f}" for i, r in enumerate(res["mean_rank"])))
+    var = res["abs_variant"]
+    console.print(f"  relevant inputs hold the top ranks (signed score, descending; the paper's): [bold]{res['top_ranks']:.1%}[/] of samples"
+                  f"   [dim](variant, by |score|: {var['top_ranks']:.1%})[/]")
+    console.print(f"  an irrelevant input outranks a relevant one: {res['outranked']:.1%}   [dim](by |score|: {var['outranked']:.1%})[/]")
+    console.print("  mean rank per input (signed): " + ", ".join(f"X{i} {r:.2f}" for i, r in enumerate(res["mean_rank"])))
+
+
+UnitsOpt = Annotated[str, typer.Option(help="Rows of a conv layer: maps (every position of every feature map, the paper's) or channel-means.")]
+PooledOpt = Annotated[bool, typer.Option("--pooled/--no-pooled", help="With --units maps: factor the map after the layer's pooling, when one follows.")]
 
 
 def _ranks(rank: list[int] | None) -> list[int]:
@@ -144,9 +152,11 @@ def _ranks(rank: list[int] | None) -> list[int]:
 def factors(
     rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Rank(s); repeat for a sweep. Default 1,2,4,8,16,32.")] = None,
     model: ModelOpt = None,
-    images: Annotated[int, typer.Option(min=10, help="Test images factored (stratified).")] = 2000,
+    images: Annotated[int, typer.Option(min=10, help="Test images factored (a seeded random sample; no labels used).")] = 2000,
+    units: UnitsOpt = "maps",
+    pooled: PooledOpt = True,
     iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
-    seed: Annotated[int, typer.Option(help="Initialisation seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the image sample and the initialisation.")] = 0,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -156,12 +166,13 @@ def factors(
     from deepatlas.workflows.cores import explain_factors
 
     with progress_bars(not json_out) as progress:
-        res = explain_factors(model or models_dir() / "fashion-cnn.pt", _ranks(rank), images=images, iters=iters, seed=seed,
-                              device=device, out_dir=out or out_dir(), progress=progress)
+        res = explain_factors(model or models_dir() / "fashion-cnn.pt", _ranks(rank), images=images, units=units, pooled=pooled,
+                              iters=iters, seed=seed, device=device, out_dir=out or out_dir(), progress=progress)
     if json_out:
         print_json(res)
         return
-    table = Table(title=f"coupled NMF of {res['images']} images")
+    rows = ", ".join(f"{n} {i['rows']} ({i['source']})" for n, i in res["rows"].items())
+    table = Table(title=f"coupled NMF of {res['images']} images; rows per layer ({res['units']}): {rows}")
     names = list(res["ranks"][0]["rmse"])
     for col in ("rank", "relative error", *names):
         table.add_column(col, justify="right")
@@ -177,7 +188,9 @@ def factors(
 def compare(
     models: Annotated[list[Path], typer.Argument(help="Two or more checkpoints (e.g. trained on 25/50/75/100% of the data).")],
     rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Ranks; default 1,2,4,8,16,32.")] = None,
-    images: Annotated[int, typer.Option(min=10, help="Test images factored (no labels used).")] = 2000,
+    images: Annotated[int, typer.Option(min=10, help="Test images factored (a seeded random sample; no labels used).")] = 2000,
+    units: UnitsOpt = "maps",
+    pooled: PooledOpt = True,
     iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
@@ -187,7 +200,8 @@ def compare(
     from deepatlas.workflows.cores import explain_compare
 
     with progress_bars(not json_out) as progress:
-        res = explain_compare(models, _ranks(rank), images=images, iters=iters, device=device, out_dir=out or out_dir(),
+        res = explain_compare(models, _ranks(rank), images=images, units=units, pooled=pooled, iters=iters, device=device,
+                              out_dir=out or out_dir(),
                               progress=progress)
     if json_out:
         print_json(res)
@@ -210,6 +224,8 @@ def feature(
     image: ImageOpt,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="For this class (default: the image's own).")] = None,
     layer: Annotated[list[str] | None, typer.Option("--layer", help="Layers searched (default: every captured conv layer).")] = None,
+    score: Annotated[str, typer.Option(help="pg: arg-max of the prediction gradient (the thesis); activation-x-pg: of A x PG.")] = "pg",
+    output: Annotated[str, typer.Option(help="y is the class's logit or its probability (prob).")] = "logit",
     model: ModelOpt = None,
     split: SplitOpt = "test",
     device: DeviceOpt = "auto",
@@ -217,17 +233,19 @@ def feature(
     json_out: JsonOpt = False,
 ) -> None:
     """The most characteristic feature of an image: the unit and region with the largest
-    activation x prediction gradient. E.g. what makes this shirt look like a coat: --class Coat."""
+    prediction gradient (--score activation-x-pg: activation x gradient). E.g. what makes this
+    shirt look like a coat: --class Coat."""
     from deepatlas.workflows.explain import explain_feature
     res = explain_feature(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, layers=layer, split=split,
-                          device=device, out_dir=out or out_dir())
+                          score=score, output=output, device=device, out_dir=out or out_dir())
     if json_out:
         print_json(res)
         return
     console.print(f"image {res['image']} ({res['label']}) as {res['class']}: unit [bold]{res['unit']}[/] at "
                   f"{res['position']}, pixels x {res['region'][0]}..{res['region'][2] - 1}, y {res['region'][1]}..{res['region'][3] - 1}"
                   if res["region"] else f"image {res['image']} ({res['label']}) as {res['class']}: unit [bold]{res['unit']}[/]")
-    console.print(f"  score (activation x gradient) {res['score']:.4f}\nfigure {res['figure']}")
+    label = "prediction gradient" if res["score_kind"] == "pg" else "activation x gradient"
+    console.print(f"  score ({label}) {res['score']:.4f}\nfigure {res['figure']}")
 
 
 @app.command()
@@ -237,15 +255,20 @@ def perturb(
     toward: Annotated[str | None, typer.Option("--toward", "-t", help="Target class.")] = None,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Steps.")] = 20,
     step_size: Annotated[float, typer.Option(help="Largest change of any pixel per step (pixels are in [0, 1]).")] = 0.02,
-    sweep: Annotated[int | None, typer.Option(help="Instead: flip success over this many images x every target class.")] = None,
+    sweep: Annotated[int | None, typer.Option(help="Instead: perturb this many images toward every other class and report success and induced error.")] = None,
+    mode: Annotated[str, typer.Option(help="For --sweep: single-step (one step x + eps * dy/dx per step size, the thesis') or iterative (normalised steps, --steps x --step-size).")] = "single-step",
+    eps: Annotated[str | None, typer.Option(help="For --sweep single-step: comma-separated step sizes. Default 1,3,10,30,100,300,1000.")] = None,
+    output: Annotated[str, typer.Option(help="For --sweep single-step: y is the probability (prob, the thesis') or the logit.")] = "prob",
     model: ModelOpt = None,
     split: SplitOpt = "test",
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Nudge an image toward a class along d y_C / d x and watch the verdict; --sweep N for the
-    flip-success matrix (which classes are easy targets)."""
+    """Nudge an image toward a class along d y_C / d x and watch the verdict. --sweep N: the
+    thesis' experiment, one gradient step per step size toward every other class, with the
+    success at the target and the error it induces (--mode iterative: the flip-success matrix
+    of iterative normalised steps)."""
     from deepatlas.errors import UsageError
     from deepatlas.workflows.explain import explain_perturb, perturb_sweep
 
@@ -253,11 +276,27 @@ def perturb(
         raise UsageError(f"--step-size must be > 0, got {step_size}")
     path = model or models_dir() / "fashion-cnn.pt"
     if sweep is not None:
+        from deepatlas.workflows.explain import STEP_SIZES
+
+        step_sizes = None
+        if eps is not None:
+            try:
+                step_sizes = [float(t) for t in eps.split(",") if t.strip()]
+            except ValueError:
+                raise UsageError(f"--eps must be comma-separated numbers, got {eps!r}") from None
         with progress_bars(not json_out) as progress:
-            res = perturb_sweep(path, images=sweep, steps=steps, step_size=step_size, split=split, device=device,
-                                out_dir=out or out_dir(), progress=progress)
+            res = perturb_sweep(path, images=sweep, mode=mode, output=output, steps=steps, step_size=step_size, split=split,
+                                device=device, out_dir=out or out_dir(), progress=progress,
+                                step_sizes=step_sizes if step_sizes is not None else STEP_SIZES)
         if json_out:
             print_json(res)
+            return
+        if res["mode"] == "single-step":
+            y = "p" if res["output"] == "prob" else "logit"
+            console.print(f"one step x + eps * d{y}(target)/dx: {res['images']} images x every other class ({res['pairs']} pairs)")
+            for e, su, er in zip(res["step_sizes"], res["success"], res["induced_error"], strict=True):
+                console.print(f"  eps {e:>8g}: success at the target {su:.3f}   induced error {er:.3f}")
+            console.print(f"figure {res['figure']}")
             return
         console.print(f"flip success within {steps} steps of {step_size}, {res['images']} images; easiest targets:")
         for name, rate in sorted(res["target_success"].items(), key=lambda kv: -kv[1]):

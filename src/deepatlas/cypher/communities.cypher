@@ -3,5 +3,6 @@
 // params: run (str)
 MATCH (r:Run {name: $run, status: 'complete'})
 MATCH (c:Community {run: r.key})
-RETURN c.index AS community, c.size AS size, c.classes AS classes, c.modularity AS modularity
+RETURN c.index AS community, c.size AS size, c.classes AS classes, c.modularity AS modularity,
+       c.graph AS modularity_graph
 ORDER BY community

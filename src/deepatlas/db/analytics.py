@@ -90,12 +90,14 @@ def write_communities(graph: Graph, run: RunInfo, membership: dict[str, int], mo
     graph.write_many([
         ("MATCH (c:Community {run: $run}) DETACH DELETE c", {"run": run.key}),
         ("UNWIND $rows AS row CREATE (c:Community {key: row.key, run: $run, index: row.index, size: row.size, "
-         "classes: row.classes, modularity: $q})", {"rows": communities, "run": run.key, "q": modularity}),
+         "classes: row.classes, modularity: $q, graph: $graph})",
+         {"rows": communities, "run": run.key, "q": modularity, "graph": params.get("graph", "stored")}),
         ("UNWIND $rows AS row MATCH (c:Community {key: row.community}) "
          "OPTIONAL MATCH (n:Neuron {key: row.node}) OPTIONAL MATCH (k:Class {key: row.node}) "
          "WITH c, coalesce(n, k) AS m WHERE m IS NOT NULL CREATE (m)-[:MEMBER_OF]->(c)", {"rows": members}),
-        ("MATCH (r:Run {key: $run}) SET r.modularity = $q, r.communities = size($rows), r.community_params = $params",
-         {"run": run.key, "q": modularity, "rows": communities, "params": json.dumps(params)}),
+        ("MATCH (r:Run {key: $run}) SET r.modularity = $q, r.modularity_graph = $graph, r.communities = size($rows), "
+         "r.community_params = $params",
+         {"run": run.key, "q": modularity, "rows": communities, "params": json.dumps(params), "graph": params.get("graph", "stored")}),
     ])
     return len(communities)
 

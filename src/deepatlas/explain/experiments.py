@@ -14,7 +14,7 @@ import torch
 from deepatlas.errors import UsageError
 from deepatlas.explain.interventions import Intervention
 
-__all__ = ["activate_only_sweep", "error_rates", "group_units", "knockout_curve", "random_orders"]
+__all__ = ["activate_only_sweep", "error_rates", "group_units", "knockout_curve", "pg_ranking", "random_orders"]
 
 Unit = tuple[str, int]
 
@@ -24,6 +24,52 @@ def group_units(units: Sequence[Unit]) -> dict[str, list[int]]:
     for layer, index in units:
         out.setdefault(layer, []).append(int(index))
     return out
+
+
+def pg_ranking(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    target: int,
+    layers: Sequence[str],
+    *,
+    output: str = "prob",
+    batch_size: int = 200,
+) -> list[tuple[str, int, float]]:
+    """Units of ``layers`` ranked by the L2 norm of their class-averaged prediction gradient.
+
+    For every unit (a conv filter: its whole map; a dense neuron: one value), PG = d y_target /
+    d a averaged over ``inputs`` (the images of the class), and the score is the L2 (Frobenius)
+    norm of that averaged map: one ranking across all the given layers, strongest first
+    (ties: forward order of ``layers``, then index). The weakest units are the end of the list
+    (smallest norm; norms are >= 0).
+
+    Parameters
+    ----------
+    output : {"prob", "logit"}, default "prob"
+        y is the class's softmax probability (the thesis' y) or its logit.
+
+    References
+    ----------
+    Lo, S. (2018), "Querying deep neural networks with gradients" (knockout of the filters with
+    the highest vs the lowest PG norm, across the network's conv layers).
+    """
+    from deepatlas.explain.gradients import PredictionGradients, unit_scores
+
+    if len(inputs) == 0:
+        raise UsageError("no images of the class to average the prediction gradients over")
+    pg = PredictionGradients(model, output=output)
+    sums: list[torch.Tensor] = []
+    for s in range(0, len(inputs), batch_size):
+        grads = pg.attribute_layers(inputs[s : s + batch_size], target, list(layers))
+        batch = [g.to(torch.float64).sum(0) for g in grads]
+        sums = batch if not sums else [a + b for a, b in zip(sums, batch, strict=True)]
+    rows: list[tuple[str, int, float]] = []
+    for name, total in zip(layers, sums, strict=True):
+        mean = (total / len(inputs))[None]
+        scores = unit_scores(mean)[0].abs()  # conv: Frobenius norm of the mean map; dense: |mean PG|
+        rows += [(name, i, float(v)) for i, v in enumerate(scores.cpu())]
+    position = {name: i for i, name in enumerate(layers)}
+    return sorted(rows, key=lambda r: (-r[2], position[r[0]], r[1]))
 
 
 def error_rates(preds: torch.Tensor, labels: torch.Tensor, n_classes: int) -> tuple[list[float], float]:

@@ -14,6 +14,12 @@ in every denominator), which never increase the objective:
 *Choice*: each X_k is divided by its Frobenius norm before fitting, so a layer with large
 activations does not drown the pixels; RMSEs are reported in the original units.
 Activations must be non-negative (post-ReLU outputs are).
+
+A_j, as the paper builds it (:func:`activation_matrices`, ``units="maps"``, the default): one
+row per neuron, i.e. per position of every feature map of a conv layer (channels x height x
+width rows), taken after the layer's pooling when a pooling module follows it; a dense layer
+has one row per unit. ``units="channel-means"`` (a variant) reduces each conv filter to its
+mean over positions, one row per channel (this package's earlier default).
 """
 
 from __future__ import annotations
@@ -21,10 +27,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from deepatlas.errors import UsageError
+from deepatlas.explain._hooks import capture_outputs
 
-__all__ = ["CoupledNMF", "coupled_nmf", "spectra"]
+__all__ = ["UNIT_MODES", "CoupledNMF", "activation_matrices", "coupled_nmf", "spectra"]
+
+#: How a conv layer becomes rows of A_j: every position of every map (the paper) or channel means.
+UNIT_MODES = ("maps", "channel-means")
+
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool2d,
+          nn.AdaptiveMaxPool2d)
 
 
 @dataclass
@@ -130,3 +144,75 @@ def spectra(matrices: dict[str, torch.Tensor], k: int = 50) -> dict[str, list[fl
         s = torch.linalg.svdvals(m.to(torch.float64))
         out[name] = (s[:k] / s[0].clamp_min(1e-30)).tolist()
     return out
+
+
+def _pooled_source(model: nn.Module, layer: str, order: list[str]) -> str:
+    """The pooling module that runs right after ``layer`` (its pooled output), else ``layer``."""
+    modules = dict(model.named_modules())
+    if layer in order:
+        i = order.index(layer)
+        if i + 1 < len(order) and isinstance(modules[order[i + 1]], _POOLS):
+            return order[i + 1]
+    return layer
+
+
+@torch.no_grad()
+def activation_matrices(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: list[str],
+    *,
+    units: str = "maps",
+    pooled: bool = True,
+    batch_size: int = 500,
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, object]]]:
+    """Each layer's activations as a non-negative (rows, images) float64 matrix A_j.
+
+    Parameters
+    ----------
+    model : nn.Module
+    inputs : Tensor (N, C, H, W), already normalised for the model
+    layers : module names (their outputs)
+    units : {"maps", "channel-means"}, default "maps"
+        "maps": a conv output becomes channels x positions rows (every neuron of every feature
+        map, as in the paper); "channel-means": one row per channel (its mean over positions).
+    pooled : bool, default True
+        With "maps", take the output of the pooling module that runs right after the layer
+        when there is one (the paper factors the pooled maps).
+
+    Returns
+    -------
+    (matrices, info): info[layer] = {"source": module read, "shape": per-image shape, "rows": int}
+
+    References
+    ----------
+    Saini, U. S. & Papalexakis, E. E. (2021), "Analyzing representations inside convolutional
+    neural networks", arXiv:2012.07229 (coupled factorisation of inputs and activations).
+    """
+    if units not in UNIT_MODES:
+        raise UsageError(f"units must be one of {UNIT_MODES}, got {units!r}")
+    model.eval()
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda _m, _i, _o, n=n: order.append(n))
+               for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    try:
+        model(inputs[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    sources = {name: (_pooled_source(model, name, order) if pooled and units == "maps" else name) for name in layers}
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    shapes: dict[str, tuple[int, ...]] = {}
+    with capture_outputs(model, sorted(set(sources.values()))) as captured:
+        for s in range(0, len(inputs), batch_size):
+            model(inputs[s : s + batch_size])
+            for name, src in sources.items():
+                out = captured[src].detach()
+                shapes[name] = tuple(out.shape[1:])
+                if out.ndim > 2 and units == "channel-means":
+                    out = out.flatten(2).mean(2)
+                chunks[name].append(out.flatten(1).to(torch.float64).cpu())
+    mats = {name: torch.cat(parts).T.clamp_min(0).contiguous() for name, parts in chunks.items()}
+    info: dict[str, dict[str, object]] = {name: {"source": sources[name], "shape": list(shapes[name]),
+                                                 "rows": int(mats[name].shape[0])} for name in layers}
+    return mats, info

@@ -1,25 +1,37 @@
 """Core units by Switch Gates ("Interpreting Deep Classification Models With Bayesian
-Inference", ICLR 2018 submission; DESIGN.md, method 4).
+Inference", anonymous ICLR 2018 submission, OpenReview; DESIGN.md, method 4).
 
 After each layer of interest a Switch Gate layer multiplies unit i (a dense neuron, a whole
-conv filter, or an input pixel) by b_i = sigmoid(w * g_i), with g_i trainable and w a large
-positive constant. Only the gates train; the model is frozen. For a class c, a balanced set
-holds inputs the model predicts as c (y' = 1) and as other classes (y' = 0). The loss is
+conv filter, or an input element) by b_i = sigmoid(w * g_i), with g_i trainable and w a large
+positive constant. Only the gates (and the classifier weight w_b below) train; the model is
+frozen. For a class c the set D'_c holds inputs the model predicts as c (y' = 1) and an equal
+number of randomly drawn inputs it predicts as other classes (y' = 0). The loss is
 
-    mean over samples (y' - y_b)^2  +  alpha * sum_i b_i  +  lambda * sum_i phi(b_i),
+    mean over a mini-batch (y' - y_b)^2  +  alpha * sum_i b_i  +  lambda * sum_i phi(b_i),
     phi(b) = sigmoid(-10 (b - 0.5)^2)
 
 where phi penalises undecided gates and alpha pays for every open one.
 
-*Choice* (the paper's "center-based binary classifier" is given in words only): y_b compares
-the gated model's score vector s_b(x) with the centres of the *ungated* scores of the two
-groups, mu_1 (class c) and mu_0 (others):
-    y_b = sigmoid((||s_b - mu_0||^2 - ||s_b - mu_1||^2) / T),  T = ||mu_1 - mu_0||^2 / 4
-so y_b is near 1 when the gated scores sit nearer the class-c centre.
+The center-based binary classifier (section 3 of the paper):
 
-Results: the units kept (b >= 0.5), the *prediction holding rate* (the fraction of the class-c
-inputs still predicted as c when only the kept units are open, all others set to 0), and the
-holding rate of random subsets of the same size.
+    y_b = 2 / (1 + exp(v)),   v = w_b (y_max - r_n) / sqrt(var y)
+
+*Reading* (the equation survives in the text but its symbols are not all defined): y is the
+gated model's output vector for sample n, y_max its largest entry, r_n its entry for class c,
+and var y the variance of the *ungated* model's output entries over D'_c (one constant per
+fit; a per-sample variance would make v blind to the gates' overall scale, and alpha then
+closes every gate: tried, measured on the unit-test toy); w_b > 0 is one trained scalar
+(stored as log w_b, starting at 1). Then v >= 0 and y_b is in (0, 1]: y_b = 1 exactly when class c holds the
+largest score, i.e. the classifier is *satisfied* (y_b = 1) if and only if the gated model
+predicts c, and y_b falls towards 0 as c drops below the winner. The "center" is read as the
+class-c score being the reference the winner is measured from.
+
+Results: the units kept (b >= 0.5); the paper's *prediction holding rate*: over D'_c, the share
+of samples whose gated verdict p' ("class c or not", only the kept units open, all others 0)
+equals the ungated one; beside it, labelled, the share of the positives still predicted as c
+(this package's earlier figure; it scores 1.0 for a layer whose closed gates make the model
+predict c for everything, where the paper's rate is about 0.5); both rates for random subsets of
+the same size. Gates on the input train on the positives only, as the paper does.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from torch import nn
 
 from deepatlas.errors import UsageError
 
-__all__ = ["INPUT", "SwitchGateResult", "SwitchGates", "holding_rate", "phi"]
+__all__ = ["INPUT", "SwitchGateResult", "SwitchGates", "balanced_holding_rate", "center_classifier", "holding_rate", "phi"]
 
 #: The layer name that gates the model's input (one gate per input element, e.g. per pixel).
 INPUT = "input"
@@ -46,16 +58,41 @@ def phi(b: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(-10.0 * (b - 0.5) ** 2)
 
 
+def center_classifier(scores: torch.Tensor, target: int, w_b: torch.Tensor | float, sd: torch.Tensor | float) -> torch.Tensor:
+    """The paper's center-based binary classifier y_b = 2 / (1 + exp(v)) per sample.
+
+    v = w_b (y_max - r_n) / sqrt(var y), with y a sample's output vector (``scores`` row),
+    y_max its largest entry, r_n its entry for ``target``; ``sd`` = sqrt(var y), the standard
+    deviation of the ungated outputs over D'_c (see the module docstring for this reading).
+    y_b = 1 exactly when ``target`` has the largest score (ties aside).
+
+    References
+    ----------
+    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 submission (OpenReview), section 3.
+    """
+    gap = scores.max(1).values - scores[:, target]
+    v = w_b * gap / sd
+    return 2.0 * torch.sigmoid(-v)  # = 2 / (1 + exp(v)), without overflow for large v
+
+
 @dataclass
 class SwitchGateResult:
-    """Per layer: final gate values and the kept units; the holding rates; the loss history."""
+    """Per layer: final gate values and the kept units; the holding rates; the loss history.
+
+    ``holding_rate`` is the paper's (over D'_c, verdict "c or not" kept);
+    ``positive_holding_rate`` the share of positives still predicted as c.
+    """
 
     gates: dict[str, torch.Tensor]
     kept: dict[str, list[int]]
     holding_rate: float
     random_holding_rates: list[float]
+    positive_holding_rate: float = float("nan")
+    random_positive_holding_rates: list[float] = field(default_factory=list)
     loss_history: list[float] = field(default_factory=list)
     fit_history: list[float] = field(default_factory=list)
+    w_b: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,13 +124,37 @@ def _gated(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
 
 
 @torch.no_grad()
+def _predict(model: nn.Module, inputs: torch.Tensor, masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    if masks is None:
+        return torch.cat([model(inputs[s : s + 1000]).argmax(1) for s in range(0, len(inputs), 1000)])
+    with _gated(model, {k: v.to(inputs.dtype) for k, v in masks.items()}):
+        return torch.cat([model(inputs[s : s + 1000]).argmax(1) for s in range(0, len(inputs), 1000)])
+
+
+@torch.no_grad()
 def holding_rate(model: nn.Module, inputs: torch.Tensor, target: int, masks: dict[str, torch.Tensor]) -> float:
-    """Fraction of ``inputs`` predicted as ``target`` when only the masked-in units are open."""
+    """Fraction of ``inputs`` predicted as ``target`` when only the masked-in units are open
+    (the positives-only rate when ``inputs`` are the positives)."""
     if len(inputs) == 0:
         return 0.0
-    with _gated(model, {k: v.to(inputs.dtype) for k, v in masks.items()}):
-        preds = model(inputs).argmax(1)
-    return float((preds == target).to(torch.float64).mean())
+    return float((_predict(model, inputs, masks) == target).to(torch.float64).mean())
+
+
+@torch.no_grad()
+def balanced_holding_rate(model: nn.Module, inputs: torch.Tensor, target: int, masks: dict[str, torch.Tensor]) -> float:
+    """The paper's prediction holding rate: the share of ``inputs`` (D'_c) whose gated verdict
+    p' = "predicted as ``target`` or not" equals the ungated one.
+
+    References
+    ----------
+    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 submission (OpenReview), section 4.
+    """
+    if len(inputs) == 0:
+        return 0.0
+    before = _predict(model, inputs) == target
+    after = _predict(model, inputs, masks) == target
+    return float((before == after).to(torch.float64).mean())
 
 
 class SwitchGates:
@@ -112,6 +173,11 @@ class SwitchGates:
     --------
     >>> res = SwitchGates(model, ["pool3"]).fit(x_pos, x_neg, target=5)      # doctest: +SKIP
     >>> res.kept["pool3"], res.holding_rate                                   # doctest: +SKIP
+
+    References
+    ----------
+    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 submission (OpenReview).
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], *, w: float = 10.0) -> None:
@@ -152,57 +218,79 @@ class SwitchGates:
         steps: int = 400,
         lr: float = 0.1,
         init: float = 0.0,
+        batch_size: int = 64,
+        seed: int = 0,
         random_seeds: Sequence[int] = (0, 1, 2, 3, 4),
         progress: Callable[[int], None] | None = None,
     ) -> SwitchGateResult:
-        """Train the gates on a balanced set (positives predicted as ``target``, negatives not).
+        """Train the gates on D'_c (positives predicted as ``target``, negatives not).
 
         Parameters
         ----------
         alpha : float, default 0.02
-            Price of each open gate. *Choice*: the squared error is averaged over samples (the
-            paper sums it), so alpha does not have to grow with the set's size; the alpha and
-            lambda terms are sums over gates, as in the paper.
+            Price of each open gate. *Choice*: the squared error is averaged over the
+            mini-batch (the paper sums it), so alpha does not have to grow with the batch size;
+            the alpha and lambda terms are sums over gates, as in the paper.
         lam : float, default 1.0
             Weight of sum phi(b_i), the push towards 0/1.
-        steps, lr : Adam steps and learning rate on the gate parameters g.
+        steps, lr : Adam steps (one mini-batch each) and learning rate on g and log w_b.
         init : float, default 0.0
             Initial g: b = 0.5, undecided, where phi has no slope. *Choice*: lambda is ramped
             linearly from 0 over the first half of the steps, so the gates first move by fit
             and alpha and only then are pushed to 0 or 1 (with phi at full weight from the
             start, gates froze on whichever side they first crossed).
+        batch_size : int, default 64
+            Mini-batch size; batches are drawn from a permutation of D'_c seeded by ``seed``,
+            renewed every epoch, so different seeds give different runs (the paper's
+            stability study).
+        seed : int, default 0
+        random_seeds : seeds of the random same-size subsets.
+
+        Gating ``"input"`` trains on the positives only (the paper's informative-pixel map);
+        the negatives still enter the holding rate.
         """
         if len(positives) == 0 or len(negatives) == 0:
             raise UsageError("the balanced set needs inputs of the class and of other classes")
+        if batch_size < 1:
+            raise UsageError("batch size must be >= 1")
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         try:
-            return self._fit(positives, negatives, target, alpha, lam, steps, lr, init, random_seeds, progress)
+            return self._fit(positives, negatives, target, alpha, lam, steps, lr, init, batch_size, seed, random_seeds,
+                             progress)
         finally:
             for p in self.model.parameters():
                 p.requires_grad_(True)
 
     def _fit(self, positives: torch.Tensor, negatives: torch.Tensor, target: int, alpha: float, lam: float, steps: int,
-             lr: float, init: float, random_seeds: Sequence[int], progress: Callable[[int], None] | None) -> SwitchGateResult:
-        x = torch.cat([positives, negatives])
-        y = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))]).to(x.device, x.dtype)
+             lr: float, init: float, batch_size: int, seed: int, random_seeds: Sequence[int],
+             progress: Callable[[int], None] | None) -> SwitchGateResult:
+        everything = torch.cat([positives, negatives])
+        train = positives if INPUT in self.layers else everything
+        y = torch.cat([torch.ones(len(positives)), torch.zeros(len(train) - len(positives))]).to(train.device, train.dtype)
+        shapes = self._shapes(train[:1])
         with torch.no_grad():
-            scores = self.model(x)
-        mu1, mu0 = scores[: len(positives)].mean(0), scores[len(positives):].mean(0)
-        temp = ((mu1 - mu0) ** 2).sum().clamp_min(1e-8) / 4
-        shapes = self._shapes(x[:1])
-        params = {n: torch.full(s, init, dtype=x.dtype, device=x.device, requires_grad=True) for n, s in shapes.items()}
-        opt = torch.optim.Adam(list(params.values()), lr=lr)
+            sd = torch.cat([self.model(everything[i : i + 1000]) for i in range(0, len(everything), 1000)]).var().clamp_min(1e-12).sqrt()
+        params = {n: torch.full(s, init, dtype=train.dtype, device=train.device, requires_grad=True) for n, s in shapes.items()}
+        log_wb = torch.zeros((), dtype=train.dtype, device=train.device, requires_grad=True)
+        opt = torch.optim.Adam([*params.values(), log_wb], lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(train), generator=gen)
+        cursor = 0
         history: list[float] = []
         fits: list[float] = []
         for step in range(steps):
+            if cursor >= len(order):
+                order, cursor = torch.randperm(len(train), generator=gen), 0
+            idx = order[cursor : cursor + batch_size].to(train.device)
+            cursor += batch_size
             ramp = min(1.0, step / max(1, steps // 2))  # lambda grows from 0: settle first, binarise later
             gates = {n: torch.sigmoid(self.w * g) for n, g in params.items()}
             with _gated(self.model, gates):
-                s = self.model(x)
-            yb = torch.sigmoid((((s - mu0) ** 2).sum(1) - ((s - mu1) ** 2).sum(1)) / temp)
-            fit = ((y - yb) ** 2).mean()
+                s = self.model(train[idx])
+            yb = center_classifier(s, target, log_wb.exp(), sd)
+            fit = ((y[idx] - yb) ** 2).mean()
             reg = sum(b.sum() for b in gates.values())
             binar = sum(phi(b).sum() for b in gates.values())
             loss = fit + alpha * reg + ramp * lam * binar
@@ -214,17 +302,20 @@ class SwitchGates:
             if progress is not None:
                 progress(1)
         final = {n: torch.sigmoid(self.w * g).detach() for n, g in params.items()}
-        masks = {n: (b >= 0.5).to(x.dtype) for n, b in final.items()}
+        masks = {n: (b >= 0.5).to(train.dtype) for n, b in final.items()}
         kept = {n: torch.nonzero(m.flatten()).flatten().tolist() for n, m in masks.items()}
-        rate = holding_rate(self.model, positives, target, masks)
-        rand = []
-        for seed in random_seeds:
-            rng = np.random.default_rng(seed)
+        rand, rand_pos = [], []
+        for rseed in random_seeds:
+            rng = np.random.default_rng(rseed)
             rmask = {}
             for n, m in masks.items():
-                flat = torch.zeros(m.numel(), dtype=x.dtype, device=x.device)
-                flat[torch.as_tensor(rng.choice(m.numel(), size=int(m.sum()), replace=False), device=x.device)] = 1
+                flat = torch.zeros(m.numel(), dtype=train.dtype, device=train.device)
+                flat[torch.as_tensor(rng.choice(m.numel(), size=int(m.sum()), replace=False), device=train.device)] = 1
                 rmask[n] = flat.view(m.shape)
-            rand.append(holding_rate(self.model, positives, target, rmask))
-        return SwitchGateResult(final, kept, rate, rand, history, fits,
-                                {"alpha": alpha, "lambda": lam, "w": self.w, "steps": steps, "lr": lr, "layers": self.layers})
+            rand.append(balanced_holding_rate(self.model, everything, target, rmask))
+            rand_pos.append(holding_rate(self.model, positives, target, rmask))
+        return SwitchGateResult(
+            final, kept, balanced_holding_rate(self.model, everything, target, masks), rand,
+            holding_rate(self.model, positives, target, masks), rand_pos, history, fits, float(log_wb.exp().detach()),
+            {"alpha": alpha, "lambda": lam, "w": self.w, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+             "layers": self.layers, "trained_on": "positives" if INPUT in self.layers else "balanced"})

@@ -103,3 +103,20 @@ def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: st
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.7)
     return save(fig, path)
+
+
+def step_sweep_figure(step_sizes: list[float], success: list[float], induced: list[float], path: Path, *,
+                      title: str = "", xlabel: str = "step size") -> Path:
+    """Success at the target and induced error (share of images no longer correct) against the
+    step size of a single gradient step (the thesis' Figs. 4.6 and 4.7 in one plot)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.plot(step_sizes, success, "-o", color="#0072B2", label="success: predicted as the target class")
+    ax.plot(step_sizes, induced, "--s", color="#D55E00", label="induced error: no longer the true class")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of (image, target) pairs")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)

@@ -14,8 +14,8 @@ from deepatlas.data.base import ImageSet, load_dataset
 from deepatlas.db.experiments import unit_layers, write_experiment
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class
-from deepatlas.errors import UsageError
-from deepatlas.explain.factorize import coupled_nmf, spectra
+from deepatlas.errors import CheckpointError, UsageError
+from deepatlas.explain.factorize import UNIT_MODES, activation_matrices, coupled_nmf, spectra
 from deepatlas.explain.switchgate import INPUT, SwitchGates
 from deepatlas.ingest.capture import ActivationRecorder, _leaf_order, default_layers
 from deepatlas.models.checkpoint import load_checkpoint
@@ -70,6 +70,9 @@ def experiment_switchgate(
     steps: int = 400,
     per_side: int = 300,
     seeds: int = 5,
+    seed: int = 0,
+    repeats: int = 1,
+    batch_size: int = 64,
     model: str | Path | None = None,
     device: str = "auto",
     out_dir: str | Path | None = None,
@@ -78,37 +81,81 @@ def experiment_switchgate(
 ) -> dict[str, Any]:
     """Switch-Gate core units of a class; an Experiment node whose TARGETS are the core units.
 
-    The balanced set: up to ``per_side`` of the run's images predicted as the class, and as
-    many predicted as other classes (spread evenly over them).
+    D'_c, as in the paper: up to ``per_side`` of the run's images predicted as the class and as
+    many randomly drawn (seeded by ``seed``) among those predicted as other classes. The gates
+    train on seeded random mini-batches of ``batch_size``. ``holding_rate`` is the paper's
+    (over D'_c: the verdict "class or not" unchanged); ``positive_holding_rate`` the share of
+    the positives still predicted as the class.
+
+    ``repeats`` > 1 runs the search again with seeds ``seed``, ``seed + 1``, ... (new negatives
+    and a new mini-batch order each time) and reports how often each unit is kept (the paper's
+    stability study); the first repeat is the reported result.
 
     ``alpha`` defaults to 0.02 for unit layers and 0.001 when the input is gated: the price is
     per gate, and 784 pixel gates at 0.02 close every one (both values measured on the
     reference CNN; docs/REPRODUCTION.md).
+
+    References
+    ----------
+    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 submission (OpenReview).
     """
+    if repeats < 1:
+        raise UsageError("repeats must be >= 1")
     ctx = _context(graph, run, model, None, device)
     stored = resolve_class(graph, ctx.run, class_name)
     c = ctx.classes.index(stored)
     net = ctx.ckpt.model
     gate_layers = list(layers) if layers else [default_gate_layer(net, ctx.inputs[:1])]
     preds = _base_predictions(ctx)
-    pos_idx = torch.nonzero(preds == c).flatten()[:per_side]
+    positives = torch.nonzero(preds == c).flatten()
     others = torch.nonzero(preds != c).flatten()
-    if len(pos_idx) == 0:
+    if len(positives) == 0:
         raise UsageError(f"the model predicts {stored} for none of the run's images")
-    neg_idx = others[torch.linspace(0, len(others) - 1, min(len(pos_idx), len(others))).long()]
+    if len(others) == 0:
+        raise UsageError(f"the model predicts {stored} for every image of the run; D'_c needs negatives")
     if alpha is None:
         alpha = 0.001 if INPUT in gate_layers else 0.02
     sg = SwitchGates(net, gate_layers)
-    res = sg.fit(ctx.inputs[pos_idx], ctx.inputs[neg_idx], c, alpha=alpha, lam=lam, steps=steps,
-                 random_seeds=range(seeds), progress=lambda n: progress("gates", n, steps))
+    fits = []
+    for rep in range(repeats):
+        gen = torch.Generator().manual_seed(seed + rep)
+        pos_idx = positives[torch.randperm(len(positives), generator=gen)[:per_side]].sort().values
+        neg_idx = others[torch.randperm(len(others), generator=gen)[: len(pos_idx)]].sort().values
+        fits.append((pos_idx, neg_idx, sg.fit(
+            ctx.inputs[pos_idx], ctx.inputs[neg_idx], c, alpha=alpha, lam=lam, steps=steps, batch_size=batch_size,
+            seed=seed + rep, random_seeds=range(seeds), progress=lambda n: progress("gates", n, steps * repeats))))
+    pos_idx, neg_idx, res = fits[0]
+
+    def spread(values: list[float]) -> dict[str, Any]:
+        return {"mean": float(np.mean(values)) if values else float("nan"),
+                "std": float(np.std(values)) if values else float("nan"), "values": values}
+
     result: dict[str, Any] = {
         "class": stored, "layers": gate_layers, "kept": res.kept, "n_kept": res.n_kept,
         "sizes": {n: int(g.numel()) for n, g in res.gates.items()},
-        "holding_rate": res.holding_rate, "random_holding_rate": {
-            "mean": float(np.mean(res.random_holding_rates)), "std": float(np.std(res.random_holding_rates)),
-            "values": res.random_holding_rates},
-        "positives": len(pos_idx), "negatives": len(neg_idx), "final_fit": res.fit_history[-1], "params": res.params,
+        "holding_rate": res.holding_rate,
+        "holding_rate_definition": "share of D'_c (positives + equal random negatives) whose verdict "
+                                   "'class or not' is unchanged with only the kept units open (the paper's)",
+        "positive_holding_rate": res.positive_holding_rate,
+        "random_holding_rate": spread(res.random_holding_rates),
+        "random_positive_holding_rate": spread(res.random_positive_holding_rates),
+        "positives": len(pos_idx), "negatives": len(neg_idx), "final_fit": res.fit_history[-1], "w_b": res.w_b,
+        "params": {**res.params, "repeats": repeats, "per_side": per_side},
     }
+    if repeats > 1:
+        freq: dict[str, dict[str, int]] = {}
+        for layer in res.kept:
+            counts: dict[int, int] = {}
+            for _, _, r in fits:
+                for u in r.kept[layer]:
+                    counts[u] = counts.get(u, 0) + 1
+            freq[layer] = {str(u): n for u, n in sorted(counts.items(), key=lambda t: (-t[1], t[0]))}
+        result["repeats"] = {"n": repeats, "kept_count": freq,
+                             "n_kept": [r.n_kept for _, _, r in fits],
+                             "holding_rate": [r.holding_rate for _, _, r in fits],
+                             "kept_in_every_repeat": {lay: [int(u) for u, n in f.items() if n == repeats]
+                                                      for lay, f in freq.items()}}
     unit_layers_gated = [n for n in res.gates if n != INPUT]
     if unit_layers_gated:
         from deepatlas.explain.query import removal_curve
@@ -148,20 +195,23 @@ def experiment_switchgate(
 
 @torch.no_grad()
 def _matrices(ckpt_model: nn.Module, data: ImageSet, normalize: Callable[[torch.Tensor], torch.Tensor],
-              layers: Sequence[str] | None, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pixels (per channel) and each layer's unit activations as (rows, images) matrices."""
+              layers: Sequence[str] | None, device: torch.device, units: str,
+              pooled: bool) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Pixels (per channel) and each layer's activations as (rows, images) matrices."""
     x = normalize(data.images).to(device)
-    rec = ActivationRecorder(ckpt_model.to(device).eval(), layers or default_layers(ckpt_model, x[:1]), example=x[:1])
-    chunks = [rec.record(x[s : s + 500])[0] for s in range(0, len(x), 500)]
-    acts = torch.cat(chunks).cpu()
+    net = ckpt_model.to(device).eval()
     mats: dict[str, torch.Tensor] = {}
     for ch in range(data.images.shape[1]):
         mats["pixels" if data.images.shape[1] == 1 else f"pixels[{ch}]"] = data.images[:, ch].flatten(1).T.double()
-    j = 0
-    for spec in rec.layers:
-        mats[spec.name] = acts[:, j : j + spec.size].T.double().clamp_min(0)
-        j += spec.size
-    return mats
+    acts, info = activation_matrices(net, x, list(layers or default_layers(net, x[:1])), units=units, pooled=pooled)
+    mats.update(acts)
+    return mats, info
+
+
+def _unlabelled_sample(data: ImageSet, images: int, seed: int) -> ImageSet:
+    """``images`` images drawn at random (seeded) without looking at the labels."""
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: min(images, len(data))].sort().values
+    return ImageSet(data.images[idx], data.labels[idx], data.class_names, data.name, data.split)
 
 
 def explain_factors(
@@ -171,21 +221,35 @@ def explain_factors(
     images: int = 2000,
     split: str = "test",
     layers: Sequence[str] | None = None,
+    units: str = "maps",
+    pooled: bool = True,
     iters: int = 300,
     seed: int = 0,
     device: str = "auto",
     out_dir: str | Path = ".",
     progress: Progress = _noop,
 ) -> dict[str, Any]:
-    """Coupled NMF of pixels and activations for each rank: RMSE per rank, spectra, figures."""
+    """Coupled NMF of pixels and activations for each rank: RMSE per rank, spectra, figures.
+
+    The images are a seeded random sample of the split (no labels used). Each layer's matrix
+    holds every neuron of every feature map (``units="maps"``, the paper's; after the layer's
+    pooling when ``pooled``) or one row per channel (``units="channel-means"``, a variant).
+
+    References
+    ----------
+    Saini, U. S. & Papalexakis, E. E. (2021), "Analyzing representations inside convolutional
+    neural networks", arXiv:2012.07229.
+    """
     ranks = sorted(set(ranks))
     if not ranks or ranks[0] < 1:
         raise UsageError(f"ranks must be >= 1, got {list(ranks)}")
     if images < 2:
         raise UsageError("images must be >= 2")
+    if units not in UNIT_MODES:
+        raise UsageError(f"units must be one of {', '.join(UNIT_MODES)}, got {units!r}")
     ckpt = load_checkpoint(model)
-    data = load_dataset(ckpt.meta.get("dataset", "fashion-mnist"), split).subset(per_class=max(1, images // 10))
-    mats = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device))
+    data = _unlabelled_sample(load_dataset(ckpt.meta.get("dataset", "fashion-mnist"), split), images, seed)
+    mats, info = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device), units, pooled)
     results = []
     best = None
     for r in ranks:
@@ -207,7 +271,8 @@ def explain_factors(
         "heatmaps": str(factor_heatmaps({k: v for k, v in best.loadings.items() if not k.startswith("pixels")},
                                         out / f"factors-units-r{best.rank}.png")),
     }
-    return {"model": str(model), "images": len(data), "ranks": results, "spectra": sp, "figures": figures}
+    return {"model": str(model), "images": len(data), "units": units, "pooled": pooled, "rows": info, "ranks": results,
+            "spectra": sp, "figures": figures}
 
 
 def explain_compare(
@@ -216,6 +281,8 @@ def explain_compare(
     *,
     images: int = 2000,
     split: str = "test",
+    units: str = "maps",
+    pooled: bool = True,
     iters: int = 300,
     seed: int = 0,
     device: str = "auto",
@@ -226,10 +293,15 @@ def explain_compare(
     checkpoints on the same (unlabelled) images."""
     if len(models) < 2:
         raise UsageError("compare needs at least two checkpoints")
+    missing = [str(m) for m in models if not Path(m).is_file()]
+    if missing:  # before any factorisation: a typo must not cost the first model's minutes
+        raise CheckpointError(f"checkpoint {', '.join(missing)} does not exist")
+    for m in models:
+        load_checkpoint(m)  # unreadable or foreign files fail here too, before the work
     per: dict[str, list[dict[str, Any]]] = {}
     spec: dict[str, dict[str, list[float]]] = {}
     for m in models:
-        res = explain_factors(m, ranks, images=images, split=split, iters=iters, seed=seed, device=device,
+        res = explain_factors(m, ranks, images=images, split=split, units=units, pooled=pooled, iters=iters, seed=seed, device=device,
                               out_dir=Path(out_dir) / Path(m).stem, progress=progress)
         per[Path(m).name] = res["ranks"]
         spec[Path(m).name] = res["spectra"]

@@ -17,10 +17,12 @@ import torch
 
 from deepatlas.data.base import ImageSet, load_dataset
 from deepatlas.db.experiments import (
+    RANKINGS,
     class_ranking,
     community_units,
     dense_layers,
     shared_units,
+    unit_layers,
     write_experiment,
 )
 from deepatlas.db.graph import Graph
@@ -34,6 +36,7 @@ from deepatlas.explain.experiments import (
     error_rates,
     group_units,
     knockout_curve,
+    pg_ranking,
     random_orders,
 )
 from deepatlas.explain.interventions import Intervention, UnitStats, unit_statistics
@@ -96,10 +99,12 @@ def experiment_knockout(
     *,
     run: str | None = None,
     layer: str | None = None,
-    by: str = "coactivation",
+    by: str = "pg",
     ks: Sequence[int] = (0, 1, 2, 4, 8, 16, 32, 64),
     value: str = "zero",
     seeds: int = 5,
+    output: str = "prob",
+    pg_images: int = 500,
     model: str | Path | None = None,
     data_dir: str | Path | None = None,
     device: str = "auto",
@@ -107,28 +112,55 @@ def experiment_knockout(
     record: bool = True,
     progress: Progress = _noop,
 ) -> dict[str, Any]:
-    """Knockout curves for one class: top-k vs bottom-k vs random-k units of a layer.
+    """Knockout curves for one class: strongest-k vs weakest-k vs random-k units.
 
-    Units are ranked by their edge to the class (``by``: coactivation r, gradient or influence);
-    top = highest score, bottom = lowest. Random orders repeat with ``seeds`` seeds and report
-    mean, std, min and max per k.
+    ``by="pg"`` (the default, the thesis' experiment): the units are the conv filters of *all*
+    captured conv layers (``layer="all"``, the default here) or of one ``layer``, ranked by the
+    L2 norm of their prediction gradient averaged over up to ``pg_images`` of the run's images
+    of the class (``output``: y is the probability, the thesis', or the logit); computed from
+    the model, not the graph. Strongest = largest norm, weakest = smallest norm.
+
+    ``by="coactivation" | "influence" | "gradient"``: the units are ranked by their stored edge
+    to the class (r, influential score, stored PG); top = highest score, bottom = lowest (the
+    most negative for signed scores). Their default ``layer`` is the first dense layer (the
+    co-activation paper's); ``layer="all"`` ranks every captured layer together.
+
+    Random orders repeat with ``seeds`` seeds and report mean, std, min and max per k. Error
+    is reported on the class and overall.
 
     References
     ----------
-    Lo, "Querying deep neural networks with gradients" (knockout of highest vs lowest scoring
-    units); Horta & Mileo (2019).
+    Lo, S. (2018), "Querying deep neural networks with gradients" (knockout of the highest vs
+    lowest scoring filters); Horta, V. A. C. & Mileo, A. (2019), "Towards explaining deep
+    neural networks through graph analysis", DEXA workshops.
     """
     if seeds < 1:
         raise UsageError("seeds must be >= 1")
     if not ks or any(k < 0 for k in ks):
         raise UsageError(f"ks must be a non-empty list of k >= 0, got {list(ks)}")
+    if by not in ("pg", *RANKINGS):
+        raise UsageError(f"unknown ranking {by!r}; use pg, {', '.join(RANKINGS)}")
+    if output not in ("prob", "logit"):
+        raise UsageError(f"output must be prob or logit, got {output!r}")
     ctx = _context(graph, run, model, data_dir, device)
     stored = resolve_class(graph, ctx.run, class_name)
-    layer = _default_layer(graph, ctx, layer)
-    ranking = class_ranking(graph, ctx.run, _class_key(ctx, stored), by=by, layer=layer)
-    units: list[Unit] = [(lay, idx) for lay, idx, _ in ranking]
-    iv = Intervention(ctx.ckpt.model, _stats(ctx, [layer]) if value == "mean" else None)
     c = ctx.classes.index(stored)
+    captured = unit_layers(graph, ctx.run)
+    names = [row["name"] for row in captured]
+    if layer is not None and layer != "all" and layer not in names:
+        raise UsageError(f"layer {layer!r} is not a captured layer of run {ctx.run.name}; layers: {', '.join(names)}")
+    if by == "pg":
+        layer = layer or "all"
+        ranked_layers = ([row["name"] for row in captured if row["kind"] == "conv"] or names) if layer == "all" else [layer]
+        idx = torch.nonzero(ctx.labels == c).flatten()[:pg_images]
+        ranking = pg_ranking(ctx.ckpt.model, ctx.inputs[idx.to(ctx.inputs.device)], c, ranked_layers, output=output)
+    else:
+        layer = _default_layer(graph, ctx, layer)
+        ranked_layers = names if layer == "all" else [layer]
+        ranking = class_ranking(graph, ctx.run, _class_key(ctx, stored), by=by, layer=None if layer == "all" else layer)
+    units: list[Unit] = [(lay, idx) for lay, idx, _ in ranking]
+    value_layers = sorted({lay for lay, _ in units})
+    iv = Intervention(ctx.ckpt.model, _stats(ctx, value_layers) if value == "mean" else None)
     n_cls = len(ctx.classes)
     total = len(ks) * (2 + seeds)
 
@@ -146,14 +178,16 @@ def experiment_knockout(
     rand_class = np.array([[r["class_error"][c] for r in rows] for rows in rand])
     rand_all = np.array([[r["error"] for r in rows] for rows in rand])
     result = {
-        "class": stored, "layer": layer, "units_ranked": len(units),
+        "class": stored, "layer": layer, "layers_ranked": ranked_layers, "by": by, "units_ranked": len(units),
+        "ranking": [{"unit": f"{lay}:{i}", "score": sc} for lay, i, sc in ranking],
         "top": curve(top), "bottom": curve(bottom),
         "random": {"k": [r["k"] for r in rand[0]], "class_error_mean": rand_class.mean(0).tolist(),
                    "class_error_std": rand_class.std(0).tolist(), "class_error_min": rand_class.min(0).tolist(),
                    "class_error_max": rand_class.max(0).tolist(), "error_mean": rand_all.mean(0).tolist(),
                    "error_std": rand_all.std(0).tolist()},
     }
-    params = {"class": stored, "layer": layer, "by": by, "ks": list(ks), "value": value, "seeds": seeds}
+    params = {"class": stored, "layer": layer, "by": by, "ks": list(ks), "value": value, "seeds": seeds,
+              **({"output": output, "pg_images": pg_images} if by == "pg" else {})}
     if out_dir is not None:
         from deepatlas.report.experiments import knockout_figure
 

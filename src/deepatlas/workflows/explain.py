@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from deepatlas.ingest.capture import ActivationRecorder, default_layers
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
 from deepatlas.workflows.build import pick_device
 
-__all__ = ["METHODS", "disagreement", "explain_feature", "explain_filters", "explain_heatmap", "explain_perturb", "perturb_sweep"]
+__all__ = ["METHODS", "STEP_SIZES", "disagreement", "explain_feature", "explain_filters", "explain_heatmap", "explain_perturb", "perturb_sweep"]
 
 METHODS = ("influence", "gradient")
 
@@ -174,6 +175,8 @@ def explain_feature(
     *,
     class_name: str | None = None,
     layers: list[str] | None = None,
+    score: str = "pg",
+    output: str = "logit",
     dataset: str = "fashion-mnist",
     split: str = "test",
     data_dir: str | Path | None = None,
@@ -181,7 +184,13 @@ def explain_feature(
     out_dir: str | Path = ".",
 ) -> dict[str, Any]:
     """The most characteristic feature of an image for its own class (default) or for ``class_name``:
-    the captured conv unit and region with the largest activation x prediction gradient."""
+    the captured conv unit and region with the largest prediction gradient (``score="pg"``, the
+    thesis) or activation x prediction gradient (``score="activation-x-pg"``).
+
+    References
+    ----------
+    Lo, S. (2018), "Querying deep neural networks with gradients".
+    """
     from deepatlas.explain.query import characteristic_feature
     from deepatlas.report.attribution import feature_figure
 
@@ -193,14 +202,15 @@ def explain_feature(
     else:  # every captured conv layer (spatial maps), else every captured layer: one probe of the model
         captured = ActivationRecorder(net, example=x).layers
         search = [s.name for s in captured if s.kind == "conv"] or [s.name for s in captured]
-    feat = characteristic_feature(net, x, target, search)
+    feat = characteristic_feature(net, x, target, search, score=score, output=output)
     names = data.class_names
     fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
                          Path(out_dir) / f"feature-{split}-{index}-{target}.png",
                          title=f"#{index} ({names[label]}): what makes it {names[target]}? {feat.layer}:{feat.unit}")
     return {"image": index, "label": names[label], "class": names[target], "unit": f"{feat.layer}:{feat.unit}",
             "layer": feat.layer, "index": feat.unit, "position": list(feat.position) if feat.position else None,
-            "region": list(feat.region) if feat.region else None, "score": feat.score, "figure": str(fig)}
+            "region": list(feat.region) if feat.region else None, "score": feat.score, "score_kind": score, "output": output,
+            "figure": str(fig)}
 
 
 def explain_perturb(
@@ -235,10 +245,17 @@ def explain_perturb(
             "predicted": [names[p] for p in res["predicted"]], "figure": str(fig)}
 
 
+#: Default step sizes of the single-step sweep (eps multiplies d p / d x as it is; see docs/REPRODUCTION.md).
+STEP_SIZES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
 def perturb_sweep(
     model: str | Path,
     *,
     images: int = 100,
+    mode: str = "single-step",
+    step_sizes: Sequence[float] = STEP_SIZES,
+    output: str = "prob",
     steps: int = 10,
     step_size: float = 0.02,
     dataset: str = "fashion-mnist",
@@ -248,13 +265,28 @@ def perturb_sweep(
     out_dir: str | Path = ".",
     progress: Any = None,
 ) -> dict[str, Any]:
-    """For correctly classified images (stratified) and every other class: does a perturbation
-    within ``steps`` steps flip the prediction? Success rate per (true class, target class)."""
-    from deepatlas.explain.query import perturb_toward
-    from deepatlas.report.attribution import matrix_figure
+    """Targeted perturbations of correctly classified images (stratified) toward every other class.
+
+    ``mode="single-step"`` (the thesis, the default): one step x + eps * d y_t / d x for each
+    eps in ``step_sizes`` (y: the probability, or the logit with ``output="logit"``); per eps,
+    the success at the target (share predicted as t) and the induced error (share no longer
+    predicted as the true class), with a figure of both against eps.
+
+    ``mode="iterative"`` (a variant): up to ``steps`` steps of ``step_size`` along the
+    normalised gradient of the logit (no pixel moves more than ``step_size`` per step); the
+    flip success per (true class, target class).
+
+    References
+    ----------
+    Lo, S. (2018), "Querying deep neural networks with gradients" (Figs. 4.6, 4.7).
+    """
+    from deepatlas.explain.query import perturb_toward, single_step_sweep
+    from deepatlas.report.attribution import matrix_figure, step_sweep_figure
 
     if images < 1:
         raise UsageError("images must be >= 1")
+    if mode not in ("single-step", "iterative"):
+        raise UsageError(f"mode must be single-step or iterative, got {mode!r}")
     ckpt = load_checkpoint(model)
     data = load_dataset(dataset, split, data_dir=data_dir)
     dev = pick_device(device)
@@ -264,9 +296,40 @@ def perturb_sweep(
     sub = data.subset(per_class=per * 3)
     with torch.no_grad():
         preds = torch.cat([net(ckpt.normalize(sub.images[s : s + 500]).to(dev)).argmax(1).cpu() for s in range(0, len(sub), 500)])
+    chosen = [i for c in range(n) for i in torch.nonzero((sub.labels == c) & (preds == c)).flatten()[:per].tolist()]
+    names = list(data.class_names)
+    if mode == "single-step":
+        xs = sub.images[chosen].to(dev)
+        labels = sub.labels[chosen]
+        pairs_x, pairs_l, pairs_t = [], [], []
+        for t in range(n):
+            keep = labels != t
+            pairs_x.append(xs[keep.to(xs.device)])
+            pairs_l.append(labels[keep])
+            pairs_t.append(torch.full((int(keep.sum()),), t, dtype=torch.long))
+        x_all, l_all, t_all = torch.cat(pairs_x), torch.cat(pairs_l), torch.cat(pairs_t)
+        parts = []
+        for s in range(0, len(x_all), 256):
+            parts.append(single_step_sweep(net, x_all[s : s + 256], l_all[s : s + 256], t_all[s : s + 256].to(dev),
+                                           list(step_sizes), output=output, prepare=ckpt.normalize))
+            if progress is not None:
+                progress("perturb", min(s + 256, len(x_all)) - s, len(x_all))
+        p = torch.cat([torch.tensor(part["predicted"]) for part in parts], dim=1)  # (eps, pairs)
+        success = (p == t_all).to(torch.float64).mean(1).tolist()
+        induced = (p != l_all).to(torch.float64).mean(1).tolist()
+        per_target = {names[t]: [float((p[e][t_all == t] == t).to(torch.float64).mean()) for e in range(len(step_sizes))]
+                      for t in range(n)}
+        grad_max = sorted(g for part in parts for g in part["grad_max"])
+        fig = step_sweep_figure(list(step_sizes), success, induced, Path(out_dir) / f"perturb-single-step-{output}.png",
+                                title=f"one step along d {'p' if output == 'prob' else 'logit'}(target)/dx: "
+                                      f"{len(chosen)} images x {n - 1} targets",
+                                xlabel=f"step size eps (x' = x + eps * d {'p' if output == 'prob' else 'logit'}/dx)")
+        return {"mode": mode, "output": output, "images": len(chosen), "pairs": len(x_all), "class_names": names,
+                "step_sizes": list(step_sizes), "success": success, "induced_error": induced,
+                "target_success": per_target, "grad_max_median": grad_max[len(grad_max) // 2] if grad_max else 0.0,
+                "figure": str(fig)}
     tries = np.zeros((n, n))
     wins = np.zeros((n, n))
-    chosen = [i for c in range(n) for i in torch.nonzero((sub.labels == c) & (preds == c)).flatten()[:per].tolist()]
     for i in chosen:
         c = int(sub.labels[i])
         for t in range(n):
@@ -278,11 +341,10 @@ def perturb_sweep(
         if progress is not None:
             progress("perturb", 1, len(chosen))
     rate = np.where(tries > 0, wins / np.maximum(tries, 1), np.nan)
-    names = list(data.class_names)
     fig = matrix_figure(rate, names, Path(out_dir) / f"perturb-sweep-{steps}x{step_size}.png",
                         title=f"flip success within {steps} steps of {step_size} ({len(chosen)} images)",
                         xlabel="target class", ylabel="true class")
     easiest = np.nanmean(rate, axis=0)
-    return {"images": len(chosen), "steps": steps, "step_size": step_size, "class_names": names,
+    return {"mode": mode, "images": len(chosen), "steps": steps, "step_size": step_size, "class_names": names,
             "success": [[None if np.isnan(v) else float(v) for v in row] for row in rate],
             "target_success": {names[t]: float(easiest[t]) for t in range(n)}, "figure": str(fig)}
