@@ -173,7 +173,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `deepatlas train`")
     payload = safe_torch_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a deepatlas checkpoint (expected format {FORMAT})")
+        raise CheckpointError(
+            f"{path} is not a deepatlas checkpoint (expected format {FORMAT}); for bare weights pass the "
+            "architecture as --model torchvision:NAME or file.py:factory and this file as --weights"
+        )
     try:
         arch, config, state, meta = payload["arch"], payload["arch_config"], payload["state_dict"], payload["meta"]
     except KeyError as exc:

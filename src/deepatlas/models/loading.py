@@ -333,11 +333,11 @@ def load_model(
             raise CheckpointError(f"{path} holds bare weights; pass the architecture as --model "
                                   "(torchvision:NAME or file.py:factory) and this file as --weights")
         ckpt = load_checkpoint(path)
-        meta = dict(ckpt.meta)
+        kept = dict(ckpt.meta)
         for key in ("class_names", "mean", "std"):
             if key in overrides:
-                meta[key] = overrides[key]
-        ckpt.meta = meta
+                kept[key] = overrides[key]
+        ckpt.meta = kept
         return ckpt
 
     weights_path = Path(weights).resolve() if weights is not None else None
