@@ -54,10 +54,11 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SIDECAR_KEYS",
+    "complete_metadata",
     "find_by_hash",
     "load_model",
     "load_sidecar",
-    "parse_input_size",
+    "model_props",
     "read_weights",
     "reload_model",
 ]
@@ -69,24 +70,6 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 SIDECAR_KEYS = ("class_names", "input_shape", "mean", "std", "num_classes", "name")
 
 _FACTORY = re.compile(r"^(?P<target>.+):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
-
-
-def parse_input_size(text: str | None) -> list[int] | None:
-    """Parse ``--input-size``: ``N``, ``HxW`` or ``CxHxW`` -> [C, H, W], C = 0 when not given."""
-    if text is None or text == "":
-        return None
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"--input-size takes N, HxW or CxHxW (e.g. 3x224x224), got {text!r}") from None
-    if len(dims) == 1:
-        dims = [0, dims[0], dims[0]]
-    elif len(dims) == 2:
-        dims = [0, *dims]
-    if len(dims) != 3 or any(d < 0 or d > MAX_CONFIG_INT for d in dims) or dims[1] < 1 or dims[2] < 1:
-        raise UsageError(f"--input-size takes N, HxW or CxHxW with positive sizes, got {text!r}")
-    return dims
 
 
 def load_sidecar(weights: Path) -> dict[str, Any]:
@@ -440,3 +423,44 @@ def reload_model(source: dict[str, Any] | str, *, sha256: str, file_hash: str = 
     if ckpt.sha256 != sha256:
         raise CheckpointError(f"{current or src['spec']} holds other weights than the run was made from (sha256 differs)")
     return ckpt
+
+
+def complete_metadata(ckpt: Checkpoint, input_shape: tuple[int, int, int], class_names: tuple[str, ...], data_name: str) -> None:
+    """Fill a loaded model's missing ``input_shape`` and ``class_names`` from its data set.
+
+    Class names are taken from the data set only when the model has exactly as many outputs
+    as the data set has classes (one dry forward pass on a zero image tells).
+
+    Raises
+    ------
+    CheckpointError
+        The class names cannot be taken from the data set.
+    """
+    if not ckpt.meta.get("input_shape"):
+        ckpt.meta["input_shape"] = list(input_shape)
+    if ckpt.meta.get("class_names"):
+        return
+    with torch.no_grad():
+        out = ckpt.model.eval()(ckpt.normalize(torch.zeros(1, *input_shape)))
+    width = int(out.shape[-1]) if out.ndim == 2 else -1
+    if width != len(class_names):
+        raise CheckpointError(
+            f"model {ckpt.name} has {width if width > 0 else 'non-(N, classes)'} outputs and no class names, and "
+            f"{data_name} has {len(class_names)} classes; pass --class-names with {width if width > 0 else 'its'} "
+            "names or class_names in the weights' sidecar JSON/TOML"
+        )
+    ckpt.meta["class_names"] = list(class_names)
+
+
+def model_props(ckpt: Checkpoint) -> dict[str, Any]:
+    """The (:Model) node's properties: key = the state dict's sha256, the weights file's
+    sha256, its absolute path, and the JSON ``source`` that loads the model again."""
+    mean, std = ckpt.meta.get("mean"), ckpt.meta.get("std")
+    return {
+        "key": ckpt.sha256, "name": ckpt.name, "arch": ckpt.arch, "accuracy": ckpt.meta.get("accuracy"),
+        "path": str(ckpt.path.resolve()) if ckpt.path else "", "file_sha256": ckpt.file_sha256,
+        "source": json.dumps(ckpt.source, sort_keys=True),
+        "input_shape": list(ckpt.meta.get("input_shape") or []),
+        "mean": mean if isinstance(mean, list) else ([float(mean)] if mean is not None else None),
+        "std": std if isinstance(std, list) else ([float(std)] if std is not None else None),
+    }
