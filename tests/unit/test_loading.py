@@ -17,7 +17,13 @@ from torch import nn
 from deepatlas.errors import CheckpointError, UsageError
 from deepatlas.models import FashionCNN, load_checkpoint, save_checkpoint
 from deepatlas.models.checkpoint import PICKLE_REFUSED
-from deepatlas.models.loading import complete_metadata, find_by_hash, load_model, model_props, reload_model
+from deepatlas.models.loading import (
+    complete_metadata,
+    find_by_hash,
+    load_model,
+    model_props,
+    reload_model,
+)
 
 torch.set_num_threads(1)
 
@@ -127,7 +133,7 @@ def test_factory_file_with_json_and_toml_sidecars(tmp_path: Path) -> None:
 
 def test_bad_specs_and_weights(tmp_path: Path) -> None:
     (tmp_path / "net.py").write_text(FACTORY)
-    with pytest.raises(UsageError, match="not a torch.nn.Module"):
+    with pytest.raises(UsageError, match=r"not a torch\.nn\.Module"):
         load_model(f"{tmp_path}/net.py:not_a_model")
     with pytest.raises(UsageError, match="has no function"):
         load_model(f"{tmp_path}/net.py:missing")
@@ -139,7 +145,7 @@ def test_bad_specs_and_weights(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="bare weights"):
         load_model(tmp_path / "w5.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(CheckpointError, match="not a readable .safetensors"):
+    with pytest.raises(CheckpointError, match=r"not a readable \.safetensors"):
         load_model("torchvision:resnet18", num_classes=3, weights=tmp_path / "junk.safetensors")
 
 
@@ -207,7 +213,7 @@ def test_deepatlas_checkpoint_reloads_from_its_source(tmp_path: Path) -> None:
 
 def test_class_names_from_the_data_only_when_the_counts_agree() -> None:
     ckpt = load_model("torchvision:resnet18", num_classes=3)
-    with pytest.raises(CheckpointError, match="has 3 outputs and no class names.*4 classes"):
+    with pytest.raises(CheckpointError, match=r"has 3 outputs and no class names.*4 classes"):
         complete_metadata(ckpt, (3, 32, 32), ("a", "b", "c", "d"), "imagefolder-x")
     complete_metadata(ckpt, (3, 32, 32), ("a", "b", "c"), "imagefolder-x")
     assert ckpt.class_names == ("a", "b", "c") and ckpt.meta["input_shape"] == [3, 224, 224]

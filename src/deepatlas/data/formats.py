@@ -56,7 +56,11 @@ def fit_images(x: np.ndarray | torch.Tensor, shape: tuple[int, int, int] | list[
 
     ``shape`` None keeps the images as they are; a channel count of 0 keeps the channels.
     """
-    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if isinstance(x, np.ndarray):
+        x = np.ascontiguousarray(x)
+        t = torch.from_numpy(x if x.flags.writeable else x.copy())
+    else:
+        t = x
     if t.ndim != 4:
         raise DataError(f"images must be (N, C, H, W); got {tuple(t.shape)}")
     n, c, h, w = t.shape
@@ -264,7 +268,7 @@ def _cifar(root: Path, split: str, kind: str) -> tuple[np.ndarray, np.ndarray, t
         xs.append(x.reshape(-1, 3, 32, 32))
         ys.append(y)
     meta = _read_pickle(folder / meta_name)
-    classes = tuple(str(c) for c in meta.get(names_key, []))
+    classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key, []))
     y = np.concatenate(ys)
     if not classes or y.min() < 0 or y.max() >= len(classes):
         raise DataError(f"{folder / meta_name}: {names_key} does not cover labels {y.min()}..{y.max()}")
