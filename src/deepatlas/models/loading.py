@@ -54,6 +54,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SIDECAR_KEYS",
+    "as_checkpoint",
     "complete_metadata",
     "find_by_hash",
     "load_model",
@@ -61,6 +62,7 @@ __all__ = [
     "model_props",
     "read_weights",
     "reload_model",
+    "reload_run_model",
 ]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -464,3 +466,22 @@ def model_props(ckpt: Checkpoint) -> dict[str, Any]:
         "mean": mean if isinstance(mean, list) else ([float(mean)] if mean is not None else None),
         "std": std if isinstance(std, list) else ([float(std)] if std is not None else None),
     }
+
+
+def as_checkpoint(model: str | Path | Checkpoint) -> Checkpoint:
+    """A loaded model passes through; a spec or path is loaded with :func:`load_model`."""
+    return model if isinstance(model, Checkpoint) else load_model(model)
+
+
+def reload_run_model(row: dict[str, Any], *, override: str | Path | None = None) -> Checkpoint:
+    """Reload a run's model from its (:Model) node's properties ``sha``, ``path``, ``source``
+    and ``file_sha`` (runs written before ``source`` existed reload from ``path``).
+
+    Raises
+    ------
+    CheckpointError
+    """
+    source = row.get("source") or json.dumps({"spec": row.get("path") or ""})
+    if not row.get("source") and override is None and not row.get("path"):
+        raise CheckpointError("the run's Model node records no path; pass --model with the same weights")
+    return reload_model(source, sha256=str(row.get("sha")), file_hash=str(row.get("file_sha") or ""), override=override)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
+from deepatlas.data.formats import load_data
 from deepatlas.db.experiments import unit_layers, write_experiment
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class
@@ -18,7 +19,7 @@ from deepatlas.errors import UsageError
 from deepatlas.explain.factorize import coupled_nmf, spectra
 from deepatlas.explain.switchgate import INPUT, SwitchGates
 from deepatlas.ingest.capture import ActivationRecorder, _leaf_order, default_layers
-from deepatlas.models.checkpoint import load_checkpoint
+from deepatlas.models.loading import as_checkpoint
 from deepatlas.workflows.build import Progress, _noop, pick_device
 from deepatlas.workflows.experiments import _base_predictions, _context
 
@@ -183,8 +184,9 @@ def explain_factors(
         raise UsageError(f"ranks must be >= 1, got {list(ranks)}")
     if images < 2:
         raise UsageError("images must be >= 2")
-    ckpt = load_checkpoint(model)
-    data = load_dataset(ckpt.meta.get("dataset", "fashion-mnist"), split).subset(per_class=max(1, images // 10))
+    ckpt = as_checkpoint(model)
+    data = load_data(ckpt.meta.get("dataset", "fashion-mnist"), split,
+                     input_shape=ckpt.meta.get("input_shape")).subset(per_class=max(1, images // 10))
     mats = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device))
     results = []
     best = None
