@@ -24,13 +24,85 @@ from rich.progress import (
 
 from deepatlas.errors import DeepAtlasError, UsageError
 
-__all__ = ["DataDirOpt", "DeviceOpt", "JsonOpt", "RunOpt", "cli_errors", "console", "err", "parse_grid", "print_json", "progress_bars"]
+__all__ = [
+    "ClassNamesOpt",
+    "DataDirOpt",
+    "DataSpecOpt",
+    "DeviceOpt",
+    "InputSizeOpt",
+    "JsonOpt",
+    "MeanOpt",
+    "ModelSpecOpt",
+    "NumClassesOpt",
+    "RunOpt",
+    "StdOpt",
+    "TrustPickleOpt",
+    "WeightsOpt",
+    "cli_errors",
+    "console",
+    "err",
+    "model_options",
+    "parse_grid",
+    "print_json",
+    "progress_bars",
+]
 
 # Options several commands share, declared once so their flags and help read the same everywhere.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")]
+
+# Your model, your data (see README "Your own model" and deepatlas.models.loading).
+ModelSpecOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="A deepatlas checkpoint, torchvision:NAME, file.py:factory or package.module:factory. "
+    "Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")]
+WeightsOpt = Annotated[Path | None, typer.Option(
+    help="Weights for a torchvision:/factory model: .safetensors or a torch.save state dict "
+    "(a sidecar STEM.json/STEM.toml next to it may give class_names, input_shape, mean, std).")]
+NumClassesOpt = Annotated[int | None, typer.Option(min=1, help="Classes of a torchvision:/factory model.")]
+TrustPickleOpt = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Allow a weights file that is a whole pickled model; unpickling RUNS CODE from the file.")]
+ClassNamesOpt = Annotated[str | None, typer.Option(help="Comma-separated class names, in output order.")]
+InputSizeOpt = Annotated[str | None, typer.Option(help="Model input: N, HxW or CxHxW (torchvision default 3x224x224).")]
+MeanOpt = Annotated[str | None, typer.Option(help="Normalisation mean of [0,1] images: one number or one per channel, comma-separated.")]
+StdOpt = Annotated[str | None, typer.Option(help="Normalisation std: one number or one per channel, comma-separated.")]
+DataSpecOpt = Annotated[str, typer.Option(
+    help="fashion-mnist, digits, imagefolder:DIR, cifar10:DIR, cifar100:DIR, mnist:DIR or npz:FILE.")]
+
+
+def _floats(flag: str, text: str | None) -> float | list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes a number or comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{flag} takes a number or comma-separated numbers, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def model_options(
+    *, weights: Path | None = None, num_classes: int | None = None, trust_pickle: bool = False,
+    class_names: str | None = None, input_size: str | None = None, mean: str | None = None, std: str | None = None,
+) -> dict[str, Any]:
+    """The model flags parsed into keyword arguments of ``deepatlas.models.loading.load_model``
+    (plain values only: this module must not import torch)."""
+    shape: list[int] | None = None
+    if input_size is not None:
+        try:
+            dims = [int(p) for p in input_size.lower().replace(",", "x").split("x")]
+        except ValueError:
+            raise UsageError(f"--input-size takes N, HxW or CxHxW (e.g. 3x224x224), got {input_size!r}") from None
+        shape = [0, dims[0], dims[0]] if len(dims) == 1 else [0, *dims] if len(dims) == 2 else dims
+        if len(shape) != 3 or shape[0] < 0 or shape[1] < 1 or shape[2] < 1 or max(shape) > 1 << 20:
+            raise UsageError(f"--input-size takes N, HxW or CxHxW with positive sizes, got {input_size!r}")
+    names = [n.strip() for n in class_names.split(",")] if class_names is not None else None
+    if names is not None and (not all(names) or len(set(names)) != len(names)):
+        raise UsageError(f"--class-names takes distinct, non-empty comma-separated names, got {class_names!r}")
+    return {"weights": weights, "num_classes": num_classes, "trust_pickle": trust_pickle, "class_names": names,
+            "input_shape": shape, "mean": _floats("--mean", mean), "std": _floats("--std", std)}
 
 console = Console()
 err = Console(stderr=True)

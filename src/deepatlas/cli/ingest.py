@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from deepatlas.cli._common import (
+    ClassNamesOpt,
     DataDirOpt,
+    DataSpecOpt,
     DeviceOpt,
+    InputSizeOpt,
     JsonOpt,
+    MeanOpt,
+    ModelSpecOpt,
+    NumClassesOpt,
+    StdOpt,
+    TrustPickleOpt,
+    WeightsOpt,
     cli_errors,
     console,
+    model_options,
     parse_grid,
     print_json,
     progress_bars,
@@ -23,9 +32,16 @@ from deepatlas.paths import models_dir
 
 @cli_errors
 def ingest(
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint. Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")] = None,
-    data: Annotated[str, typer.Option(help="Data set: fashion-mnist or digits.")] = "fashion-mnist",
-    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    model: ModelSpecOpt = None,
+    weights: WeightsOpt = None,
+    num_classes: NumClassesOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    class_names: ClassNamesOpt = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    data: DataSpecOpt = "fashion-mnist",
+    split: Annotated[str, typer.Option(help="train or test (all: an image folder or npz without splits).")] = "test",
     data_dir: DataDirOpt = None,
     layers: Annotated[str | None, typer.Option(help="Comma-separated module names to capture. Default: every conv/dense layer's activation.")] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Only the first N images.")] = None,
@@ -56,14 +72,21 @@ def ingest(
     becomes visible only once every row is in.
 
     Example: deepatlas ingest --model fashion-cnn.pt --split test --limit 2000
+
+    Your own model: deepatlas ingest --model torchvision:resnet18 --num-classes 3 --weights w.safetensors
+    --data imagefolder:photos --split all
     """
     from deepatlas.ingest.pairs import SparsifyParams
+    from deepatlas.models.loading import load_model
     from deepatlas.workflows.build import ingest as run_ingest
 
+    options = model_options(weights=weights, num_classes=num_classes, trust_pickle=trust_pickle,
+                            class_names=class_names, input_size=input_size, mean=mean, std=std)
+    ckpt = load_model(model or models_dir() / "fashion-cnn.pt", **options)
     layer_list = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
     with progress_bars(not json_out) as progress:
         report = run_ingest(
-            model or models_dir() / "fashion-cnn.pt", dataset=data, split=split, data_dir=data_dir, layers=layer_list,
+            ckpt, dataset=data, split=split, data_dir=data_dir, layers=layer_list,
             limit=limit, run_name=run, batch_size=batch_size, device=device,
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],

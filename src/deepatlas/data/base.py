@@ -11,7 +11,8 @@ from deepatlas.errors import DataError, UsageError
 
 __all__ = ["DATASETS", "ImageSet", "load_dataset"]
 
-#: Data set names that ``load_dataset`` (and ``--data`` on the CLI) accepts.
+#: Built-in data set names that ``load_dataset`` accepts (``--data`` also takes the specs of
+#: :func:`deepatlas.data.formats.load_data`).
 DATASETS = ("fashion-mnist", "digits")
 
 
@@ -29,7 +30,10 @@ class ImageSet:
     name : str
         Data set name, e.g. ``"fashion-mnist"``.
     split : str
-        ``"train"`` or ``"test"``.
+        ``"train"``, ``"test"`` or ``"all"`` (a data set without splits).
+    source : str
+        The ``--data`` spec that loads these images again (e.g. ``imagefolder:/abs/dir``);
+        "" for the built-in sets, whose ``name`` does.
     """
 
     images: torch.Tensor
@@ -37,6 +41,7 @@ class ImageSet:
     class_names: tuple[str, ...]
     name: str
     split: str
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -66,7 +71,7 @@ class ImageSet:
             ).sort().values
         else:
             idx = torch.arange(min(limit or len(self), len(self)))
-        return ImageSet(self.images[idx], self.labels[idx], self.class_names, self.name, self.split)
+        return ImageSet(self.images[idx], self.labels[idx], self.class_names, self.name, self.split, self.source)
 
 
 def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None = None) -> ImageSet:

@@ -11,13 +11,24 @@ pickled code runs on load) holding::
 
 ``weights_sha256`` hashes every tensor of the state dict in key order; loading recomputes it,
 so flipped bytes inside the weights are caught even when the file still unpickles.
+
+The metadata is checked before anything is built: ``arch_config`` must be a dict of plain
+values whose integers lie in ``0..MAX_CONFIG_INT``; the model is first built on torch's
+``meta`` device (no memory) and must hold exactly as many parameters as the stored weights, so
+a crafted config cannot make the loader allocate gigabytes; ``class_names`` must be a non-empty
+list of strings and ``input_shape`` three positive integers.
+
+Models of other origins (torchvision, a factory function, a bare state dict or safetensors
+file) are loaded by :mod:`deepatlas.models.loading` into the same :class:`Checkpoint`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +39,27 @@ from torch import nn
 from deepatlas.errors import CheckpointError
 from deepatlas.models.reference import build_model
 
-__all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint", "weights_sha256"]
+__all__ = [
+    "FORMAT",
+    "MAX_CONFIG_INT",
+    "PICKLE_REFUSED",
+    "Checkpoint",
+    "load_checkpoint",
+    "safe_torch_load",
+    "save_checkpoint",
+    "weights_sha256",
+]
 
 FORMAT = "deepatlas-checkpoint/1"
+
+#: Largest integer accepted anywhere in a checkpoint's ``arch_config`` or ``input_shape``.
+MAX_CONFIG_INT = 1 << 20
+
+#: What a file that would need unpickling code is called (issue 18, item 7).
+PICKLE_REFUSED = (
+    "this file is a pickled object, not a state dict or a deepatlas checkpoint; "
+    "deepatlas never unpickles code (see --trust-pickle)"
+)
 
 
 @dataclass
@@ -44,8 +73,16 @@ class Checkpoint:
     arch : str
     arch_config : dict
     meta : dict
-        ``class_names``, ``input_shape``, ``mean``, ``std``, ``accuracy`` and training facts.
+        ``class_names``, ``input_shape``, ``mean``, ``std`` (a float, or one per channel),
+        ``accuracy``, ``weights_sha256`` and training facts.
     path : Path or None
+        The file the weights came from (absolute), if any.
+    source : dict
+        JSON-able keyword arguments of :func:`deepatlas.models.loading.load_model` that load
+        this model again (``{"spec": path}`` for a deepatlas checkpoint).
+    file_sha256 : str
+        SHA-256 of the weights file's bytes ("" when there is no file): how a moved file is
+        found again under ``$DEEPATLAS_HOME/models``.
     """
 
     model: nn.Module
@@ -53,10 +90,17 @@ class Checkpoint:
     arch_config: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    file_sha256: str = ""
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(self.meta["class_names"])
+        names = self.meta.get("class_names")
+        if not names:
+            raise CheckpointError(
+                f"model {self.name} has no class names; pass --class-names or put class_names in a sidecar JSON/TOML"
+            )
+        return tuple(names)
 
     @property
     def sha256(self) -> str:
@@ -67,8 +111,16 @@ class Checkpoint:
         return str(self.meta.get("name") or self.arch)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Apply the recorded normalisation ``(x - mean) / std`` to [0, 1] images."""
-        return (images - float(self.meta.get("mean", 0.0))) / float(self.meta.get("std", 1.0))
+        """Apply the recorded normalisation ``(x - mean) / std`` to [0, 1] images.
+
+        ``mean`` and ``std`` are each a float or a list with one value per channel.
+        """
+        mean, std = self.meta.get("mean", 0.0), self.meta.get("std", 1.0)
+        if isinstance(mean, (list, tuple)) or isinstance(std, (list, tuple)):
+            m = torch.as_tensor(mean, dtype=images.dtype).reshape(1, -1, 1, 1)
+            s = torch.as_tensor(std, dtype=images.dtype).reshape(1, -1, 1, 1)
+            return (images - m.to(images.device)) / s.to(images.device)
+        return (images - float(mean)) / float(std)
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -119,16 +171,18 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `deepatlas train`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged archive
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__})") from exc
+    payload = safe_torch_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a deepatlas checkpoint (expected format {FORMAT})")
+        raise CheckpointError(
+            f"{path} is not a deepatlas checkpoint (expected format {FORMAT}); for bare weights pass the "
+            "architecture as --model torchvision:NAME or file.py:factory and this file as --weights"
+        )
     try:
         arch, config, state, meta = payload["arch"], payload["arch_config"], payload["state_dict"], payload["meta"]
     except KeyError as exc:
         raise CheckpointError(f"checkpoint {path} lacks the field {exc}") from exc
+    _check_metadata(path, arch, config, state, meta)
+    _check_size(path, arch, config, state)
     model = build_model(arch, config)
     try:
         model.load_state_dict(state, strict=True)
@@ -139,7 +193,102 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if weights_sha256(state) != meta.get("weights_sha256"):
         raise CheckpointError(f"checkpoint {path} is corrupt: its weights do not match their recorded sha256")
     model.eval()
-    return Checkpoint(model, arch, dict(config), dict(meta), path)
+    path = path.resolve()
+    return Checkpoint(model, arch, dict(config), dict(meta), path, {"spec": str(path)}, file_sha256(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` with one clear error for each way it can fail.
+
+    A file whose unpickling would import or call anything (a ``torch.save(model)`` file, a
+    crafted payload) is refused with :data:`PICKLE_REFUSED`; nothing in it runs and torch's
+    warning about ``weights_only`` does not reach the user.
+
+    Raises
+    ------
+    CheckpointError
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise CheckpointError(f"{path}: {PICKLE_REFUSED}") from None
+        raise CheckpointError(f"{path} is corrupt or truncated (UnpicklingError)") from None
+    except Exception as exc:  # torch raises many types for a damaged archive
+        raise CheckpointError(f"{path} is corrupt or truncated ({type(exc).__name__})") from None
+
+
+def _ints(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [i for v in value.values() for i in _ints(v)]
+    if isinstance(value, (list, tuple)):
+        return [i for v in value for i in _ints(v)]
+    return [value]
+
+
+def _check_metadata(path: Path, arch: Any, config: Any, state: Any, meta: Any) -> None:
+    """Reject crafted metadata with one clear error before anything is built."""
+    bad = f"checkpoint {path} has malformed metadata:"
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{bad} arch is a {type(arch).__name__}, not a string")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{bad} arch_config is a {type(config).__name__}, not a dict")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{bad} meta is a {type(meta).__name__}, not a dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{bad} state_dict is not a dict of tensors")
+    for value in _ints(config):
+        if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
+            continue
+        if not isinstance(value, int):
+            raise CheckpointError(f"{bad} arch_config holds a {type(value).__name__}")
+        if not 0 <= value <= MAX_CONFIG_INT:
+            raise CheckpointError(f"{bad} arch_config value {value} is outside 0..{MAX_CONFIG_INT}")
+    names = meta.get("class_names")
+    if not names:
+        raise CheckpointError(f"{bad} it records no class names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{bad} class_names must be a list of strings, got {type(names).__name__}")
+    shape = meta.get("input_shape")
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_CONFIG_INT for d in shape)):
+        raise CheckpointError(f"{bad} input_shape must be three positive integers (C, H, W), got {shape!r}")
+    for key in ("mean", "std"):
+        value = meta.get(key, 0.0 if key == "mean" else 1.0)
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise CheckpointError(f"{bad} {key} must be a number or a list of numbers, got {value!r}")
+        if key == "std" and any(v <= 0 for v in values):
+            raise CheckpointError(f"{bad} std must be positive, got {value!r}")
+
+
+def _check_size(path: Path, arch: str, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Build the architecture on the meta device and compare its size with the stored weights."""
+    try:
+        with torch.device("meta"):
+            probe = build_model(arch, config)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a negative width and the like: torch raises RuntimeError
+        raise CheckpointError(f"cannot build {arch} from checkpoint {path}'s arch_config: {exc}") from None
+    wanted = sum(t.numel() for t in probe.state_dict().values())
+    stored = sum(t.numel() for t in state.values())
+    if wanted != stored:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit architecture {arch}: its arch_config asks for {wanted:,} weights, "
+            f"the file holds {stored:,}"
+        )
 
 
 def _plain(value: Any) -> Any:

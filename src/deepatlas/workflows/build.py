@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.formats import load_data
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo, new_run_key, validate_run_name, write_run
 from deepatlas.errors import UsageError
@@ -28,6 +29,7 @@ from deepatlas.explain.aggregate import (
 from deepatlas.ingest.coactivation import MAX_MATRIX_MB, compute_coactivation
 from deepatlas.ingest.tables import SparsifyParams, attribution_tables, build_tables, params_dict
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from deepatlas.models.loading import complete_metadata, load_model, model_props
 from deepatlas.models.reference import build_model
 from deepatlas.models.train import evaluate, train_model
 
@@ -178,7 +180,11 @@ def ingest(
     Parameters
     ----------
     checkpoint : path or Checkpoint
-    dataset, split, data_dir : see :func:`deepatlas.data.load_dataset`
+        A deepatlas checkpoint path, or a model from :func:`deepatlas.models.loading.load_model`
+        (whose missing input shape and class names are then taken from the data set).
+    dataset, split, data_dir : see :func:`deepatlas.data.load_data`
+        ``dataset`` is a built-in name or a spec such as ``imagefolder:DIR``; the images are
+        fitted (resized, grey<->RGB) to the model's input shape.
     data : ImageSet, optional
         Use these images instead of loading ``dataset``.
     layers : sequence of str, optional
@@ -221,10 +227,12 @@ def ingest(
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    images = data if data is not None else load_dataset(dataset, split, data_dir=data_dir)
-    if limit is not None:
-        images = images.subset(limit)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_model(checkpoint)
+    if data is not None:
+        images = data.subset(limit) if limit is not None else data
+    else:
+        images = load_data(dataset, split, data_dir=data_dir, input_shape=ckpt.meta.get("input_shape"), limit=limit)
+    complete_metadata(ckpt, images.input_shape, images.class_names, images.name)
     expected = tuple(ckpt.meta.get("input_shape", images.input_shape))
     if images.input_shape != expected:
         raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
@@ -288,7 +296,7 @@ def ingest(
         total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
         t0 = time.perf_counter()
         run_props = {
-                "dataset": images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
+                "dataset": images.source or images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
                 "layers": [s.name for s in result.layers], "class_values": class_values,
                 "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
                 "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
@@ -297,16 +305,15 @@ def ingest(
                            "gradient_output": "logit"},
                 "confusion": result.confusion.tolist(), "device": str(dev),
             }
-        model_props = {"key": ckpt.sha256, "name": ckpt.name, "arch": ckpt.arch,
-                       "accuracy": ckpt.meta.get("accuracy"), "path": str(ckpt.path or "")}
+        model_node = model_props(ckpt)
         if bulk:
             from deepatlas.db.bulk import bulk_import
             from deepatlas.db.server import LocalServer
 
-            run = bulk_import(g, LocalServer(), tables, key=key, name=name, run_props=run_props, model_props=model_props)
+            run = bulk_import(g, LocalServer(), tables, key=key, name=name, run_props=run_props, model_props=model_node)
         else:
             written: dict[str, float] = {}
-            run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_props,
+            run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
                             progress=lambda k: progress("write", k, total_rows), timings=written)
             timings["clean-up"] = written.get("clean-up", 0.0)  # deleting earlier generations of the name
         timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)

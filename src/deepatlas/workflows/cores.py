@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
+from deepatlas.data.formats import load_data
 from deepatlas.db.experiments import unit_layers, write_experiment
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class
@@ -18,7 +19,7 @@ from deepatlas.errors import CheckpointError, UsageError
 from deepatlas.explain.factorize import UNIT_MODES, activation_matrices, coupled_nmf, spectra
 from deepatlas.explain.switchgate import INPUT, SwitchGates
 from deepatlas.ingest.capture import ActivationRecorder, _leaf_order, default_layers
-from deepatlas.models.checkpoint import load_checkpoint
+from deepatlas.models.loading import as_checkpoint
 from deepatlas.workflows.build import Progress, _noop, pick_device
 from deepatlas.workflows.experiments import _base_predictions, _context
 
@@ -247,8 +248,9 @@ def explain_factors(
         raise UsageError("images must be >= 2")
     if units not in UNIT_MODES:
         raise UsageError(f"units must be one of {', '.join(UNIT_MODES)}, got {units!r}")
-    ckpt = load_checkpoint(model)
-    data = _unlabelled_sample(load_dataset(ckpt.meta.get("dataset", "fashion-mnist"), split), images, seed)
+    ckpt = as_checkpoint(model)
+    data = _unlabelled_sample(load_data(ckpt.meta.get("dataset", "fashion-mnist"), split,
+                                        input_shape=ckpt.meta.get("input_shape")), images, seed)
     mats, info = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device), units, pooled)
     results = []
     best = None
@@ -297,7 +299,7 @@ def explain_compare(
     if missing:  # before any factorisation: a typo must not cost the first model's minutes
         raise CheckpointError(f"checkpoint {', '.join(missing)} does not exist")
     for m in models:
-        load_checkpoint(m)  # unreadable or foreign files fail here too, before the work
+        as_checkpoint(m)  # unreadable or foreign files fail here too, before the work
     per: dict[str, list[dict[str, Any]]] = {}
     spec: dict[str, dict[str, list[float]]] = {}
     for m in models:

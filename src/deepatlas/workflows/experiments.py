@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
+from deepatlas.data.formats import load_data
 from deepatlas.db.experiments import (
     RANKINGS,
     class_ranking,
@@ -40,7 +41,8 @@ from deepatlas.explain.experiments import (
     random_orders,
 )
 from deepatlas.explain.interventions import Intervention, UnitStats, unit_statistics
-from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
+from deepatlas.models.checkpoint import Checkpoint
+from deepatlas.models.loading import reload_run_model
 from deepatlas.workflows.build import Progress, _noop, pick_device
 
 __all__ = ["experiment_activate", "experiment_community", "experiment_knockout", "experiment_shared"]
@@ -59,21 +61,19 @@ class _Context:
 
 def _context(graph: Graph, run: str | None, model: str | Path | None, data_dir: str | Path | None, device: str) -> _Context:
     info = resolve_run(graph, run)
-    rows = graph.read("MATCH (r:Run {key: $key})-[:OF_MODEL]->(m:Model) RETURN m.key AS sha, m.path AS path", {"key": info.key})
+    rows = graph.read("MATCH (r:Run {key: $key})-[:OF_MODEL]->(m:Model) RETURN m.key AS sha, m.path AS path, "
+                      "m.source AS source, m.file_sha256 AS file_sha", {"key": info.key})
     if not rows:
         raise CheckpointError(f"run {info.name} records no model")
-    path = Path(model) if model is not None else Path(rows[0]["path"] or "")
-    if not path.is_file():
-        raise CheckpointError(f"the run's checkpoint {path} is gone; pass --model with the same weights")
-    ckpt = load_checkpoint(path)
-    if ckpt.sha256 != rows[0]["sha"]:
-        raise CheckpointError(f"{path} holds other weights than run {info.name} was made from (sha256 differs)")
-    data = load_dataset(info.dataset or "fashion-mnist", info.split or "test", data_dir=data_dir)
-    if info.n_samples:
-        data = data.subset(info.n_samples)
+    ckpt = reload_run_model(rows[0], override=model)  # any kind of model; a moved file is found by its hash
+    classes = class_names(graph, info)
+    if not ckpt.meta.get("class_names"):
+        ckpt.meta["class_names"] = list(classes)
+    data = load_data(info.dataset or "fashion-mnist", info.split or "test", data_dir=data_dir,
+                     input_shape=ckpt.meta.get("input_shape"), limit=info.n_samples or None)
     dev = pick_device(device)
     ckpt.model.to(dev).eval()
-    return _Context(info, ckpt, data, ckpt.normalize(data.images).to(dev), data.labels, dev, class_names(graph, info))
+    return _Context(info, ckpt, data, ckpt.normalize(data.images).to(dev), data.labels, dev, classes)
 
 
 def _default_layer(graph: Graph, ctx: _Context, layer: str | None) -> str:

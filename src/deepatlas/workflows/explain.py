@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
+from deepatlas.data.formats import load_data
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class, run_template
 from deepatlas.db.runs import resolve_run
@@ -18,7 +19,8 @@ from deepatlas.errors import NotFoundError, UsageError
 from deepatlas.explain.gradients import PredictionGradients
 from deepatlas.explain.influence import InfluentialScores
 from deepatlas.ingest.capture import ActivationRecorder, default_layers
-from deepatlas.models.checkpoint import Checkpoint, load_checkpoint
+from deepatlas.models.checkpoint import Checkpoint
+from deepatlas.models.loading import as_checkpoint, complete_metadata
 from deepatlas.workflows.build import pick_device
 
 __all__ = ["METHODS", "STEP_SIZES", "disagreement", "explain_feature", "explain_filters", "explain_heatmap", "explain_perturb", "perturb_sweep"]
@@ -27,7 +29,8 @@ METHODS = ("influence", "gradient")
 
 
 def _image(ckpt: Checkpoint, index: int, dataset: str, split: str, data_dir: str | Path | None) -> tuple[ImageSet, torch.Tensor, int]:
-    data = load_dataset(dataset, split, data_dir=data_dir)
+    data = load_data(dataset, split, data_dir=data_dir, input_shape=ckpt.meta.get("input_shape"))
+    complete_metadata(ckpt, data.input_shape, data.class_names, data.name)
     if not 0 <= index < len(data):
         raise UsageError(f"image index {index} is out of range: {data.name}/{split} has images 0..{len(data) - 1}")
     if tuple(ckpt.meta.get("input_shape", data.input_shape)) != data.input_shape:
@@ -48,8 +51,9 @@ class _OneImage:
     device: torch.device
 
 
-def _one_image(model: str | Path, index: int, dataset: str, split: str, data_dir: str | Path | None, device: str) -> _OneImage:
-    ckpt = load_checkpoint(model)
+def _one_image(model: str | Path | Checkpoint, index: int, dataset: str, split: str, data_dir: str | Path | None,
+               device: str) -> _OneImage:
+    ckpt = as_checkpoint(model)
     data, raw, label = _image(ckpt, index, dataset, split, data_dir)
     dev = pick_device(device)
     net = ckpt.model.to(dev).eval()
@@ -287,8 +291,9 @@ def perturb_sweep(
         raise UsageError("images must be >= 1")
     if mode not in ("single-step", "iterative"):
         raise UsageError(f"mode must be single-step or iterative, got {mode!r}")
-    ckpt = load_checkpoint(model)
-    data = load_dataset(dataset, split, data_dir=data_dir)
+    ckpt = as_checkpoint(model)
+    data = load_data(dataset, split, data_dir=data_dir, input_shape=ckpt.meta.get("input_shape"))
+    complete_metadata(ckpt, data.input_shape, data.class_names, data.name)
     dev = pick_device(device)
     net = ckpt.model.to(dev).eval()
     n = len(data.class_names)

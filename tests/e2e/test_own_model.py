@@ -1,0 +1,186 @@
+"""Your model, your data, through the CLI into the real server: a stock torchvision ResNet-18 with
+safetensors weights and a ``file.py:factory`` CNN with a state dict and a sidecar, both really
+trained on an ImageFolder tree this test writes; then queries, a knockout experiment that reloads
+the model from the run (also after the weights file moved), and the refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+from typer.testing import CliRunner
+
+from deepatlas.cli.app import app
+from deepatlas.data.formats import load_data
+from deepatlas.db.graph import Graph
+
+pytestmark = pytest.mark.e2e
+torch.set_num_threads(2)
+
+CLASSES = ("red", "green", "blue")
+FACTORY = '''
+import torch.nn as nn
+
+def small_cnn(num_classes=3):
+    return nn.Sequential()  # replaced below
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(4)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(6 * 8 * 8, 12)
+        self.relu2 = nn.ReLU()
+        self.fc2 = nn.Linear(12, num_classes)
+
+    def forward(self, x):
+        return self.fc2(self.relu2(self.fc1(self.flatten(self.pool1(self.relu1(self.conv1(x)))))))
+
+
+def small_cnn(num_classes=3):  # noqa: F811
+    return SmallCNN(num_classes)
+'''
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 noisy 32x32 colour images, 20 per class, each class dominated by one channel."""
+    root = tmp_path_factory.mktemp("photos") / "colours"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for i in range(20):
+            img = rng.integers(0, 120, (32, 32, 3))
+            img[:, :, c] += rng.integers(60, 135)
+            Image.fromarray(img.astype(np.uint8)).save(root / name / f"{i:02d}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for s in range(0, len(x), 20):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[s : s + 20]), y[s : s + 20]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def _imagenet(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def test_torchvision_resnet18_with_safetensors(neo4j_server, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = load_data(f"imagefolder:{photos}", "all", input_shape=(3, 32, 32))
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=3)
+    acc = _train(net, _imagenet(data.images), data.labels, epochs=4)
+    assert acc > 0.6  # really trained: chance is 1/3
+    save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["ingest", "--model", "torchvision:resnet18", "--num-classes", "3",
+                            "--weights", str(tmp_path / "w.safetensors"), "--input-size", "32",
+                            "--data", f"imagefolder:{photos}", "--split", "all", "--layers", "layer3,layer4",
+                            "--edges", "coactivation",
+                            "--run", "own-resnet", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["nodes"]["Neuron"] == 256 + 512 and out["nodes"]["Class"] == 3
+    assert out["accuracy"] == pytest.approx(acc, abs=1e-6)  # the same model, the same images, the same normalisation
+    r = runner.invoke(app, ["runs", "show", "own-resnet"])
+    assert r.exit_code == 0 and "imagefolder:" in r.output, r.output
+    with Graph(autostart=False) as g:
+        layers = g.read("MATCH (r:Run {name: 'own-resnet'}) MATCH (a:Neuron {run: r.key})-[e:COACTIVATES]->(b:Neuron) "
+                        "RETURN DISTINCT a.layer AS layer")
+        assert {x["layer"] for x in layers} <= {"layer3", "layer4"} and layers
+        row = g.read("MATCH (r:Run {name: 'own-resnet'})-[:OF_MODEL]->(m:Model) "
+                     "RETURN m.path AS path, m.source AS source, m.file_sha256 AS fsha, m.arch AS arch, r.dataset AS ds")[0]
+    assert row["path"] == str((tmp_path / "w.safetensors").resolve()) and row["arch"] == "torchvision:resnet18"
+    assert json.loads(row["source"])["input_shape"] == [0, 32, 32] and len(row["fsha"]) == 64
+    assert row["ds"] == f"imagefolder:{photos.resolve()}"
+
+
+def test_factory_model_run_reloads_after_the_weights_move(neo4j_server, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "net.py").write_text(FACTORY)
+    data = load_data(f"imagefolder:{photos}", "all")
+    torch.manual_seed(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("own_net_for_training", tmp_path / "net.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.small_cnn(3)
+    acc = _train(net, (data.images - 0.5) / 0.25, data.labels, epochs=30)
+    assert acc > 0.8
+    weights = tmp_path / "cnn.pt"
+    torch.save(net.state_dict(), weights)
+    (tmp_path / "cnn.json").write_text(json.dumps({"class_names": list(CLASSES), "mean": 0.5, "std": 0.25}))
+    runner = CliRunner()
+    r = runner.invoke(app, ["ingest", "--model", f"{tmp_path}/net.py:small_cnn", "--weights", str(weights),
+                            "--data", f"imagefolder:{photos}", "--split", "all", "--attribution-per-class", "5",
+                            "--between-samples", "20", "--run", "own-cnn", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["accuracy"] == pytest.approx(acc, abs=1e-6) and out["nodes"]["Neuron"] == 6 + 12
+    assert out["edges"].get("INFLUENCES", 0) > 0 and out["edges"].get("GRADIENT", 0) > 0
+    r = runner.invoke(app, ["query", "drivers", "--class", "GREEN", "-k", "2", "--run", "own-cnn", "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["class"] == "green" and len(got["drivers"]) == 2  # class names from the sidecar
+    r = runner.invoke(app, ["experiment", "knockout", "--class", "green", "--run", "own-cnn", "--layer", "relu2",
+                            "--ks", "0,2,4", "--seeds", "2", "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    # the weights file moves into $DEEPATLAS_HOME/models under another name: found again by its sha256
+    home = Path(os.environ["DEEPATLAS_HOME"])
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    weights.rename(home / "models" / "renamed.pt")
+    r = runner.invoke(app, ["experiment", "knockout", "--class", "green", "--run", "own-cnn", "--layer", "relu2",
+                            "--ks", "0,2,4", "--seeds", "2", "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)
+    # the same weights and images again: the same predictions before any knockout
+    assert again["top"]["k"] == first["top"]["k"] and again["top"]["error"][0] == first["top"]["error"][0]
+    assert again["units_ranked"] == first["units_ranked"] > 0
+    (home / "models" / "renamed.pt").unlink()
+    r = runner.invoke(app, ["experiment", "knockout", "--class", "green", "--run", "own-cnn", "--layer", "relu2",
+                            "--ks", "0,2", "--seeds", "1", "--device", "cpu", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "is gone" in r.output
+
+
+def test_refusals_through_the_cli(neo4j_server, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"w": Payload()}, tmp_path / "evil.pt")
+    runner = CliRunner()
+    r = runner.invoke(app, ["ingest", "--model", "torchvision:resnet18", "--num-classes", "3", "--weights",
+                            str(tmp_path / "evil.pt"), "--data", f"imagefolder:{photos}", "--split", "all"])
+    assert r.exit_code == 1 and "pickled object" in r.output and "--trust-pickle" in r.output
+    assert "Traceback" not in r.output and "weights_only" not in r.output and not marker.exists()
+    r = runner.invoke(app, ["ingest", "--model", "torchvision:resnet18", "--num-classes", "4", "--input-size", "32",
+                            "--data", f"imagefolder:{photos}", "--split", "all", "--device", "cpu"])
+    assert r.exit_code == 1 and "--class-names" in r.output and "3 classes" in r.output
+    r = runner.invoke(app, ["ingest", "--model", "torchvision:resnet18", "--data", "cifar10:" + str(tmp_path)])
+    assert r.exit_code == 1 and "never downloads" in r.output
