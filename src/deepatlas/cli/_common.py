@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +47,7 @@ __all__ = [
     "parse_grid",
     "print_json",
     "progress_bars",
+    "setup_logging",
 ]
 
 # Options several commands share, declared once so their flags and help read the same everywhere.
@@ -133,6 +136,39 @@ def cli_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Notices(logging.Handler):
+    """deepatlas's own log lines (which run a command uses, a clean-up that failed) as one
+    dim line each on stderr; stdout stays clean for --json."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(record.getMessage(), style="dim" if record.levelno < logging.WARNING else "yellow",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def setup_logging(driver_log: Path | None = None) -> None:
+    """Route deepatlas's notices to stderr and the Neo4j driver's own log lines (its retry
+    messages while a server dies) to ``driver_log`` or nowhere, never to the terminal."""
+    ours = logging.getLogger("deepatlas")
+    if not any(isinstance(h, _Notices) for h in ours.handlers):
+        ours.addHandler(_Notices())
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+    driver = logging.getLogger("neo4j")
+    driver.propagate = False
+    if not driver.handlers:
+        handler: logging.Handler = logging.NullHandler()
+        if driver_log is not None:
+            try:
+                driver_log.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(driver_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                handler = logging.StreamHandler(os.fdopen(fd, "a"))
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+            except OSError:
+                handler = logging.NullHandler()
+        driver.addHandler(handler)
+        driver.setLevel(logging.INFO)
 
 
 def _default(value: Any) -> Any:

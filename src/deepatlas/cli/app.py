@@ -8,10 +8,12 @@ import typer
 
 from deepatlas import __version__
 from deepatlas.cli import analyze, audit, db, experiment, explain, export, query, runs
+from deepatlas.cli._common import setup_logging
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
 from deepatlas.cli.inspect import inspect
 from deepatlas.cli.train import train
+from deepatlas.paths import home_dir
 
 app = typer.Typer(
     name="deepatlas",
@@ -38,6 +40,7 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """deepatlas: a trained classifier as a Neo4j graph."""
+    setup_logging(home_dir() / "logs" / "driver.log")
 
 
 app.add_typer(db.app, name="db")

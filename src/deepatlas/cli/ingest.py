@@ -45,7 +45,9 @@ def ingest(
     data_dir: DataDirOpt = None,
     layers: Annotated[str | None, typer.Option(help="Comma-separated module names to capture. Default: every conv/dense layer's activation.")] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Only the first N images.")] = None,
-    run: Annotated[str | None, typer.Option(help="Run name. Default: {model}-{data}-{split}; an existing run of that name is replaced.")] = None,
+    run: Annotated[str | None, typer.Option(help="Run name. Default: {weights file}-{data}-{split}. A run of that name from the "
+                                            "same weights and data is replaced; from others only with --replace.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a run of the same name from other weights or data.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
     device: DeviceOpt = "auto",
     min_r: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep neuron-neuron pairs with |r| at least this.")] = 0.5,
@@ -91,7 +93,7 @@ def ingest(
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
             attribution_per_class=attribution_per_class, between_samples=between_samples,
-            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=parse_grid(pixel_grid), amp=amp,
+            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=parse_grid(pixel_grid), amp=amp, replace=replace,
         )
     if json_out:
         print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,

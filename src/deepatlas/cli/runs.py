@@ -28,8 +28,9 @@ def list_cmd(
         print_json(runs)
         return
     table = Table(title="runs")
-    for col in ("name", "status", "data", "images", "accuracy", "created"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True, overflow="ignore", min_width=max((len(r.name) for r in runs), default=4))
+    for col in ("status", "data", "images", "accuracy", "created"):
+        table.add_column(col, overflow="fold")
     for r in runs:
         table.add_row(r.name, r.status, f"{r.dataset}/{r.split}", str(r.n_samples),
                       f"{r.accuracy:.2%}" if r.accuracy is not None else "-", (r.created_at or "")[:19])

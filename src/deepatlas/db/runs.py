@@ -31,7 +31,7 @@ from deepatlas.rows import EdgeTable, GraphTables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunInfo", "delete_run", "ensure_schema", "list_runs", "new_run_key", "resolve_run", "write_run"]
+__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "list_runs", "new_run_key", "resolve_run", "write_run"]
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -276,6 +276,12 @@ def list_runs(graph: Graph, *, include_incomplete: bool = False) -> list[RunInfo
     return [RunInfo.from_row(row) for row in rows]
 
 
+def find_run(graph: Graph, name: str) -> RunInfo | None:
+    """The complete run called ``name``, or None."""
+    rows = graph.read("MATCH (r:Run {name: $name, status: 'complete'}) RETURN r", {"name": name})
+    return RunInfo.from_row(rows[0]) if rows else None
+
+
 def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
     """The complete run called ``name``, or the latest complete run when ``name`` is None.
 
@@ -284,11 +290,15 @@ def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
     NotFoundError
         No such complete run; the message lists the complete runs.
     """
+    if name is not None and not name.strip():
+        raise UsageError("--run must name a run; leave it out for the latest one (`deepatlas runs list`)")
     if name is None:
         rows = graph.read("MATCH (r:Run {status: 'complete'}) RETURN r ORDER BY r.completed_at DESC LIMIT 1")
         if not rows:
             raise NotFoundError("no complete run in the graph yet; create one with `deepatlas ingest`")
-        return RunInfo.from_row(rows[0])
+        info = RunInfo.from_row(rows[0])
+        log.info("using run %s, the latest complete run (pass --run to choose another)", info.name)
+        return info
     rows = graph.read("MATCH (r:Run {name: $name, status: 'complete'}) RETURN r", {"name": name})
     if not rows:
         names = [r.name for r in list_runs(graph)]

@@ -76,8 +76,8 @@ class LocalServer:
         settings: dict[str, str] | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else home_dir() / "neo4j"
-        self.bolt_port = bolt_port or int(os.environ.get("DEEPATLAS_BOLT_PORT", "7687"))
-        self.http_port = http_port or int(os.environ.get("DEEPATLAS_HTTP_PORT", "7474"))
+        self.bolt_port = bolt_port or _env_port("DEEPATLAS_BOLT_PORT", 7687)
+        self.http_port = http_port or _env_port("DEEPATLAS_HTTP_PORT", 7474)
         self.heap = heap or os.environ.get("DEEPATLAS_NEO4J_HEAP", "1g")
         self.settings = dict(settings or {})
         self.lib = cache_dir() / f"neo4j-{NEO4J_VERSION}" / "lib"
@@ -166,7 +166,7 @@ class LocalServer:
         password = secrets.token_urlsafe(24)
         proc = subprocess.run(
             [_java(), "-cp", f"{self.lib}/*", _ADMIN, "dbms", "set-initial-password", password],
-            env=env, capture_output=True, text=True, check=False,
+            env=env, capture_output=True, text=True, check=False, umask=0o077,
         )
         if proc.returncode != 0:
             raise ServerError(f"neo4j-admin could not set the initial password: {proc.stderr.strip()[-300:]}")
@@ -177,10 +177,17 @@ class LocalServer:
 
     # -- lifecycle -----------------------------------------------------------------------
     def _write_conf(self) -> None:
+        """The home and its folders are the owner's alone (0700): the store, the logs and the
+        password hash (data/dbms/auth.ini) are readable by nobody else; the server and the admin
+        tool run with umask 077 so what they create is 0600/0700 too."""
         conf = self.home / "conf"
-        conf.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.home, 0o700)
+        conf.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in ("data", "logs", "run", "plugins", "import"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
+            (self.home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.home / sub, 0o700)
+        _private_tree(self.home)
         heap = self.heap
         (conf / "neo4j.conf").write_text(
             "# Written by deepatlas on every start; edit deepatlas/db/server.py, not this file.\n"
@@ -237,13 +244,13 @@ class LocalServer:
         self._write_conf()
         env = self._env()
         self._ensure_password(env)
-        log = open(self.log_file, "ab")
+        log = os.fdopen(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
             proc = subprocess.Popen(
                 [_java(), f"-Xmx{self.heap}", "-XX:+UseG1GC", "-cp", f"{self.lib}/*", _ENTRY,
                  f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}", "--console-mode"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True, cwd=self.home,
+                start_new_session=True, cwd=self.home, umask=0o077,
             )
         finally:
             log.close()
@@ -364,6 +371,26 @@ def _is_our_server(pid: int, home: Path) -> bool:
     except OSError:
         return True  # no /proc: trust the pid file
     return _ENTRY in cmdline and f"--home-dir={home}" in cmdline
+
+
+def _private_tree(root: Path) -> None:
+    """Folders 0700 and files 0600 under ``root`` (what an older version left world-readable)."""
+    for path in root.rglob("*"):
+        try:
+            if path.is_symlink():
+                continue
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        except OSError:
+            pass
+
+
+def _env_port(var: str, default: int) -> int:
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ServerError(f"{var} must be a port number from 1 to 65535, got {text[:30]!r}")
+    return int(text)
 
 
 def _port_in_use(port: int) -> bool:

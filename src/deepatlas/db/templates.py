@@ -71,9 +71,12 @@ def parse_param_value(key: str, value: str, kind: str) -> object:
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(value)
             return value.lower() in ("true", "1")
-        return _TYPES[kind](value)
+        out = _TYPES[kind](value)
     except (ValueError, KeyError):
         raise UsageError(f"parameter {key} must be {kind}, got {value!r}") from None
+    if kind == "int" and not -(2**63) <= int(out) < 2**63:  # Cypher integers are 64-bit
+        raise UsageError(f"parameter {key} must be a 64-bit integer, got {value[:30]}{'...' if len(value) > 30 else ''}")
+    return out
 
 
 def _parse(name: str, text: str) -> Template:

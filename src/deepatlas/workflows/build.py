@@ -19,7 +19,7 @@ import torch
 from deepatlas.data.base import ImageSet, load_dataset
 from deepatlas.data.formats import load_data
 from deepatlas.db.graph import Graph
-from deepatlas.db.runs import RunInfo, new_run_key, validate_run_name, write_run
+from deepatlas.db.runs import RunInfo, find_run, new_run_key, validate_run_name, write_run
 from deepatlas.errors import UsageError
 from deepatlas.explain.aggregate import (
     class_gradient_scores,
@@ -148,7 +148,21 @@ class IngestReport:
 
 
 def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{ckpt.name}-{data.name}-{data.split}")
+    """``{weights file stem}-{data}-{split}`` (``{model name}-...`` when there is no file), so
+    two checkpoints of one architecture get two runs."""
+    stem = ckpt.path.stem if ckpt.path is not None else ckpt.name
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{stem}-{data.name}-{data.split}")[:100]
+
+
+def _check_replacement(graph: Graph, name: str, ckpt: Checkpoint, data: ImageSet) -> None:
+    """A run of this name from other weights or other data is only replaced when asked."""
+    old = find_run(graph, name)
+    if old is None:
+        return
+    same = (old.model == ckpt.sha256 and (old.dataset, old.split, old.n_samples) == (data.name, data.split, len(data)))
+    if not same:
+        what = f"{old.n_samples} images of {old.dataset}/{old.split} from weights {str(old.model)[:12]}"
+        raise UsageError(f"run {name!r} already holds {what}; pass --replace to replace it, or choose another --run")
 
 
 def ingest(
@@ -174,6 +188,7 @@ def ingest(
     progress: Progress = _noop,
     pixel_grid: str | tuple[int, int] = "auto",
     amp: bool = False,
+    replace: bool = False,
 ) -> IngestReport:
     """Model + data -> a complete Run in Neo4j (the co-activation graph).
 
@@ -192,8 +207,9 @@ def ingest(
     limit : int, optional
         Only the first ``limit`` images.
     run_name : str, optional
-        Default ``{model}-{dataset}-{split}``; an existing complete run of that name is
-        replaced atomically.
+        Default ``{weights file stem}-{dataset}-{split}``. An existing complete run of that
+        name from the same weights and data is replaced atomically; one from other weights or
+        data only with ``replace``.
     batch_size, device, class_values : see :func:`deepatlas.ingest.compute_coactivation`
     sparsify : SparsifyParams, optional
     edges : sequence of {"coactivation", "influence", "gradient"}, default all three
@@ -220,6 +236,9 @@ def ingest(
         Pixel nodes: see :func:`deepatlas.ingest.coactivation.pixel_shape`.
     amp : bool, default False
         Mixed precision for the co-activation forward pass (statistics stay in float64).
+    replace : bool, default False
+        Replace a complete run of the same name that came from other weights or other data
+        (the same weights on the same data are always re-ingested in place).
 
     Returns
     -------
@@ -238,7 +257,7 @@ def ingest(
         raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
     if len(ckpt.class_names) != len(images.class_names):
         raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
-    name = validate_run_name(run_name or _default_run_name(ckpt, images))
+    name = validate_run_name(run_name if run_name is not None else _default_run_name(ckpt, images))
     unknown = [e for e in edges if e not in EDGE_KINDS]
     if unknown or not edges:
         raise UsageError(f"--edges takes a comma-separated subset of {', '.join(EDGE_KINDS)}; got {', '.join(edges) or 'nothing'}")
@@ -251,7 +270,9 @@ def ingest(
     own_graph = graph is None
     g = graph if graph is not None else Graph()
     try:
-        if bulk:  # refuse before computing anything
+        if not replace:  # refuse before computing anything
+            _check_replacement(g, name, ckpt, images)
+        if bulk:
             from deepatlas.db.bulk import check_bulk_target
 
             check_bulk_target(g)

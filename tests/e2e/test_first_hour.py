@@ -1,0 +1,82 @@
+"""Issue 18 against the real server: what a new user following the README tripped over."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepatlas.cli.app import app
+from deepatlas.db.graph import Graph
+from deepatlas.db.runs import find_run
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+
+
+def _ingest(*args: str) -> object:
+    return runner.invoke(app, ["ingest", "--edges", "coactivation", "--device", "cpu", "--json", *args])
+
+
+def test_another_checkpoint_never_replaces_a_run_without_replace(neo4j_server, tiny_checkpoint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "300", "--run", "guarded")
+    assert r.exit_code == 0, r.output
+    # the same weights on the same data: re-ingested in place, no flag needed
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "300", "--run", "guarded")
+    assert r.exit_code == 0, r.output
+    # other data (a README example's --limit 200) under the same name: refused, the run kept
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "200", "--run", "guarded")
+    assert r.exit_code == 1
+    assert "run 'guarded' already holds 300 images of fashion-mnist/test" in r.output and "--replace" in r.output
+    with Graph(autostart=False) as g:
+        kept = find_run(g, "guarded")
+        assert kept is not None and kept.n_samples == 300
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "200", "--run", "guarded", "--replace")
+    assert r.exit_code == 0, r.output
+    with Graph(autostart=False) as g:
+        now = find_run(g, "guarded")
+        assert now is not None and now.n_samples == 200 and now.key != kept.key
+
+
+def test_the_default_run_name_comes_from_the_weights_file(neo4j_server, tiny_checkpoint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    mine = tmp_path / "my.pt"
+    shutil.copy(tiny_checkpoint, mine)
+    r = _ingest("--model", str(mine), "--limit", "100")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["run"] == "my-fashion-mnist-test"
+
+
+def test_commands_say_which_run_they_use_and_refuse_an_empty_name(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", "latest-one")
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["query", "drivers", "--class", "Sandal", "-k", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "using run latest-one, the latest complete run" in r.stderr
+    assert json.loads(r.stdout)["run"] == "latest-one"  # stdout stays pure JSON
+    r = runner.invoke(app, ["query", "drivers", "--class", "Sandal", "--run", ""])
+    assert r.exit_code == 1 and "--run must name a run" in r.output and "Traceback" not in r.output
+
+
+def test_runs_list_never_cuts_a_name(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    long = "fashion-cnn-fashion-mnist-test-with-a-long-and-telling-name"
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", long)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["runs", "list"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and long in r.output, r.output
+
+
+def test_the_server_home_is_private(neo4j_server) -> None:  # type: ignore[no-untyped-def]
+    home = neo4j_server.home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "data").stat().st_mode) == 0o700
+    auth = next(home.rglob("auth.ini"))
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    for path in [home / "password", neo4j_server.log_file, *home.joinpath("data").rglob("*")]:
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    assert os.access(home / "password", os.R_OK)
