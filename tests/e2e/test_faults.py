@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from deepatlas.db.graph import Graph
 from deepatlas.db.runs import list_runs, resolve_run
 from deepatlas.db.server import LocalServer
 from deepatlas.db.settings import Settings
-from deepatlas.errors import GraphError, NotFoundError
+from deepatlas.errors import GraphError, NotFoundError, UsageError
 from deepatlas.workflows.build import ingest
 
 from .conftest import free_port
@@ -114,3 +116,68 @@ def test_two_ingests_at_once_and_readers_during_an_ingest(victim: LocalServer, t
     assert seen_during and "para-a" not in seen_during[0]  # a run being written is invisible
     with Graph(_settings(victim), retry_seconds=3) as g:
         assert resolve_run(g, "para-a").status == resolve_run(g, "para-b").status == "complete"
+
+
+def _cli(server: LocalServer, home: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "NEO4J_URI": server.bolt_uri, "NEO4J_USERNAME": "neo4j", "NEO4J_PASSWORD": server.read_password(),
+           "DEEPATLAS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "deepatlas", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_running(server: LocalServer, name: str, timeout: float = 240.0) -> str:
+    import time
+
+    deadline = time.time() + timeout
+    with Graph(_settings(server), retry_seconds=3) as g:
+        while time.time() < deadline:
+            rows = g.read("MATCH (r:Run {name: $n, status: 'running'}) RETURN r.writer AS w", {"n": name})
+            if rows:
+                return str(rows[0]["w"])
+            time.sleep(0.2)
+    raise AssertionError(f"run {name} never started writing")
+
+
+def test_a_run_being_written_by_a_live_process_is_not_purged(victim: LocalServer, tiny_checkpoint: Path) -> None:
+    import socket
+
+    live = subprocess.Popen(["sleep", "120"])  # stands for another ingest, alive on this host
+    try:
+        with Graph(_settings(victim), retry_seconds=3) as g:
+            g.write("CREATE (:Run {key: 'owned@live', name: 'owned', status: 'running', created_at: datetime(), "
+                    "heartbeat: datetime(), writer: $w})", {"w": f"{socket.gethostname()}:{live.pid}"})
+            g.write("CREATE (:Neuron {key: 'owned@live/n/x/0', run: 'owned@live'})")
+            with pytest.raises(UsageError, match=rf"run owned is being written by process .*:{live.pid}; wait for it"):
+                ingest(tiny_checkpoint, limit=100, run_name="owned", device="cpu", graph=g, edges=EDGES)
+            assert g.read("MATCH (n:Neuron {run: 'owned@live'}) RETURN count(n) AS c")[0]["c"] == 1  # untouched
+        live.kill()
+        live.wait()
+        with Graph(_settings(victim), retry_seconds=3) as g:  # its writer is dead: the leftovers go
+            ingest(tiny_checkpoint, limit=100, run_name="owned", device="cpu", graph=g, edges=EDGES)
+            assert resolve_run(g, "owned").n_samples == 100
+            assert g.read("MATCH (n {run: 'owned@live'}) RETURN count(n) AS c")[0]["c"] == 0
+    finally:
+        live.kill()
+
+
+def test_sigterm_mid_write_fails_the_run_cleanly(victim: LocalServer, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    args = ("ingest", "--model", str(tiny_checkpoint), "--run", "termed", "--device", "cpu", "--edges", "coactivation",
+            "--limit", "2000", "--pixel-top-k", "200")
+    os.environ["DEEPATLAS_WRITE_BATCH"] = "20"  # many small transactions: the signal lands mid-write
+    try:
+        proc = _cli(victim, tmp_path, *args)
+    finally:
+        del os.environ["DEEPATLAS_WRITE_BATCH"]
+    writer = _wait_for_running(victim, "termed")
+    assert writer.endswith(f":{proc.pid}")
+    proc.send_signal(signal.SIGTERM)
+    _, errs = proc.communicate(timeout=120)
+    assert proc.returncode == 143, errs
+    assert [line for line in errs.splitlines() if line.strip()][-1] == "terminated" and "Traceback" not in errs
+    with Graph(_settings(victim), retry_seconds=3) as g:
+        rows = g.read("MATCH (r:Run {name: 'termed'}) RETURN r.status AS s, r.key AS k, r.error AS e")
+        assert [(r["s"], r["e"]) for r in rows] == [("failed", "interrupted")]
+        assert g.read("MATCH (n {run: $k}) RETURN count(n) AS c", {"k": rows[0]["k"]})[0]["c"] == 0
+    again = _cli(victim, tmp_path, *args)  # the same command afterwards completes
+    _, errs = again.communicate(timeout=300)
+    assert again.returncode == 0, errs

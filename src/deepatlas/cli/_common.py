@@ -43,6 +43,7 @@ __all__ = [
     "cli_errors",
     "console",
     "err",
+    "install_signal_handlers",
     "model_options",
     "parse_grid",
     "print_json",
@@ -131,9 +132,16 @@ def cli_errors(fn: F) -> F:
             where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
             err.print(f"[bold red]error:[/] cannot access{where}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            err.print("[red]terminated[/]" if terminated else "[red]interrupted[/]")
+            raise typer.Exit(143 if terminated else 130) from None
+        except Exception as exc:  # the driver may fail while unwinding an interrupt (BufferError)
+            cause = _interrupt_behind(exc)
+            if cause is None:
+                raise
+            err.print("[red]terminated[/]" if isinstance(cause, Terminated) else "[red]interrupted[/]")
+            raise typer.Exit(143 if isinstance(cause, Terminated) else 130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -169,6 +177,33 @@ def setup_logging(driver_log: Path | None = None) -> None:
                 handler = logging.NullHandler()
         driver.addHandler(handler)
         driver.setLevel(logging.INFO)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancellation, ``timeout``), handled like Ctrl-C: a run being written is
+    marked failed and its rows removed, one line, exit 143."""
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM raises :class:`Terminated` in the main thread (the CLI calls this once)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__context__ or cur.__cause__
+    return None
 
 
 def _default(value: Any) -> Any:

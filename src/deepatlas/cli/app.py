@@ -8,7 +8,7 @@ import typer
 
 from deepatlas import __version__
 from deepatlas.cli import analyze, audit, db, experiment, explain, export, query, runs
-from deepatlas.cli._common import setup_logging
+from deepatlas.cli._common import install_signal_handlers, setup_logging
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
 from deepatlas.cli.inspect import inspect
@@ -58,6 +58,7 @@ app.add_typer(explain.app, name="explain")
 
 
 def main() -> None:
+    install_signal_handlers()
     app()
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -150,7 +152,7 @@ def write_run(
     """
     ensure_schema(graph)
     t_clean = time.perf_counter()
-    _purge_unfinished(graph, name)
+    _purge_unfinished(graph, name)  # refuses while another live process writes this name
     cleaning = time.perf_counter() - t_clean
     props = {k: _property(v) for k, v in run_props.items()}
     expected_nodes = tables.node_counts()
@@ -158,22 +160,25 @@ def write_run(
     props["counts"] = json.dumps({"nodes": expected_nodes, "edges": expected_edges})
     graph.write(
         "MERGE (m:Model {key: $model.key}) SET m += $model "
-        "CREATE (r:Run {key: $key, name: $name, status: 'running', created_at: datetime()}) SET r += $props "
-        "SET r.model = $model.key CREATE (r)-[:OF_MODEL]->(m)",
-        {"key": key, "name": name, "props": props, "model": model_props},
+        "CREATE (r:Run {key: $key, name: $name, status: 'running', created_at: datetime(), heartbeat: datetime(), "
+        "writer: $writer}) SET r += $props SET r.model = $model.key CREATE (r)-[:OF_MODEL]->(m)",
+        {"key": key, "name": name, "props": props, "model": model_props, "writer": WRITER},
     )
     started = time.perf_counter()
     try:
+        _claim(graph, key, name)
         for label, rows in (("Layer", tables.layers), ("Neuron", tables.neurons), ("Class", tables.classes), ("Pixel", tables.pixels)):
             graph.write_batches(_NODE_WRITES[label], rows, batch_size=batch_size, progress=progress)
+            _heartbeat(graph, key)
         for table in tables.edges:
             graph.write_batches(_edge_query(table), table.rows(), batch_size=batch_size, progress=progress)
+            _heartbeat(graph, key)
         _verify_counts(graph, key, expected_nodes, expected_edges)
         rows = graph.write(
             "MATCH (r:Run {key: $key, status: 'running'}) "
             "SET r.status = 'complete', r.completed_at = datetime(), r.write_seconds = $seconds "
             "WITH r OPTIONAL MATCH (old:Run {name: r.name, status: 'complete'}) WHERE old.key <> r.key "
-            "SET old.status = 'replaced' RETURN collect(old.key) AS replaced",
+            "SET old.status = 'replaced' RETURN r.key AS key, collect(old.key) AS replaced",  # no row if r is gone
             {"key": key, "seconds": time.perf_counter() - started},
         )
         if not rows:
@@ -228,20 +233,75 @@ def _mark_failed(graph: Graph, key: str, exc: BaseException) -> None:
     if isinstance(exc, GraphUnavailable):
         return
     reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        reason = "interrupted"
     try:
         graph.write("MATCH (r:Run {key: $key}) SET r.status = 'failed', r.error = $reason", {"key": key, "reason": reason})
         _delete_run_data(graph, key, keep_run=True)
-    except DeepAtlasError:
-        pass  # the server is gone; the next ingest of this name cleans up
+    except Exception:  # the server is gone or the session broke mid-write: never mask exc
+        pass  # the run stays invisible; the next ingest of this name cleans up
+
+
+#: Who writes: ``host:pid``, stored on a running Run with a heartbeat refreshed after every table.
+WRITER = f"{socket.gethostname()}:{os.getpid()}"
+#: A running run whose writer cannot be asked (another host) is abandoned after this long silent.
+STALE_SECONDS = 600
+
+
+def _writer_alive(writer: str | None, age_seconds: float | None) -> bool:
+    """Is the process that owns a running run still at it? On this host: its pid exists; on
+    another host: its heartbeat is younger than :data:`STALE_SECONDS`."""
+    if not writer or age_seconds is None:
+        return False
+    host, _, pid = writer.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False  # our own leftovers (an earlier ingest in this process that died)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return age_seconds < STALE_SECONDS * 6  # a pid reused long after is not the writer
+    return age_seconds < STALE_SECONDS
+
+
+def _running(graph: Graph, name: str) -> list[dict[str, Any]]:
+    return graph.read(
+        "MATCH (r:Run {name: $name}) WHERE r.status <> 'complete' "
+        "RETURN r.key AS key, r.status AS status, r.writer AS writer, r.created_at AS created, "
+        "duration.inSeconds(coalesce(r.heartbeat, r.created_at), datetime()).seconds AS age", {"name": name})
 
 
 def _purge_unfinished(graph: Graph, name: str) -> None:
-    """Delete leftovers (running/failed/replaced) of earlier ingests of ``name``."""
-    rows = graph.read(
-        "MATCH (r:Run {name: $name}) WHERE r.status <> 'complete' RETURN r.key AS key", {"name": name}
-    )
-    for row in rows:
+    """Delete leftovers (running/failed/replaced) of earlier ingests of ``name``; a run that a
+    live process is still writing is left alone and this ingest refused.
+
+    Raises
+    ------
+    UsageError
+        Another live process is writing ``name``.
+    """
+    for row in _running(graph, name):
+        if row["status"] == "running" and _writer_alive(row["writer"], row["age"]):
+            raise UsageError(f"run {name} is being written by process {row['writer']}; wait for it or pick another name")
         _delete_run_data(graph, row["key"])
+
+
+def _claim(graph: Graph, key: str, name: str) -> None:
+    """After creating our running Run: if another live writer created one of the same name
+    first (a race past :func:`_purge_unfinished`), we are the loser and stop."""
+    for row in _running(graph, name):
+        if row["key"] == key or row["status"] != "running" or not _writer_alive(row["writer"], row["age"]):
+            continue
+        ours = graph.read("MATCH (r:Run {key: $key}) RETURN r.created_at AS created", {"key": key})[0]["created"]
+        if (row["created"], row["key"]) < (ours, key):
+            raise UsageError(f"run {name} is being written by process {row['writer']}; wait for it or pick another name")
+
+
+def _heartbeat(graph: Graph, key: str) -> None:
+    graph.write("MATCH (r:Run {key: $key, status: 'running'}) SET r.heartbeat = datetime()", {"key": key})
 
 
 def _delete_run_data(graph: Graph, key: str, *, keep_run: bool = False) -> int:

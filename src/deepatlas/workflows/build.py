@@ -7,6 +7,7 @@ the ``progress(stage, advance, total)`` callback.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -152,6 +153,15 @@ def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
     two checkpoints of one architecture get two runs."""
     stem = ckpt.path.stem if ckpt.path is not None else ckpt.name
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{stem}-{data.name}-{data.split}")[:100]
+
+
+def _write_batch() -> int:
+    """Rows per write transaction: 5,000, or ``$DEEPATLAS_WRITE_BATCH`` (tuning; the fault tests
+    use small ones to be sure a signal lands mid-write)."""
+    text = os.environ.get("DEEPATLAS_WRITE_BATCH", "5000")
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"DEEPATLAS_WRITE_BATCH must be a positive integer, got {text[:20]!r}")
+    return int(text)
 
 
 def _check_replacement(graph: Graph, name: str, ckpt: Checkpoint, data: ImageSet) -> None:
@@ -335,6 +345,7 @@ def ingest(
         else:
             written: dict[str, float] = {}
             run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
+                            batch_size=_write_batch(),
                             progress=lambda k: progress("write", k, total_rows), timings=written)
             timings["clean-up"] = written.get("clean-up", 0.0)  # deleting earlier generations of the name
         timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
