@@ -20,7 +20,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     """Class error (solid) and overall error (dashed) as k grows: top, bottom, random +- std."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     by = result.get("by", "coactivation")
-    what = {"pg": "L2 norm of the class-averaged prediction gradient", "coactivation": "r", "influence": "influential score",
+    what = {"pg": "class-averaged PG norm", "coactivation": "r", "influence": "influential score",
             "gradient": "stored prediction gradient"}.get(by, by)
     names = {"top": "strongest" if by == "pg" else "top", "bottom": "weakest" if by == "pg" else "bottom"}
     for name, color in (("top", "#c0392b"), ("bottom", "#2e86c1")):
@@ -35,7 +35,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.plot(k, rnd["error_mean"], "--", color="#7f8c8d", lw=1, label="random-k: overall error")
     ax.set_xscale("symlog", linthresh=1)
     where = "all conv layers" if result["layer"] == "all" and by == "pg" else ("all layers" if result["layer"] == "all" else result["layer"])
-    ax.set_xlabel(f"units knocked out in {where} (ranked by {what} for {result['class']})")
+    ax.set_xlabel(f"units knocked out in {where}\n(ranked by {what} for {result['class']})", fontsize=9)
     ax.set_ylabel("error")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{run}: knockout of {result['class']}'s units")
