@@ -19,7 +19,7 @@ __all__ = ["activate_figure", "knockout_figure", "removal_figure"]
 def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     """Class error (solid) and overall error (dashed) as k grows: top, bottom, random +- std."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
-    for name, color in (("top", "#c0392b"), ("bottom", "#2e86c1")):
+    for name, color in (("top", "#D55E00"), ("bottom", "#0072B2")):
         cur = result[name]
         ax.plot(cur["k"], cur["class_error"], "-o", color=color, ms=3, label=f"{name}-k: {result['class']} error")
         ax.plot(cur["k"], cur["error"], "--", color=color, lw=1, label=f"{name}-k: overall error")
@@ -31,7 +31,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.plot(k, rnd["error_mean"], "--", color="#7f8c8d", lw=1, label="random-k: overall error")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel(f"units knocked out in {result['layer']} (ranked by r to {result['class']})")
-    ax.set_ylabel("error")
+    ax.set_ylabel("error (fraction of images misclassified)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{run}: knockout of {result['class']}'s units")
     ax.grid(alpha=0.3)
@@ -42,7 +42,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
 def activate_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     """Fraction of classes predicted when only their top-k units are driven, per k."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(result["ks"], result["fraction_correct"], "-o", color="#27ae60")
+    ax.plot(result["ks"], result["fraction_correct"], "-o", color="#009E73")
     ax.set_xlabel(f"k (top-k units of each class in {result['layer']} driven, all others 0)")
     ax.set_ylabel("fraction of classes predicted")
     ax.set_ylim(-0.02, 1.02)
@@ -55,7 +55,7 @@ def removal_figure(curve: dict[str, Any], title: str, path: Path, *, ylabel: str
     """A verdict's holding rate as units are removed in order, against random orders (mean +- std)."""
     k = np.array(curve["k"])
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(k, curve["ordered"], "-", color="#c0392b", label="in order (least important first)")
+    ax.plot(k, curve["ordered"], "-", color="#D55E00", label="in order (least important first)")
     m, s = np.array(curve["random_mean"]), np.array(curve["random_std"])
     ax.plot(k, m, "-", color="#7f8c8d", label="random order (mean +- std)")
     ax.fill_between(k, m - s, m + s, color="#7f8c8d", alpha=0.25)

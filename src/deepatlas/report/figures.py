@@ -26,17 +26,18 @@ def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 
     x = np.array([p["jaccard"] for p in ov.pairs])
     y = np.array([p["mistakes"] for p in ov.pairs])
     fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
-    ax.scatter(x, y, s=28, color="#3b6ea8", alpha=0.8)
+    ax.scatter(x, y, s=28, color="#0072B2", alpha=0.8, label="one pair of classes")
     if len(x) > 1 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         xs = np.linspace(x.min(), x.max(), 10)
-        ax.plot(xs, slope * xs + intercept, color="#c0392b", lw=1, ls="--")
+        ax.plot(xs, slope * xs + intercept, color="#D55E00", lw=1, ls="--", label="least-squares line")
     score = (x / (x.max() or 1)) + (y / (y.max() or 1))
     for i in np.argsort(-score)[:label_top]:
         p = ov.pairs[i]
         ax.annotate(f"{p['a']} / {p['b']}", (x[i], y[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(f"Jaccard of class neuron sets ({_set_desc(ov.params)})")
-    ax.set_ylabel("mistakes between the two classes (A as B + B as A)")
+    ax.set_ylabel("mistakes between the two classes (images: A as B + B as A)")
+    ax.legend(fontsize=8, loc="upper left")
     ax.set_title(f"{ov.run}: Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs} pairs)")
     ax.grid(alpha=0.3)
     return save(fig, path)
