@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -30,6 +31,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.fill_between(k, m - s, m + s, color="#7f8c8d", alpha=0.25)
     ax.plot(k, rnd["error_mean"], "--", color="#7f8c8d", lw=1, label="random-k: overall error")
     ax.set_xscale("symlog", linthresh=1)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1, 10, 100, not 10^0
     ax.set_xlabel(f"units knocked out in {result['layer']} (ranked by r to {result['class']})")
     ax.set_ylabel("error (fraction of images misclassified)")
     ax.set_ylim(-0.02, 1.02)

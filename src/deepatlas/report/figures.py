@@ -32,13 +32,19 @@ def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 
         xs = np.linspace(x.min(), x.max(), 10)
         ax.plot(xs, slope * xs + intercept, color="#D55E00", lw=1, ls="--", label="least-squares line")
     score = (x / (x.max() or 1)) + (y / (y.max() or 1))
+    placed: list[tuple[float, float]] = []  # normalised anchors of the labels so far
     for i in np.argsort(-score)[:label_top]:
         p = ov.pairs[i]
-        ax.annotate(f"{p['a']} / {p['b']}", (x[i], y[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        nx_, ny_ = x[i] / (x.max() or 1), y[i] / (y.max() or 1)
+        crowd = sum(1 for a, b in placed if abs(a - nx_) < 0.12 and abs(b - ny_) < 0.03)
+        placed.append((nx_, ny_))
+        ax.annotate(f"{p['a']} / {p['b']}", (x[i], y[i]), fontsize=8, xytext=(5, 3 - 10 * crowd),
+                    textcoords="offset points", arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#888888"} if crowd else None)
     ax.set_xlabel(f"Jaccard of class neuron sets ({_set_desc(ov.params)})")
     ax.set_ylabel("mistakes between the two classes (images: A as B + B as A)")
     ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(f"{ov.run}: Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs} pairs)")
+    ax.set_title(f"{ov.run}: do classes that share neurons get confused with each other?\n"
+                 f"Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs} class pairs)", fontsize=10)
     ax.grid(alpha=0.3)
     return save(fig, path)
 
