@@ -193,9 +193,28 @@ def bench_influence(quick: bool) -> list[dict[str, Any]]:
              "device": "cpu", "sweeps_s": t_old, "batched_s": t_new, "ratio": t_old / t_new}]
 
 
-def bench_louvain(run: str | None) -> list[dict[str, Any]]:
-    """Each community backend against python-louvain on the stored hidden+class graph (same
-    graph, seed 0): time (igraph backends include building their copy of the graph) and modularity."""
+def _correlation_graph(n: int = 3914, n_edges: int = 576_000) -> Any:
+    """A synthetic co-activation-like graph: r of random unit vectors around 12 directions,
+    the ``n_edges`` largest kept (the size of the ResNet-18 run's positive-r graph)."""
+    import networkx as nx
+
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((n, 12))
+    f[np.arange(n), rng.integers(0, 12, n)] += 2.5
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    iu = np.triu_indices(n, 1)
+    vals = (f @ f.T)[iu]
+    keep = vals >= np.sort(vals)[-n_edges]
+    g = nx.Graph()
+    g.add_nodes_from(f"n{i:05d}" for i in range(n))
+    g.add_weighted_edges_from((f"n{a:05d}", f"n{b:05d}", float(w)) for a, b, w in zip(iu[0][keep], iu[1][keep], vals[keep], strict=True))
+    return g
+
+
+def bench_louvain(run: str | None, synthetic: bool = True) -> list[dict[str, Any]]:
+    """Each community backend against python-louvain (same graph, seed 0): time (igraph
+    backends include building their copy of the graph) and modularity. Graphs: the stored run's
+    hidden+class subgraph, and a synthetic 576k-edge correlation graph (ResNet-18's size)."""
     from deepatlas.db.analytics import read_run_graph
     from deepatlas.db.graph import Graph
     from deepatlas.db.runs import resolve_run
@@ -204,21 +223,26 @@ def bench_louvain(run: str | None) -> list[dict[str, Any]]:
     with Graph() as g:
         info = resolve_run(g, run)
         rg = read_run_graph(g, info)
-    graph = coactivation_graph([*rg.neurons, *rg.classes], rg.edges)
+    graphs = [(info.name, coactivation_graph([*rg.neurons, *rg.classes], rg.edges))]
+    if synthetic:
+        graphs.append(("synthetic correlation graph", _correlation_graph()))
+    import igraph  # noqa: F401  (imported before the clock starts: a first import costs seconds)
+
     rows = []
-    t0 = time.perf_counter()
-    base = louvain(graph, seed=0, algorithm="python-louvain")
-    t_pl = time.perf_counter() - t0
-    for algorithm in ("igraph", "leiden"):
+    for name, graph in graphs:
         t0 = time.perf_counter()
-        part = louvain(graph, seed=0, algorithm=algorithm)
-        t = time.perf_counter() - t0
-        same = louvain(graph, seed=0, algorithm=algorithm).membership == part.membership
-        rows.append({"bench": "louvain", "case": f"{info.name}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} "
-                     f"edges; {algorithm}: {len(part.communities)} communities (python-louvain "
-                     f"{len(base.communities)}), same again with seed 0: {same}",
-                     "device": "cpu", "python_louvain_s": t_pl, "python_louvain_q": base.modularity,
-                     "algorithm": algorithm, "seconds": t, "q": part.modularity, "ratio": t_pl / t})
+        base = louvain(graph, seed=0, algorithm="python-louvain")
+        t_pl = time.perf_counter() - t0
+        for algorithm in ("igraph", "leiden"):
+            t0 = time.perf_counter()
+            part = louvain(graph, seed=0, algorithm=algorithm)
+            t = time.perf_counter() - t0
+            same = louvain(graph, seed=0, algorithm=algorithm).membership == part.membership
+            rows.append({"bench": "louvain", "case": f"{name}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} "
+                         f"edges; {algorithm}: {len(part.communities)} communities (python-louvain "
+                         f"{len(base.communities)}), same again with seed 0: {same}",
+                         "device": "cpu", "python_louvain_s": t_pl, "python_louvain_q": base.modularity,
+                         "algorithm": algorithm, "seconds": t, "q": part.modularity, "ratio": t_pl / t})
     return rows
 
 
@@ -357,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     if "resnet" in chosen:
         resnet_rows, resnet_run = bench_resnet(device, args.quick)
         rows += resnet_rows
-        rows += bench_louvain(resnet_run)
+        rows += bench_louvain(resnet_run, synthetic="louvain" not in chosen)
         rows += bench_queries(resnet_run, 20 if args.quick else 100)
     info = machine()
     OUT.mkdir(exist_ok=True)

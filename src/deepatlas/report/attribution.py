@@ -15,9 +15,11 @@ from deepatlas.report._save import save
 __all__ = ["feature_figure", "filter_bars", "input_score_grid", "matrix_figure", "perturbation_strip"]
 
 
-def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
-    """The image, then one score map per class: red positive, blue negative, each on its own
-    symmetric scale, with the image's outline drawn over it."""
+def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path: Path, *, title: str = "",
+                     label: str = "score of the pixel") -> Path:
+    """The image, then one score map per class: red positive, blue negative (RdBu, colour-blind
+    safe), each on its own symmetric scale shown by its colour bar (``label`` names the quantity),
+    with the image's outline drawn over it."""
     n = len(maps) + 1
     cols = min(n, 6)
     rows = (n + cols - 1) // cols
@@ -25,28 +27,32 @@ def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path
     for ax in axes.ravel():
         ax.axis("off")
     axes[0, 0].imshow(image, cmap="gray")
-    axes[0, 0].set_title("image", fontsize=8)
+    axes[0, 0].set_title("input image", fontsize=9)
     outline = image > 0.5 * image.max() if image.max() > 0 else image > 0
-    for ax, (label, m) in zip(axes.ravel()[1:], maps, strict=False):
+    for ax, (name, m) in zip(axes.ravel()[1:], maps, strict=False):
         lim = float(np.abs(m).max()) or 1.0
-        ax.imshow(m, cmap="bwr", vmin=-lim, vmax=lim)
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.contour(outline.astype(float), levels=[0.5], colors="black", linewidths=0.6)
-        ax.set_title(label, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, ticks=[-lim, 0, lim])
+        bar.ax.tick_params(labelsize=7)
+        bar.ax.yaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
+    fig.text(0.5, 0.005, f"colour: {label} (red +, blue -; each map on its own scale)", ha="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return save(fig, path)
 
 
-def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
-    """One bar chart per layer of per-filter scores (red positive, blue negative)."""
+def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str = "", quantity: str = "score") -> Path:
+    """One bar chart per layer of per-filter scores (vermillion positive, blue negative)."""
     fig, axes = plt.subplots(len(layers), 1, figsize=(9, 2.3 * len(layers)), dpi=110, squeeze=False)
     for ax, (name, scores) in zip(axes[:, 0], layers, strict=True):
-        colors = np.where(scores >= 0, "#c0392b", "#2e86c1")
+        colors = np.where(scores >= 0, "#D55E00", "#0072B2")
         ax.bar(np.arange(len(scores)), scores, color=colors)
         ax.axhline(0, color="black", lw=0.5)
-        ax.set_ylabel(name, fontsize=8)
+        ax.set_ylabel(f"{name}\n{quantity}", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[-1, 0].set_xlabel("filter / unit index")
+    axes[-1, 0].set_xlabel("filter / unit index within the layer")
     if title:
         fig.suptitle(title, fontsize=10)
     return save(fig, path)
@@ -63,11 +69,13 @@ def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, 
         x0, y0, x1, y1 = region
         axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="#e74c3c", lw=2))
     axes[0].set_title("image and region", fontsize=8)
-    axes[1].imshow(np.atleast_2d(act), cmap="viridis")
-    axes[1].set_title("unit activation", fontsize=8)
+    im = axes[1].imshow(np.atleast_2d(act), cmap="viridis")
+    axes[1].set_title("the unit's activation map", fontsize=8)
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03).set_label("activation", fontsize=8)
     lim = float(np.abs(grad).max()) or 1.0
-    axes[2].imshow(np.atleast_2d(grad), cmap="bwr", vmin=-lim, vmax=lim)
-    axes[2].set_title("prediction gradient", fontsize=8)
+    im = axes[2].imshow(np.atleast_2d(grad), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    axes[2].set_title("its prediction gradient map", fontsize=8)
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03).set_label("d output / d activation", fontsize=8)
     for ax in axes:
         ax.axis("off")
     if title:
@@ -88,20 +96,25 @@ def perturbation_strip(images: np.ndarray, labels: list[str], path: Path, *, tit
     return save(fig, path)
 
 
-def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
-    """A labelled heat matrix with the values written in."""
+def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: str = "", xlabel: str = "", ylabel: str = "",
+                  label: str = "fraction") -> Path:
+    """A labelled heat matrix in [0, 1] with the values written in; ``label`` names the colour bar.
+    Empty cells (NaN) are grey and say "n/a"."""
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
-    im = ax.imshow(matrix, cmap="Greens", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
+    cmap = plt.get_cmap("Greens").copy()
+    cmap.set_bad("#DDDDDD")
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            if not np.isnan(matrix[i, j]):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6)
+            v = matrix[i, j]
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if not np.isnan(v) and v > 0.6 else "black")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.7)
+    fig.colorbar(im, ax=ax, shrink=0.7, label=label)
     return save(fig, path)
 
 

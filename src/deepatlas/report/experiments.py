@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -23,7 +24,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     what = {"pg": "class-averaged PG norm", "coactivation": "r", "influence": "influential score",
             "gradient": "stored prediction gradient"}.get(by, by)
     names = {"top": "strongest" if by == "pg" else "top", "bottom": "weakest" if by == "pg" else "bottom"}
-    for name, color in (("top", "#c0392b"), ("bottom", "#2e86c1")):
+    for name, color in (("top", "#D55E00"), ("bottom", "#0072B2")):
         cur = result[name]
         ax.plot(cur["k"], cur["class_error"], "-o", color=color, ms=3, label=f"{names[name]}-k: {result['class']} error")
         ax.plot(cur["k"], cur["error"], "--", color=color, lw=1, label=f"{names[name]}-k: overall error")
@@ -34,9 +35,10 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     ax.fill_between(k, m - s, m + s, color="#7f8c8d", alpha=0.25)
     ax.plot(k, rnd["error_mean"], "--", color="#7f8c8d", lw=1, label="random-k: overall error")
     ax.set_xscale("symlog", linthresh=1)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1, 10, 100, not 10^0
     where = "all conv layers" if result["layer"] == "all" and by == "pg" else ("all layers" if result["layer"] == "all" else result["layer"])
     ax.set_xlabel(f"units knocked out in {where}\n(ranked by {what} for {result['class']})", fontsize=9)
-    ax.set_ylabel("error")
+    ax.set_ylabel("error (fraction of images misclassified)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{run}: knockout of {result['class']}'s units")
     ax.grid(alpha=0.3)
@@ -47,7 +49,7 @@ def knockout_figure(result: dict[str, Any], run: str, path: Path) -> Path:
 def activate_figure(result: dict[str, Any], run: str, path: Path) -> Path:
     """Fraction of classes predicted when only their top-k units are driven, per k."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(result["ks"], result["fraction_correct"], "-o", color="#27ae60")
+    ax.plot(result["ks"], result["fraction_correct"], "-o", color="#009E73")
     ax.set_xlabel(f"k (top-k units of each class in {result['layer']} driven, all others 0)")
     ax.set_ylabel("fraction of classes predicted")
     ax.set_ylim(-0.02, 1.02)
@@ -60,7 +62,7 @@ def removal_figure(curve: dict[str, Any], title: str, path: Path, *, ylabel: str
     """A verdict's holding rate as units are removed in order, against random orders (mean +- std)."""
     k = np.array(curve["k"])
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(k, curve["ordered"], "-", color="#c0392b", label="in order (least important first)")
+    ax.plot(k, curve["ordered"], "-", color="#D55E00", label="in order (least important first)")
     m, s = np.array(curve["random_mean"]), np.array(curve["random_std"])
     ax.plot(k, m, "-", color="#7f8c8d", label="random order (mean +- std)")
     ax.fill_between(k, m - s, m + s, color="#7f8c8d", alpha=0.25)

@@ -21,8 +21,8 @@ def rmse_figure(per_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, rows in per_model.items():
         ax.plot([r["rank"] for r in rows], [r["relative_error"] for r in rows], "-o", ms=3, label=name)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("relative error (mean over matrices)")
+    ax.set_xlabel("rank of the coupled factorisation (factors)")
+    ax.set_ylabel("relative reconstruction error ||A - UV|| / ||A||\n(mean over the layers' matrices)")
     ax.set_title("coupled NMF: reconstruction error vs rank")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -37,10 +37,11 @@ def spectra_figure(per_model: dict[str, dict[str, list[float]]], path: Path) -> 
             if layer in sp:
                 ax.semilogy(np.arange(1, len(sp[layer]) + 1), sp[layer], label=name, lw=1)
         ax.set_title(layer, fontsize=9)
-        ax.set_xlabel("index", fontsize=8)
+        ax.set_xlabel("singular value number (1 = largest)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("singular value / largest")
-    axes[0, -1].legend(fontsize=6)
+    axes[0, -1].legend(fontsize=7, title="model", title_fontsize=7)
+    fig.suptitle("singular value spectra of each layer's activations (normalised to the largest)", fontsize=10)
     return save(fig, path)
 
 
@@ -54,7 +55,8 @@ def latent_images(p: torch.Tensor, shape: tuple[int, int], path: Path) -> Path:
         ax.axis("off")
     for i, ax in enumerate(axes.ravel()[:r]):
         ax.imshow(p[:, i].reshape(shape).numpy(), cmap="magma")
-        ax.set_title(f"factor {i}", fontsize=7)
+        ax.set_title(f"factor {i}", fontsize=8)
+    fig.suptitle("pixel loading of each factor (brighter = larger; each image on its own scale)", fontsize=9)
     return save(fig, path)
 
 
@@ -64,8 +66,10 @@ def factor_heatmaps(loadings: dict[str, torch.Tensor], path: Path) -> Path:
     for ax, (name, q) in zip(axes[0], loadings.items(), strict=True):
         m = q.numpy()
         m = m / np.maximum(m.max(1, keepdims=True), 1e-12)
-        ax.imshow(m, aspect="auto", cmap="viridis", interpolation="nearest")
+        im = ax.imshow(m, aspect="auto", cmap="viridis", interpolation="nearest", vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("factor", fontsize=8)
     axes[0, 0].set_ylabel("unit")
+    fig.colorbar(im, ax=axes[0, -1], label="loading / the unit's largest loading")
+    fig.suptitle("unit loadings of each factor, per layer", fontsize=10)
     return save(fig, path)

@@ -26,18 +26,25 @@ def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 
     x = np.array([p["jaccard"] for p in ov.pairs])
     y = np.array([p["mistakes"] for p in ov.pairs])
     fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
-    ax.scatter(x, y, s=28, color="#3b6ea8", alpha=0.8)
+    ax.scatter(x, y, s=28, color="#0072B2", alpha=0.8, label="one pair of classes")
     if len(x) > 1 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         xs = np.linspace(x.min(), x.max(), 10)
-        ax.plot(xs, slope * xs + intercept, color="#c0392b", lw=1, ls="--")
+        ax.plot(xs, slope * xs + intercept, color="#D55E00", lw=1, ls="--", label="least-squares line")
     score = (x / (x.max() or 1)) + (y / (y.max() or 1))
+    placed: list[tuple[float, float]] = []  # normalised anchors of the labels so far
     for i in np.argsort(-score)[:label_top]:
         p = ov.pairs[i]
-        ax.annotate(f"{p['a']} / {p['b']}", (x[i], y[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        nx_, ny_ = x[i] / (x.max() or 1), y[i] / (y.max() or 1)
+        crowd = sum(1 for a, b in placed if abs(a - nx_) < 0.12 and abs(b - ny_) < 0.03)
+        placed.append((nx_, ny_))
+        ax.annotate(f"{p['a']} / {p['b']}", (x[i], y[i]), fontsize=8, xytext=(5, 3 - 10 * crowd),
+                    textcoords="offset points", arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#888888"} if crowd else None)
     ax.set_xlabel(f"Jaccard of class neuron sets ({_set_desc(ov.params)})")
-    ax.set_ylabel("mistakes between the two classes (A as B + B as A)")
-    ax.set_title(f"{ov.run}: Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs} pairs)")
+    ax.set_ylabel("mistakes between the two classes (images: A as B + B as A)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"{ov.run}: do classes that share neurons get confused with each other?\n"
+                 f"Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs} class pairs)", fontsize=10)
     ax.grid(alpha=0.3)
     return save(fig, path)
 
@@ -51,44 +58,98 @@ def _set_desc(params: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+#: Okabe & Ito's colour-blind-safe qualitative palette (the black last); markers double the cue.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "p")
+
+
 def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph, path: Path) -> Path:
-    """Classes as nodes coloured by Louvain community, edges weighted by Jaccard overlap."""
-    g = nx.Graph()
-    community_of = {}
+    """Classes grouped by the community of the co-activation graph they fall in.
+
+    Each community with classes gets its own colour and marker (Okabe-Ito, colour-blind safe)
+    and its own place on a circle; its classes sit together around that place, so classes
+    of one community are always next to each other. Edges: Jaccard overlap of the classes'
+    neuron sets (width and darkness grow with it). Labels sit outside the nodes on a white box.
+    """
+    community_of: dict[str, int] = {}
     for c in comm.communities:
         for name in c["classes"]:
             community_of[name] = c["index"]
+    groups: dict[int, list[str]] = {}
     for name in ov.class_names:
-        g.add_node(name)
+        groups.setdefault(community_of.get(name, -1), []).append(name)
+    order = sorted(groups, key=lambda k: (k < 0, k))
+    size_of = {c["index"]: c["size"] for c in comm.communities}
+    pos: dict[str, np.ndarray] = {}
+    n_groups = len(order)
+    for gi, k in enumerate(order):
+        angle = np.pi / 2 - 2 * np.pi * gi / n_groups
+        centre = np.array([np.cos(angle), np.sin(angle)]) * (0.0 if n_groups == 1 else 1.0)
+        members = groups[k]
+        radius = 0.0 if len(members) == 1 else 0.22 + 0.03 * len(members)
+        for mi, name in enumerate(members):
+            a = angle + 2 * np.pi * mi / len(members)
+            pos[name] = centre + radius * np.array([np.cos(a), np.sin(a)])
+    g = nx.Graph()
+    g.add_nodes_from(ov.class_names)
     for p in ov.pairs:
         if p["jaccard"] > 0:
             g.add_edge(p["a"], p["b"], weight=p["jaccard"])
-    pos = nx.spring_layout(g, weight="weight", seed=0)
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=110)
-    cmap = plt.get_cmap("tab10")
-    colors = [cmap(community_of.get(n, 9) % 10) for n in g.nodes]
-    widths = [1 + 8 * g.edges[e]["weight"] for e in g.edges]
-    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, alpha=0.4, edge_color="#555555")
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=900, edgecolors="black")
-    nx.draw_networkx_labels(g, pos, ax=ax, font_size=8)
-    ax.set_title(f"{ov.run}: classes coloured by Louvain community (modularity {comm.modularity:.3f}); "
-                 "edge width = Jaccard", fontsize=9)
+    fig, ax = plt.subplots(figsize=(8.5, 9), dpi=110)
+    wmax = max((g.edges[e]["weight"] for e in g.edges), default=1.0) or 1.0
+    for a, b in g.edges:
+        w = g.edges[a, b]["weight"]
+        ax.plot(*zip(pos[a], pos[b], strict=True), color="#444444", lw=0.5 + 6 * w / wmax, alpha=0.15 + 0.6 * w / wmax,
+                zorder=1, solid_capstyle="round")
+    handles: list[Any] = []
+    for gi, k in enumerate(order):
+        color = OKABE_ITO[gi % len(OKABE_ITO)] if k >= 0 else "#BBBBBB"
+        marker = MARKERS[gi % len(MARKERS)]
+        xy = np.array([pos[n] for n in groups[k]])
+        label = (f"community {k}: {len(groups[k])} of the classes, {size_of.get(k, 0)} nodes" if k >= 0
+                 else "in no community")
+        handles.append(ax.scatter(xy[:, 0], xy[:, 1], s=420, c=color, marker=marker, edgecolors="black",
+                                  linewidths=1.0, zorder=3, label=label))
+    for name, xy in pos.items():
+        out = xy / (np.linalg.norm(xy) or 1.0)  # away from the middle: beside the node, not over it
+        ha = "left" if out[0] > 0.35 else "right" if out[0] < -0.35 else "center"
+        dx = 14 * np.sign(out[0]) if ha != "center" else 0.0
+        dy = 16 * out[1] if ha != "center" else 18 * (1 if out[1] >= 0 else -1)
+        ax.annotate(name, (float(xy[0]), float(xy[1])), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                    va="center", fontsize=10, zorder=4,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+    from matplotlib.lines import Line2D
+
+    for w in (0.25 * wmax, wmax):
+        handles.append(Line2D([], [], color="#444444", lw=0.5 + 6 * w / wmax, alpha=0.15 + 0.6 * w / wmax,
+                              label=f"Jaccard {w:.2f}"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False,
+              markerscale=0.5, title="colour and marker: community (nodes = neurons + classes in it); "
+              "line: neuron-set overlap", title_fontsize=8)
+    algorithm = comm.params.get("algorithm", "louvain")
+    ax.set_title(f"{ov.run}: classes by {algorithm} community of the co-activation graph\n"
+                 f"(modularity {comm.modularity:.3f}; lines: Jaccard of the classes' neuron sets, "
+                 f"{_set_desc(ov.params) or 'all'})", fontsize=10)
+    ax.set_aspect("equal")
+    ax.margins(0.18)
     ax.axis("off")
     return save(fig, path)
 
 
 def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "",
-                 cmap: str = "bwr", vmin: float = -1.0, vmax: float = 1.0, label: str = "Pearson r with pixel") -> Path:
-    """Image-shaped maps on one shared scale (default: pixel correlations, red +, blue -)."""
+                 cmap: str = "RdBu_r", vmin: float = -1.0, vmax: float = 1.0,
+                 label: str = "Pearson r (unit vs pixel, over the run's images)") -> Path:
+    """Image-shaped maps on one shared scale (default: pixel correlations, red +, blue -, a
+    colour-blind-safe diverging map); ``label`` names the colour bar's quantity."""
     n = len(maps)
     rows = max(1, (n + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), dpi=110, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     im = None
-    for ax, (label, img) in zip(axes.ravel(), maps, strict=False):
+    for ax, (name, img) in zip(axes.ravel(), maps, strict=False):
         im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
-        ax.set_title(label, fontsize=7)
+        ax.set_title(name, fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=label)
     if title:

@@ -98,7 +98,8 @@ def explain_heatmap(
     pred = int(probs.argmax())
     fig = input_score_grid(raw[0, 0].numpy(), [(f"{names[t]} ({probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
                            Path(out_dir) / f"heatmap-{method}-{split}-{index}.png",
-                           title=f"{data.name}/{split} #{index}: label {names[label]}, predicted {names[pred]} ({method})")
+                           title=f"{data.name}/{split} #{index}: label {names[label]}, predicted {names[pred]} ({method})",
+                           label=f"{method} score of the pixel for the class")
     return {
         "image": index, "split": split, "label": names[label], "predicted": names[pred], "method": method,
         "probabilities": {names[i]: float(p) for i, p in enumerate(probs)}, "figure": str(fig),
@@ -132,7 +133,8 @@ def explain_filters(
 
     names = data.class_names
     fig = filter_bars(per, Path(out_dir) / f"filters-{split}-{index}.png",
-                      title=f"#{index} ({names[label]}): influential score of each unit on {names[target]}")
+                      title=f"#{index} ({names[label]}): influential score of each unit on {names[target]}",
+                      quantity="influential score")
     return {"image": index, "label": names[label], "predicted": names[pred], "target": names[target], "figure": str(fig),
             "layers": {name: [float(v) for v in s] for name, s in per},
             "top": [{"unit": u, "score": v} for u, v in sorted(
@@ -348,7 +350,7 @@ def perturb_sweep(
     rate = np.where(tries > 0, wins / np.maximum(tries, 1), np.nan)
     fig = matrix_figure(rate, names, Path(out_dir) / f"perturb-sweep-{steps}x{step_size}.png",
                         title=f"flip success within {steps} steps of {step_size} ({len(chosen)} images)",
-                        xlabel="target class", ylabel="true class")
+                        xlabel="target class", ylabel="true class", label="share of the images flipped to the target")
     easiest = np.nanmean(rate, axis=0)
     return {"mode": mode, "images": len(chosen), "steps": steps, "step_size": step_size, "class_names": names,
             "success": [[None if np.isnan(v) else float(v) for v in row] for row in rate],
