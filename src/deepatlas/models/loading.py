@@ -328,12 +328,12 @@ def load_model(
     weights_path = Path(weights).resolve() if weights is not None else None
     sidecar = load_sidecar(weights_path) if weights_path is not None else {}
     n_classes = num_classes if num_classes is not None else sidecar.get("num_classes")
-    if n_classes is None and sidecar.get("class_names"):
-        n_classes = len(sidecar["class_names"])
-    if n_classes is None and class_names:
-        n_classes = len(class_names)
+    explicit = n_classes  # a factory gets num_classes only when it was asked for
+    names = overrides.get("class_names") or sidecar.get("class_names")
+    if n_classes is None and names:
+        n_classes = len(names)  # torchvision builders: as many outputs as class names
     torch.manual_seed(0)  # the builder's initialisation, reproducible when no weights are given
-    model, arch, config, defaults = _build_from_spec(spec, n_classes)
+    model, arch, config, defaults = _build_from_spec(spec, n_classes if spec.startswith("torchvision:") else explicit)
     state = read_weights(weights_path, trust_pickle=trust_pickle) if weights_path is not None else None
     if isinstance(state, nn.Module):
         model = state
@@ -431,7 +431,8 @@ def complete_metadata(ckpt: Checkpoint, input_shape: tuple[int, int, int], class
     """Fill a loaded model's missing ``input_shape`` and ``class_names`` from its data set.
 
     Class names are taken from the data set only when the model has exactly as many outputs
-    as the data set has classes (one dry forward pass on a zero image tells).
+    as the data set has classes; given names must match the output width (one dry forward
+    pass on a zero image tells).
 
     Raises
     ------
@@ -440,11 +441,15 @@ def complete_metadata(ckpt: Checkpoint, input_shape: tuple[int, int, int], class
     """
     if not ckpt.meta.get("input_shape"):
         ckpt.meta["input_shape"] = list(input_shape)
-    if ckpt.meta.get("class_names"):
-        return
+    device = next((p.device for p in ckpt.model.parameters()), torch.device("cpu"))
     with torch.no_grad():
-        out = ckpt.model.eval()(ckpt.normalize(torch.zeros(1, *input_shape)))
+        out = ckpt.model.eval()(ckpt.normalize(torch.zeros(1, *input_shape)).to(device))
     width = int(out.shape[-1]) if out.ndim == 2 else -1
+    if ckpt.meta.get("class_names"):
+        if width != len(ckpt.meta["class_names"]):
+            raise CheckpointError(f"model {ckpt.name} has {len(ckpt.meta['class_names'])} class names but {width} outputs "
+                                  "per image; fix --class-names or the sidecar's class_names")
+        return
     if width != len(class_names):
         raise CheckpointError(
             f"model {ckpt.name} has {width if width > 0 else 'non-(N, classes)'} outputs and no class names, and "
