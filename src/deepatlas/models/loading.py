@@ -398,12 +398,14 @@ def reload_model(source: dict[str, Any] | str, *, sha256: str, file_hash: str = 
     CheckpointError
         The file is gone and not found by hash, or holds other weights.
     """
-    src = json.loads(source) if isinstance(source, str) else dict(source)
+    try:
+        src = json.loads(source) if isinstance(source, str) else dict(source)
+    except ValueError:
+        raise CheckpointError("the run's Model node holds a malformed source (not JSON)") from None
     if not isinstance(src, dict) or "spec" not in src:
         raise CheckpointError("the run's Model node records no loadable source")
     kwargs = {k: src.get(k) for k in ("weights", "num_classes", "trust_pickle", "input_shape", "mean", "std", "class_names")}
     is_file_spec = not _is_factory_spec(str(src["spec"]))
-    key = "spec" if is_file_spec else "weights"
     current = str(override) if override is not None else (src["spec"] if is_file_spec else kwargs["weights"])
     if current is not None and not Path(current).is_file():
         if override is not None:
@@ -418,7 +420,7 @@ def reload_model(source: dict[str, Any] | str, *, sha256: str, file_hash: str = 
     if is_file_spec:
         ckpt = load_model(current or src["spec"])
     else:
-        kwargs[key] = current
+        kwargs["weights"] = current
         ckpt = load_model(src["spec"], weights=kwargs["weights"], num_classes=kwargs["num_classes"],
                           trust_pickle=bool(kwargs["trust_pickle"]), input_shape=kwargs["input_shape"],
                           mean=kwargs["mean"], std=kwargs["std"], class_names=kwargs["class_names"])
