@@ -114,7 +114,7 @@ def test_factory_file_with_json_and_toml_sidecars(tmp_path: Path) -> None:
     torch.manual_seed(3)
     ref = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     save_file(ref.state_dict(), str(tmp_path / "w.safetensors"))
-    (tmp_path / "w.json").write_text(json.dumps({"class_names": ["cat", "dog"], "input_shape": [3, 20, 20],
+    (tmp_path / "w.json").write_text(json.dumps({"class_names": ["cat", "dog"], "num_classes": 2, "input_shape": [3, 20, 20],
                                                  "mean": [0.5, 0.5, 0.5], "std": 0.25}))
     ckpt = load_model(f"{tmp_path}/net.py:tiny", weights=tmp_path / "w.safetensors")
     assert ckpt.class_names == ("cat", "dog") and ckpt.meta["input_shape"] == [3, 20, 20]
@@ -126,6 +126,9 @@ def test_factory_file_with_json_and_toml_sidecars(tmp_path: Path) -> None:
     (tmp_path / "w.json").unlink()
     (tmp_path / "w.toml").write_text('class_names = ["x", "y"]\nnum_classes = 2\n')
     assert load_model(f"{tmp_path}/net.py:tiny", weights=tmp_path / "w.safetensors").class_names == ("x", "y")
+    (tmp_path / "w.toml").write_text('class_names = ["x", "y"]\n')  # no num_classes: tiny() builds its default 4
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_model(f"{tmp_path}/net.py:tiny", weights=tmp_path / "w.safetensors")
     (tmp_path / "w.toml").write_text('colour = "red"\n')
     with pytest.raises(CheckpointError, match="unknown key"):
         load_model(f"{tmp_path}/net.py:tiny", weights=tmp_path / "w.safetensors")
@@ -217,3 +220,7 @@ def test_class_names_from_the_data_only_when_the_counts_agree() -> None:
         complete_metadata(ckpt, (3, 32, 32), ("a", "b", "c", "d"), "imagefolder-x")
     complete_metadata(ckpt, (3, 32, 32), ("a", "b", "c"), "imagefolder-x")
     assert ckpt.class_names == ("a", "b", "c") and ckpt.meta["input_shape"] == [3, 224, 224]
+    named = load_model("torchvision:resnet18", num_classes=3)
+    named.meta["class_names"] = ["a", "b"]
+    with pytest.raises(CheckpointError, match="2 class names but 3 outputs"):
+        complete_metadata(named, (3, 32, 32), ("a", "b"), "imagefolder-x")

@@ -222,7 +222,7 @@ def safe_torch_load(path: str | Path) -> Any:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        if "global" in str(exc).lower():  # the unpickler was asked to import something: code, not data
             raise CheckpointError(f"{path}: {PICKLE_REFUSED}") from None
         raise CheckpointError(f"{path} is corrupt or truncated (UnpicklingError)") from None
     except Exception as exc:  # torch raises many types for a damaged archive

@@ -328,12 +328,12 @@ def load_model(
     weights_path = Path(weights).resolve() if weights is not None else None
     sidecar = load_sidecar(weights_path) if weights_path is not None else {}
     n_classes = num_classes if num_classes is not None else sidecar.get("num_classes")
-    if n_classes is None and sidecar.get("class_names"):
-        n_classes = len(sidecar["class_names"])
-    if n_classes is None and class_names:
-        n_classes = len(class_names)
+    explicit = n_classes  # a factory gets num_classes only when it was asked for
+    names = overrides.get("class_names") or sidecar.get("class_names")
+    if n_classes is None and names:
+        n_classes = len(names)  # torchvision builders: as many outputs as class names
     torch.manual_seed(0)  # the builder's initialisation, reproducible when no weights are given
-    model, arch, config, defaults = _build_from_spec(spec, n_classes)
+    model, arch, config, defaults = _build_from_spec(spec, n_classes if spec.startswith("torchvision:") else explicit)
     state = read_weights(weights_path, trust_pickle=trust_pickle) if weights_path is not None else None
     if isinstance(state, nn.Module):
         model = state
@@ -398,12 +398,14 @@ def reload_model(source: dict[str, Any] | str, *, sha256: str, file_hash: str = 
     CheckpointError
         The file is gone and not found by hash, or holds other weights.
     """
-    src = json.loads(source) if isinstance(source, str) else dict(source)
+    try:
+        src = json.loads(source) if isinstance(source, str) else dict(source)
+    except ValueError:
+        raise CheckpointError("the run's Model node holds a malformed source (not JSON)") from None
     if not isinstance(src, dict) or "spec" not in src:
         raise CheckpointError("the run's Model node records no loadable source")
     kwargs = {k: src.get(k) for k in ("weights", "num_classes", "trust_pickle", "input_shape", "mean", "std", "class_names")}
     is_file_spec = not _is_factory_spec(str(src["spec"]))
-    key = "spec" if is_file_spec else "weights"
     current = str(override) if override is not None else (src["spec"] if is_file_spec else kwargs["weights"])
     if current is not None and not Path(current).is_file():
         if override is not None:
@@ -418,7 +420,7 @@ def reload_model(source: dict[str, Any] | str, *, sha256: str, file_hash: str = 
     if is_file_spec:
         ckpt = load_model(current or src["spec"])
     else:
-        kwargs[key] = current
+        kwargs["weights"] = current
         ckpt = load_model(src["spec"], weights=kwargs["weights"], num_classes=kwargs["num_classes"],
                           trust_pickle=bool(kwargs["trust_pickle"]), input_shape=kwargs["input_shape"],
                           mean=kwargs["mean"], std=kwargs["std"], class_names=kwargs["class_names"])
@@ -431,7 +433,8 @@ def complete_metadata(ckpt: Checkpoint, input_shape: tuple[int, int, int], class
     """Fill a loaded model's missing ``input_shape`` and ``class_names`` from its data set.
 
     Class names are taken from the data set only when the model has exactly as many outputs
-    as the data set has classes (one dry forward pass on a zero image tells).
+    as the data set has classes; given names must match the output width (one dry forward
+    pass on a zero image tells).
 
     Raises
     ------
@@ -440,11 +443,15 @@ def complete_metadata(ckpt: Checkpoint, input_shape: tuple[int, int, int], class
     """
     if not ckpt.meta.get("input_shape"):
         ckpt.meta["input_shape"] = list(input_shape)
-    if ckpt.meta.get("class_names"):
-        return
+    device = next((p.device for p in ckpt.model.parameters()), torch.device("cpu"))
     with torch.no_grad():
-        out = ckpt.model.eval()(ckpt.normalize(torch.zeros(1, *input_shape)))
+        out = ckpt.model.eval()(ckpt.normalize(torch.zeros(1, *input_shape)).to(device))
     width = int(out.shape[-1]) if out.ndim == 2 else -1
+    if ckpt.meta.get("class_names"):
+        if width != len(ckpt.meta["class_names"]):
+            raise CheckpointError(f"model {ckpt.name} has {len(ckpt.meta['class_names'])} class names but {width} outputs "
+                                  "per image; fix --class-names or the sidecar's class_names")
+        return
     if width != len(class_names):
         raise CheckpointError(
             f"model {ckpt.name} has {width if width > 0 else 'non-(N, classes)'} outputs and no class names, and "

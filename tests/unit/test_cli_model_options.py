@@ -1,0 +1,45 @@
+"""The shared --model/--data flags: parsing, one-line errors, and no torch import to declare them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepatlas.cli._common import model_options
+from deepatlas.errors import UsageError
+
+
+def test_input_size_mean_std_and_class_names() -> None:
+    assert model_options(input_size="224")["input_shape"] == [0, 224, 224]
+    assert model_options(input_size="32x48")["input_shape"] == [0, 32, 48]
+    assert model_options(input_size="3x224x224")["input_shape"] == [3, 224, 224]
+    got = model_options(mean="0.5", std="0.229,0.224,0.225", class_names="cat, dog")
+    assert got["mean"] == 0.5 and got["std"] == [0.229, 0.224, 0.225] and got["class_names"] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_size": "big"}, "--input-size takes"),
+        ({"input_size": "3x0x4"}, "positive sizes"),
+        ({"input_size": "1x2x3x4"}, "positive sizes"),
+        ({"mean": "a,b"}, "--mean takes"),
+        ({"std": ","}, "--std takes"),
+        ({"class_names": "cat,cat"}, "distinct"),
+        ({"class_names": "cat,,dog"}, "non-empty"),
+    ],
+)
+def test_bad_flags_are_one_usage_error(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        model_options(**kwargs)  # type: ignore[arg-type]
+
+
+def test_declaring_the_ingest_command_imports_no_torch() -> None:
+    src = Path(__file__).resolve().parents[2] / "src"
+    code = "import sys; import deepatlas.cli.ingest; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(src)},
+                         check=True)
+    assert out.stdout.strip() == "False"
