@@ -354,11 +354,50 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def bench_cli_start(repeat: int) -> list[dict[str, Any]]:
+    """Cold start of read-only commands against a bare ``import neo4j, typer, rich``.
+
+    Each command is a fresh interpreter (best of ``repeat``); peak RSS is the child's maxrss.
+    ``query list`` and ``--help`` need no server, so the figure is the start-up alone.
+    """
+    # the child reports its own peak (VmHWM is per process image, so the forked parent's does not count)
+    probe = ("import atexit, sys\n"
+             "def peak():\n"
+             "    for line in open('/proc/self/status'):\n"
+             "        if line.startswith('VmHWM'):\n"
+             "            sys.stderr.write('PEAK ' + line.split()[1] + '\\n')\n"
+             "atexit.register(peak)\n"
+             "if sys.argv[1:] == ['--bare']:\n"
+             "    import neo4j, typer, rich\n"
+             "else:\n"
+             "    from deepatlas.cli.app import main\n"
+             "    sys.argv[0] = 'deepatlas'\n"
+             "    main()\n")
+
+    def run(args: list[str]) -> tuple[float, float]:
+        best, peak = float("inf"), 0.0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", probe, *args], check=False, capture_output=True, text=True)
+            best = min(best, time.perf_counter() - t0)
+            peak = max(peak, float(out.stderr.rsplit("PEAK ", 1)[1].split()[0]) / 1024)
+        return best, peak
+
+    base_s, base_mb = run(["--bare"])
+    rows = []
+    for args in (["--help"], ["query", "list"], ["runs", "--help"], ["ingest", "--help"]):
+        s, mb = run(args)
+        rows.append({"bench": "cli-start", "case": f"deepatlas {' '.join(args)} vs import neo4j, typer, rich", "device": "cpu",
+                     "seconds": round(s, 3), "baseline_seconds": round(base_s, 3), "ratio": round(s / base_s, 2),
+                     "peak_rss_mb": round(mb), "baseline_rss_mb": round(base_mb)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--only", default="stats,capture,writes,influence,louvain,queries,resnet",
-                        help="comma-separated: stats,capture,writes,influence,louvain,queries,resnet (resnet also runs "
+    parser.add_argument("--only", default="cli,stats,capture,writes,influence,louvain,queries,resnet",
+                        help="comma-separated: cli,stats,capture,writes,influence,louvain,queries,resnet (resnet also runs "
                              "louvain and queries on the ResNet-18 run it writes)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--run", default=None, help="run for the louvain and queries benchmarks (default: latest)")
@@ -366,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     chosen = set(args.only.split(","))
     rows: list[dict[str, Any]] = []
+    if "cli" in chosen:
+        rows += bench_cli_start(3 if args.quick else 5)
     if "stats" in chosen:
         rows += bench_stats(device, args.quick)
     if "capture" in chosen:
@@ -407,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
             got = f"{r['seconds']:.1f} s"
         elif r["bench"] == "queries":
             base, got = f"p50 {r['p50_ms']:.1f} ms", f"p95 {r['p95_ms']:.1f} ms"
+        elif r["bench"] == "cli-start":
+            base = f"bare imports {r['baseline_seconds']:.2f} s, {r['baseline_rss_mb']} MB"
+            got = f"{r['seconds']:.2f} s, peak {r['peak_rss_mb']} MB"
         else:
             base, got = f"naive {r['naive_edges_per_s']:.0f} edges/s", f"batched {r['batched_edges_per_s']:.0f} edges/s"
         print(f"| {r['bench']} | {r['case']} | {r['device']} | {base} | {got} | {r['ratio']:.2f} |")

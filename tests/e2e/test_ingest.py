@@ -90,7 +90,8 @@ def test_every_template_runs_on_the_stored_run(graph: Graph, ingested) -> None: 
 
 def test_reingest_replaces_the_run_whole(graph: Graph, ingested, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     old_key = ingested[0].run.key
-    new = ingest(tiny_checkpoint, limit=300, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, edges=("coactivation",))
+    new = ingest(tiny_checkpoint, limit=300, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, edges=("coactivation",),
+                 replace=True)  # other data (300 of the 600 images): replaced only when asked
     assert new.run.key != old_key and new.run.n_samples == 300
     assert [r.key for r in list_runs(graph, include_incomplete=True) if r.name == "tiny"] == [new.run.key]
     assert graph.read("MATCH (n:Neuron {run: $k}) RETURN count(n) AS c", {"k": old_key})[0]["c"] == 0
