@@ -80,3 +80,21 @@ def test_the_server_home_is_private(neo4j_server) -> None:  # type: ignore[no-un
         if path.is_file():
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     assert os.access(home / "password", os.R_OK)
+
+
+def test_a_disk_below_the_margin_stops_the_ingest_before_any_write(neo4j_server, tiny_checkpoint: Path,  # type: ignore[no-untyped-def]
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPATLAS_MIN_FREE_MB", str(10**12))  # a margin no disk has: the same path as a full one
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", "no-room")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    line = next(x for x in r.output.splitlines() if x.strip())
+    assert "MB free, below the" in line and "free some space, then ingest again. Nothing was written." in line
+    assert "try again" not in line.replace("ingest again", "")
+    with Graph(autostart=False) as g:
+        assert g.read("MATCH (r:Run {name: 'no-room'}) RETURN count(r) AS c")[0]["c"] == 0
+    r = runner.invoke(app, ["db", "status"])
+    assert r.exit_code == 0 and "database online" in r.output and "below the margin" in r.output
+    monkeypatch.delenv("DEEPATLAS_MIN_FREE_MB")
+    r = runner.invoke(app, ["db", "status", "--json"])
+    st = json.loads(r.output)
+    assert st["database"] == "online" and st["free_mb"] > 0

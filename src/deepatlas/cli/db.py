@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from deepatlas.cli._common import JsonOpt, cli_errors, console, err, print_json
-from deepatlas.db.server import LocalServer, ServerStatus
+from deepatlas.db.server import LocalServer, ServerStatus, min_free_mb
 from deepatlas.errors import UsageError
 
 app = typer.Typer(help="Run the managed local Neo4j 5.26 server (127.0.0.1 only, password on).", no_args_is_help=True)
@@ -24,8 +24,16 @@ def _refuse_if_external() -> None:
 
 
 def _render(st: ServerStatus) -> None:
-    state = "[green]running[/]" if st.running else "[yellow]stopped[/]"
+    if not st.running:
+        state = "[yellow]stopped[/]"
+    elif st.database == "online":
+        state = "[green]running[/], database online"
+    else:  # the process lives but the database does not serve (a full disk broke its log, say)
+        state = f"[red]running, database {st.database or 'not answering'}[/]: see the log below"
     console.print(f"Neo4j {st.version or ''} {state}" + (f" (pid {st.pid})" if st.pid else ""))
+    if st.free_mb is not None:
+        low = st.free_mb < min_free_mb()
+        console.print(f"  Disk      {st.free_mb:,.0f} MB free" + (" [red](below the margin: ingests stop; free space)[/]" if low else ""))
     console.print(f"  Bolt      {st.bolt_uri}")
     console.print(f"  Browser   {st.browser_url}")
     console.print("  User      neo4j")

@@ -211,6 +211,12 @@ def _translate(exc: BaseException, settings: Settings) -> GraphError:
             return GraphError("this query writes, but it ran in a read-only transaction; the server refused it")
         return GraphError(f"Neo4j refused the query ({code}): {_first_line(exc.message)}")
     if isinstance(exc, (TransientError, DatabaseError)):
+        text = f"{exc.code} {exc.message}"
+        if any(k in text for k in ("No space left", "TransactionLogError", "DiskFull", "disk full")):
+            return GraphError(f"Neo4j cannot write: its disk is full or its transaction log broke ({exc.code}); free space, "
+                              "then `deepatlas db stop` and `deepatlas db start`, and check `deepatlas db status`")
+        if "DatabaseUnavailable" in text:
+            return GraphUnavailable(f"the database at {where} is not online ({exc.code}); see `deepatlas db status` and its log")
         return GraphError(f"Neo4j failed ({exc.code}): {_first_line(exc.message)}; try again")
     return GraphError(f"Neo4j error: {_first_line(str(exc))}")
 

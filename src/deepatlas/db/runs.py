@@ -150,6 +150,7 @@ def write_run(
     GraphError
         The server failed or the stored counts do not match; the run is marked ``failed``.
     """
+    _check_free_space(graph)
     ensure_schema(graph)
     t_clean = time.perf_counter()
     _purge_unfinished(graph, name)  # refuses while another live process writes this name
@@ -298,6 +299,20 @@ def _claim(graph: Graph, key: str, name: str) -> None:
         ours = graph.read("MATCH (r:Run {key: $key}) RETURN r.created_at AS created", {"key": key})[0]["created"]
         if (row["created"], row["key"]) < (ours, key):
             raise UsageError(f"run {name} is being written by process {row['writer']}; wait for it or pick another name")
+
+
+def _check_free_space(graph: Graph) -> None:
+    """Stop before writing when the managed server's disk is below the margin: a full disk
+    breaks the transaction log, and the database then does not come back by itself."""
+    if not graph.settings.managed:
+        return  # another server's disk is not ours to see
+    from deepatlas.db.server import LocalServer, min_free_mb
+
+    server = LocalServer()
+    free, margin = server.free_mb(), min_free_mb()
+    if free is not None and free < margin:
+        raise GraphError(f"the disk that holds {server.home} has {free:,.0f} MB free, below the {margin:,.0f} MB margin "
+                         "(DEEPATLAS_MIN_FREE_MB); free some space, then ingest again. Nothing was written.")
 
 
 def _heartbeat(graph: Graph, key: str) -> None:

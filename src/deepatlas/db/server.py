@@ -49,6 +49,26 @@ class ServerStatus:
     password_file: str
     log_file: str
     jars_installed: bool
+    database: str | None = None  # the neo4j database's state ("online", "offline", ...), None if unknown
+    free_mb: float | None = None  # free space on the disk that holds the store
+
+
+#: Below this many MB free on the store's disk an ingest stops before writing
+#: (``$DEEPATLAS_MIN_FREE_MB``): a full disk corrupts the transaction log.
+MIN_FREE_MB = 512.0
+
+
+def min_free_mb() -> float:
+    text = os.environ.get("DEEPATLAS_MIN_FREE_MB", "").strip()
+    if not text:
+        return MIN_FREE_MB
+    try:
+        value = float(text)
+    except ValueError:
+        raise ServerError(f"DEEPATLAS_MIN_FREE_MB must be a number of MB, got {text[:30]!r}") from None
+    if value < 0:
+        raise ServerError(f"DEEPATLAS_MIN_FREE_MB must not be negative, got {text[:30]!r}")
+    return value
 
 
 class LocalServer:
@@ -303,9 +323,9 @@ class LocalServer:
 
     def status(self) -> ServerStatus:
         pid = self.pid()
-        version = None
+        version = database = None
         if pid is not None:
-            version = self._version()
+            version, database = self._version()
         return ServerStatus(
             running=pid is not None,
             pid=pid,
@@ -317,18 +337,30 @@ class LocalServer:
             password_file=str(self.password_file),
             log_file=str(self.log_file),
             jars_installed=self.jars_installed(),
+            database=database,
+            free_mb=self.free_mb(),
         )
 
-    def _version(self) -> str | None:
+    def free_mb(self) -> float | None:
+        """Free space (MB) on the disk that holds the store, None if the home does not exist."""
+        try:
+            return shutil.disk_usage(self.home).free / 2**20
+        except OSError:
+            return None
+
+    def _version(self) -> tuple[str | None, str | None]:
+        """(Neo4j version, the default database's state) or None for what could not be read."""
         from neo4j import GraphDatabase
         from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
         try:
             with GraphDatabase.driver(self.bolt_uri, auth=("neo4j", self.read_password())) as driver:
                 records, _, _ = driver.execute_query("CALL dbms.components() YIELD versions RETURN versions[0] AS v")
-                return str(records[0]["v"])
+                version = str(records[0]["v"])
+                rows, _, _ = driver.execute_query("SHOW DATABASE neo4j YIELD currentStatus", database_="system")
+                return version, (str(rows[0]["currentStatus"]) if rows else None)
         except (ServiceUnavailable, Neo4jError, ServerError, OSError):
-            return None
+            return None, None
 
     def log_tail(self, lines: int = 15) -> str:
         try:
