@@ -109,13 +109,15 @@ def test_a_failure_mid_write_leaves_the_complete_run_untouched(graph: Graph, tin
                 raise RuntimeError("simulated crash while writing")
 
     with pytest.raises(RuntimeError, match="simulated"):
-        ingest(tiny_checkpoint, limit=200, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, progress=explode, edges=("coactivation",))
+        ingest(tiny_checkpoint, limit=200, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, progress=explode,
+               edges=("coactivation",), replace=True)
     failed = [r for r in list_runs(graph, include_incomplete=True) if r.name == "tiny" and r.status == "failed"]
     assert len(failed) == 1
     assert graph.read("MATCH (n:Neuron {run: $k}) RETURN count(n) AS c", {"k": failed[0].key})[0]["c"] == 0
     assert resolve_run(graph, "tiny").key == before.key  # readers still see the old complete run
     # the same command afterwards completes, and cleans the failed leftover
-    again = ingest(tiny_checkpoint, limit=200, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, edges=("coactivation",))
+    again = ingest(tiny_checkpoint, limit=200, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, edges=("coactivation",),
+                   replace=True)
     assert [r.status for r in list_runs(graph, include_incomplete=True) if r.name == "tiny"] == ["complete"]
     assert again.run.n_samples == 200
 

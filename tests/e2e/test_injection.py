@@ -67,7 +67,8 @@ def test_bad_input_changes_nothing_stored(stored: str, tiny_checkpoint: Path, gr
     (tmp_path / "bad.pt").write_bytes(b"\x00" * 64)
     cases = [
         (["ingest", "--model", str(tmp_path / "bad.pt")], "corrupt or truncated"),
-        (["ingest", "--model", str(tiny_checkpoint), "--data", "digits"], "expects images of shape"),
+        (["ingest", "--model", str(tiny_checkpoint), "--data", "nosuch"], "unknown data set 'nosuch'"),
+        (["ingest", "--model", str(tiny_checkpoint), "--data", f"cifar10:{tmp_path}"], "deepatlas never downloads"),
         (["ingest", "--model", str(tiny_checkpoint), "--layers", "relu1,relu1"], "named twice"),
         (["ingest", "--model", str(tiny_checkpoint), "--edges", "coactivation,magic"], "--edges takes"),
         (["query", "drivers", "--class", "Sandal", "-k", "-3"], "k must lie"),

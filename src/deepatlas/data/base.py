@@ -102,4 +102,5 @@ def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None 
         from deepatlas.data.digits import load_digits
 
         return load_digits(split)
-    raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, or imagefolder:DIR, cifar10:DIR, "
+                     "cifar100:DIR, mnist:DIR, npz:FILE")
