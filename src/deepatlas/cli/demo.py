@@ -50,7 +50,7 @@ def demo(
     err.print("3/4 ingesting the test split (10,000 images) ...")
     with Graph() as g:
         with progress_bars() as progress:
-            rep = ingest(ckpt, split="test", device=device, graph=g, progress=progress)
+            rep = ingest(ckpt, split="test", device=device, graph=g, progress=progress, replace=True)  # the demo owns its run
         err.print(f"    {sum(rep.nodes.values()):,} nodes, {sum(rep.edges.values()):,} edges in run {rep.run.name}")
         info, stored, rows = class_drivers(g, class_name, k=k, run=rep.run.name)
     console.print(f"\n4/4 [bold]top {k} drivers of {stored}[/] (Pearson r of unit activation with P({stored})):")
