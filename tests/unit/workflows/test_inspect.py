@@ -55,3 +55,15 @@ def test_cli_inspect_json(tiny_checkpoint: Path) -> None:
     assert all(v is None for v in out["methods"].values())
     bad = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--pixel-grid", "7by7"])
     assert bad.exit_code == 1 and "ROWSxCOLS" in bad.output
+
+
+def test_cli_inspect_takes_a_stock_torchvision_model_and_refuses_a_bad_spec() -> None:
+    r = CliRunner().invoke(app, ["inspect", "--model", "torchvision:resnet18", "--num-classes", "4", "--input-size", "3x64x64",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["input_shape"] == [3, 64, 64] and out["classes"] == 4
+    assert out["default_layers"][:2] == ["relu", "layer1.0.relu#1"] and out["methods"]["influence"] is None
+    bad = CliRunner().invoke(app, ["inspect", "--model", "torchvision:nosuch"])
+    lines = [x for x in bad.output.splitlines() if x.strip()]
+    assert bad.exit_code == 1 and lines[0].startswith("error:") and "nosuch" in lines[0] and "Traceback" not in bad.output
