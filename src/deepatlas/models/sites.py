@@ -153,40 +153,32 @@ def hooks(
     UsageError
         A name that is not a module of ``model`` or a malformed ``#call`` suffix.
     """
-    counts: dict[int, int] = {}
+    counts: dict[int, int] = {}  # id(module) -> calls so far in this forward pass of model
     handles: list[Any] = []
 
     def reset(_m: nn.Module, _i: object) -> None:
         counts.clear()
 
-    def counted(module: nn.Module, call: int | None, fn: Callable[..., Any], is_pre: bool) -> Callable[..., Any]:
-        key = id(module)
+    def count(m: nn.Module, _i: object) -> None:
+        counts[id(m)] = counts.get(id(m), 0) + 1
 
-        def hook(m: nn.Module, *args: Any) -> Any:
-            if is_pre:  # the pre hook of a module runs before its forward hook: count there
-                counts[key] = counts.get(key, 0) + 1
-            n = counts.get(key, 0)
-            if call is not None and n != call:
-                return None
-            return fn(m, *args)
-
-        return hook
+    def on_call(call: int | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, run only on the ``call``-th call of its module (every call when None)."""
+        if call is None:
+            return fn
+        return lambda m, *args: fn(m, *args) if counts.get(id(m)) == call else None
 
     try:
         handles.append(model.register_forward_pre_hook(reset))
-        names = [*(pre or {}), *(forward or {})]
-        counted_modules: set[int] = set()
-        for name in names:
-            module, _ = _resolve(model, name)
-            if id(module) not in counted_modules:  # one call counter per module, registered first
-                counted_modules.add(id(module))
-                handles.append(module.register_forward_pre_hook(counted(module, None, lambda *_: None, True)))
+        resolved = {name: _resolve(model, name) for name in [*(pre or {}), *(forward or {})]}
+        for module in {id(m): m for m, _ in resolved.values()}.values():  # one counter per module, first
+            handles.append(module.register_forward_pre_hook(count))
         for name, pre_fn in (pre or {}).items():
-            module, call = _resolve(model, name)
-            handles.append(module.register_forward_pre_hook(counted(module, call, pre_fn, False)))
+            module, call = resolved[name]
+            handles.append(module.register_forward_pre_hook(on_call(call, pre_fn)))
         for name, fwd_fn in (forward or {}).items():
-            module, call = _resolve(model, name)
-            handles.append(module.register_forward_hook(counted(module, call, fwd_fn, False), always_call=always_call))
+            module, call = resolved[name]
+            handles.append(module.register_forward_hook(on_call(call, fwd_fn), always_call=always_call))
         yield
     finally:
         for h in handles:
