@@ -374,11 +374,11 @@ def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
         info = RunInfo.from_row(rows[0])
         log.info("using run %s, the latest complete run (pass --run to choose another)", info.name)
         return info
-    rows = graph.read("MATCH (r:Run {name: $name, status: 'complete'}) RETURN r", {"name": name})
-    if not rows:
+    found = find_run(graph, name)
+    if found is None:
         names = [r.name for r in list_runs(graph)]
         raise NotFoundError(f"no complete run named {name!r}; runs: {', '.join(names) or 'none yet'}")
-    return RunInfo.from_row(rows[0])
+    return found
 
 
 def delete_run(graph: Graph, name: str) -> int:
