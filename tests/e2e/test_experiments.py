@@ -24,6 +24,7 @@ from deepatlas.workflows.experiments import (
     experiment_knockout,
     experiment_shared,
 )
+from deepatlas.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 RUN = "experiments"
@@ -40,7 +41,8 @@ def run_ready(neo4j_server, tiny_checkpoint: Path) -> Path:  # type: ignore[no-u
 
 
 def test_knockout_curve_is_recomputable_and_recorded(graph: Graph, run_ready: Path, tmp_path: Path) -> None:
-    res = experiment_knockout(graph, "Trouser", run=RUN, by="coactivation", ks=(0, 2, 16), seeds=2, device="cpu", out_dir=tmp_path)
+    ws = Workspace(graph, run=RUN, device="cpu", out_dir=tmp_path)
+    res = experiment_knockout(ws, "Trouser", by="coactivation", ks=(0, 2, 16), seeds=2).to_json()
     live = res["units_ranked"]
     assert res["layer"] == "relu4" and 2 < live <= 16
     assert res["top"]["k"] == [0, 2, min(16, live)]  # k beyond the live units is clipped
@@ -62,7 +64,7 @@ def test_knockout_curve_is_recomputable_and_recorded(graph: Graph, run_ready: Pa
 
 
 def test_activate_only_answers_per_class(graph: Graph, run_ready: Path) -> None:
-    res = experiment_activate(graph, run=RUN, ks=(1, 4, 16), device="cpu")
+    res = experiment_activate(Workspace(graph, run=RUN, device="cpu"), ks=(1, 4, 16), figure=False).to_json()
     assert len(res["classes"]) == 10 and len(res["fraction_correct"]) == 3
     for i, f in enumerate(res["fraction_correct"]):
         assert f == sum(1 for c in res["classes"] if c["predicted"][i] == c["class"]) / 10
@@ -72,18 +74,19 @@ def test_activate_only_answers_per_class(graph: Graph, run_ready: Path) -> None:
 
 
 def test_community_and_shared_ablation(graph: Graph, run_ready: Path) -> None:
-    res = experiment_community(graph, 0, run=RUN, device="cpu")
+    ws = Workspace(graph, run=RUN, device="cpu")
+    res = experiment_community(ws, 0).to_json()
     assert res["units"] > 0 and len(res["per_class"]) == 10
     assert res["error_after"] >= 0 and all(abs(r["change"]) <= 1 for r in res["per_class"])
     pairs = graph.read("MATCH (a:Class)-[o:OVERLAPS]->(b:Class) WHERE a.run STARTS WITH $p AND o.shared > 0 "
                        "RETURN a.name AS a, b.name AS b ORDER BY o.shared DESC LIMIT 1", {"p": RUN + "@"})
     if pairs:
-        sh = experiment_shared(graph, pairs[0]["a"], pairs[0]["b"], run=RUN, device="cpu", seeds=2)
-        assert sh["shared_units"] and len(sh["random_same_size_mutual_mistakes"]["values"]) == 2
+        sh = experiment_shared(ws, pairs[0]["a"], pairs[0]["b"], seeds=2)
+        assert sh.shared_units and len(sh.random_same_size_mutual_mistakes["values"]) == 2
     with pytest.raises(NotFoundError, match="communities 0"):
-        experiment_community(graph, 999, run=RUN, device="cpu")
+        experiment_community(ws, 999)
     with pytest.raises(UsageError, match="two different classes"):
-        experiment_shared(graph, "Bag", "bag", run=RUN, device="cpu")
+        experiment_shared(ws, "Bag", "bag")
 
 
 def test_model_is_unchanged_after_experiments(run_ready: Path, graph: Graph) -> None:
@@ -99,7 +102,8 @@ def test_model_is_unchanged_after_experiments(run_ready: Path, graph: Graph) -> 
 
 
 def test_pg_knockout_ranks_every_conv_filter(graph: Graph, run_ready: Path, tmp_path: Path) -> None:
-    res = experiment_knockout(graph, "Trouser", run=RUN, ks=(0, 2), seeds=1, device="cpu", out_dir=tmp_path, record=False)
+    res = experiment_knockout(Workspace(graph, run=RUN, device="cpu", out_dir=tmp_path), "Trouser", ks=(0, 2), seeds=1,
+                              record=False).to_json()
     assert res["by"] == "pg" and res["layer"] == "all"
     convs = graph.read("MATCH (l:Layer {run: $r, kind: 'conv'}) RETURN l.name AS name, l.size AS size ORDER BY l.position",
                        {"r": graph.read("MATCH (r:Run {name: $n}) RETURN r.key AS k", {"n": RUN})[0]["k"]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from rich.progress import (
 )
 
 from deepatlas.errors import DeepAtlasError, UsageError
+from deepatlas.workspace import ModelSource
 
 __all__ = [
     "ClassNamesOpt",
@@ -44,6 +46,7 @@ __all__ = [
     "console",
     "err",
     "install_signal_handlers",
+    "model_flags",
     "model_options",
     "parse_grid",
     "print_json",
@@ -107,6 +110,49 @@ def model_options(
         raise UsageError(f"--class-names takes distinct, non-empty comma-separated names, got {class_names!r}")
     return {"weights": weights, "num_classes": num_classes, "trust_pickle": trust_pickle, "class_names": names,
             "input_shape": shape, "mean": _floats("--mean", mean), "std": _floats("--std", std)}
+
+
+RunModelSpecOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="The run's model, if its stored file moved: a deepatlas checkpoint or weights file, or a full spec "
+    "(torchvision:NAME, file.py:factory) holding the same weights. Default: the run's own model, found by its hash.")]
+
+_MODEL_FLAGS: dict[str, Any] = {"weights": WeightsOpt, "num_classes": NumClassesOpt, "trust_pickle": TrustPickleOpt,
+                                "class_names": ClassNamesOpt, "input_size": InputSizeOpt, "mean": MeanOpt, "std": StdOpt}
+
+
+def model_flags(*, of_run: bool = False) -> Callable[[F], F]:
+    """Give a command every model flag (``--model``, ``--weights``, ``--num-classes``,
+    ``--trust-pickle``, ``--class-names``, ``--input-size``, ``--mean``, ``--std``) in place of
+    its parameter ``model``, which then receives them parsed into one
+    :class:`~deepatlas.workspace.ModelSource`. ``of_run``: the command works on a run, whose
+    own model is the default.
+
+    Apply it under ``@cli_errors`` so a bad flag becomes one error line.
+    """
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            if p.name != "model":
+                params.append(p)
+                continue
+            params.append(inspect.Parameter("model", p.kind, default=None, annotation=RunModelSpecOpt if of_run else ModelSpecOpt))
+            params += [inspect.Parameter(name, p.kind, default=False if name == "trust_pickle" else None, annotation=kind)
+                       for name, kind in _MODEL_FLAGS.items()]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            flags = {name: kwargs.pop(name, False if name == "trust_pickle" else None) for name in _MODEL_FLAGS}
+            kwargs["model"] = ModelSource(spec=kwargs.pop("model", None), **model_options(**flags))
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
 
 console = Console()
 err = Console(stderr=True)

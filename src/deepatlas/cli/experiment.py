@@ -9,17 +9,20 @@ import typer
 from rich.table import Table
 
 from deepatlas.cli._common import (
+    DataDirOpt,
     DeviceOpt,
     JsonOpt,
     RunOpt,
     cli_errors,
     console,
+    model_flags,
     print_json,
     progress_bars,
 )
 from deepatlas.db.graph import Graph
 from deepatlas.errors import UsageError
 from deepatlas.paths import out_dir
+from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 app = typer.Typer(help="Knock units out or drive them alone, and record what the model then predicts.", no_args_is_help=True)
 
@@ -27,6 +30,12 @@ ModelOpt = Annotated[Path | None, typer.Option(help="Checkpoint with the run's w
 LayerOpt = Annotated[str | None, typer.Option(help="Layer whose units are ranked. Default: the first dense layer.")]
 ByOpt = Annotated[str, typer.Option(help="Ranking: coactivation (r), gradient or influence.")]
 NoRecord = Annotated[bool, typer.Option("--no-record", help="Do not store an Experiment node.")]
+
+
+def _workspace(run: str | None, model: ModelSource, data_dir: Path | None, device: str, out: Path | None) -> Workspace:
+    """The run (its own data set; ``data_dir`` says where a built-in one's files are), the model
+    flags, the device and the figure folder, bound once."""
+    return Workspace(run=run, model=model, data=DataSource(data_dir=data_dir), device=device, out_dir=out)
 
 
 def _ks(text: str) -> list[int]:
@@ -45,6 +54,7 @@ def _ks(text: str) -> list[int]:
 
 @app.command()
 @cli_errors
+@model_flags(of_run=True)
 def knockout(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose units are ranked.")],
     run: RunOpt = None,
@@ -56,7 +66,8 @@ def knockout(
     ks: Annotated[str, typer.Option(help="k values: 0,1,2,4 or a range 0-32 for the one-by-one curve.")] = "0,1,2,4,8,16,32,64",
     value: Annotated[str, typer.Option(help="zero, or mean (the unit's data-set mean output).")] = "zero",
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random baselines.")] = 5,
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]  # becomes the model flags (model_flags)
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: Annotated[Path | None, typer.Option(help="Folder for the curve PNG. Default: $DEEPATLAS_HOME/out")] = None,
     no_record: NoRecord = False,
@@ -70,9 +81,9 @@ def knockout(
     random ones.
     """
     from deepatlas.workflows.experiments import experiment_knockout
-    with Graph() as g, progress_bars(not json_out) as progress:
-        res = experiment_knockout(g, class_name, run=run, layer=layer, by=by, output=output, ks=_ks(ks), value=value, seeds=seeds,
-                                  model=model, device=device, out_dir=out or out_dir(), record=not no_record, progress=progress)
+    with _workspace(run, model, data_dir, device, out) as ws, progress_bars(not json_out) as ws.progress:
+        res = experiment_knockout(ws, class_name, layer=layer, by=by, output=output, ks=_ks(ks), value=value, seeds=seeds,
+                                  record=not no_record).to_json()
     if json_out:
         print_json(res)
         return
@@ -93,13 +104,15 @@ def knockout(
 
 @app.command()
 @cli_errors
+@model_flags(of_run=True)
 def activate(
     k: Annotated[list[int] | None, typer.Option("-k", help="k values (repeat -k); default 1,2,3,5,7,10,15,20,30.")] = None,
     run: RunOpt = None,
     layer: LayerOpt = None,
     by: ByOpt = "coactivation",
     value: Annotated[str, typer.Option(help="class-mean (the units' mean over the class) or max.")] = "class-mean",
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: Annotated[Path | None, typer.Option(help="Folder for the PNG. Default: $DEEPATLAS_HOME/out")] = None,
     no_record: NoRecord = False,
@@ -113,9 +126,8 @@ def activate(
     ks = k or [1, 2, 3, 5, 7, 10, 15, 20, 30]
     if any(x < 1 for x in ks):
         raise UsageError("k must be >= 1")
-    with Graph() as g, progress_bars(not json_out) as progress:
-        res = experiment_activate(g, run=run, layer=layer, by=by, ks=ks, value=value, model=model, device=device,
-                                  out_dir=out or out_dir(), record=not no_record, progress=progress)
+    with _workspace(run, model, data_dir, device, out) as ws, progress_bars(not json_out) as ws.progress:
+        res = experiment_activate(ws, layer=layer, by=by, ks=ks, value=value, record=not no_record).to_json()
     if json_out:
         print_json(res)
         return
@@ -134,19 +146,21 @@ def activate(
 
 @app.command()
 @cli_errors
+@model_flags(of_run=True)
 def community(
     index: Annotated[int, typer.Option("--community", help="Community index (see `deepatlas analyze communities`).")],
     run: RunOpt = None,
     value: Annotated[str, typer.Option(help="zero or mean.")] = "zero",
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     no_record: NoRecord = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Knock out a whole community's neurons; the error of each class before and after."""
     from deepatlas.workflows.experiments import experiment_community
-    with Graph() as g:
-        res = experiment_community(g, index, run=run, value=value, model=model, device=device, record=not no_record)
+    with _workspace(run, model, data_dir, device, None) as ws:
+        res = experiment_community(ws, index, value=value, record=not no_record).to_json()
     if json_out:
         print_json(res)
         return
@@ -160,21 +174,23 @@ def community(
 
 @app.command()
 @cli_errors
+@model_flags(of_run=True)
 def shared(
     a: Annotated[str, typer.Option("--a", help="First class.")],
     b: Annotated[str, typer.Option("--b", help="Second class.")],
     run: RunOpt = None,
     value: Annotated[str, typer.Option(help="zero or mean.")] = "zero",
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Random same-size baselines.")] = 5,
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     no_record: NoRecord = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Knock out the neurons two classes share (needs `analyze overlap`); their mutual mistakes."""
     from deepatlas.workflows.experiments import experiment_shared
-    with Graph() as g:
-        res = experiment_shared(g, a, b, run=run, value=value, seeds=seeds, model=model, device=device, record=not no_record)
+    with _workspace(run, model, data_dir, device, None) as ws:
+        res = experiment_shared(ws, a, b, value=value, seeds=seeds, record=not no_record).to_json()
     if json_out:
         print_json(res)
         return

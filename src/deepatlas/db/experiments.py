@@ -11,7 +11,17 @@ from deepatlas.db.runs import RunInfo
 from deepatlas.errors import NotFoundError, UsageError
 from deepatlas.rows import experiment_key, neuron_key
 
-__all__ = ["RANKINGS", "class_ranking", "community_units", "dense_layers", "shared_units", "unit_layers", "write_experiment"]
+__all__ = [
+    "RANKINGS",
+    "class_ranking",
+    "community_classes",
+    "community_units",
+    "dense_layers",
+    "layer_size",
+    "shared_units",
+    "unit_layers",
+    "write_experiment",
+]
 
 #: ranking name -> (relationship type, property). GRADIENT and INFLUENCES exist once those
 #: edges are ingested (`deepatlas ingest --edges ...`).
@@ -77,6 +87,26 @@ def shared_units(graph: Graph, run: RunInfo, a_key: str, b_key: str) -> list[tup
         "MATCH (a:Class {key: $a})<-[:IN_SET]-(n:Neuron)-[:IN_SET]->(b:Class {key: $b}) "
         "RETURN n.layer AS layer, n.index AS index ORDER BY layer, index", {"a": a_key, "b": b_key})
     return [(row["layer"], int(row["index"])) for row in rows]
+
+
+def community_classes(graph: Graph, run: RunInfo, index: int) -> list[str]:
+    """The classes of stored community ``index`` (empty when it has none or does not exist)."""
+    rows = graph.read("MATCH (c:Community {run: $key, index: $i}) RETURN c.classes AS classes", {"key": run.key, "i": index})
+    return list(rows[0]["classes"] or []) if rows else []
+
+
+def layer_size(graph: Graph, run: RunInfo, name: str) -> int:
+    """How many units the run's layer ``name`` has.
+
+    Raises
+    ------
+    NotFoundError
+        The run has no such layer.
+    """
+    rows = graph.read("MATCH (l:Layer {run: $key, name: $name}) RETURN l.size AS s", {"key": run.key, "name": name})
+    if not rows:
+        raise NotFoundError(f"run {run.name} has no layer {name!r}")
+    return int(rows[0]["s"])
 
 
 def write_experiment(graph: Graph, run: RunInfo, kind: str, params: dict[str, Any], result: dict[str, Any],

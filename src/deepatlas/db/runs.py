@@ -28,12 +28,19 @@ from typing import Any
 
 from deepatlas.db.graph import Graph
 from deepatlas.db.schema import RUN_LABELS, SCHEMA, check_label, check_rel
-from deepatlas.errors import DeepAtlasError, GraphError, GraphUnavailable, NotFoundError, UsageError
+from deepatlas.errors import (
+    CheckpointError,
+    DeepAtlasError,
+    GraphError,
+    GraphUnavailable,
+    NotFoundError,
+    UsageError,
+)
 from deepatlas.rows import EdgeTable, GraphTables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "list_runs", "new_run_key", "resolve_run", "write_run"]
+__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "list_runs", "new_run_key", "resolve_run", "run_model_row", "write_run"]
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -379,6 +386,22 @@ def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
         names = [r.name for r in list_runs(graph)]
         raise NotFoundError(f"no complete run named {name!r}; runs: {', '.join(names) or 'none yet'}")
     return found
+
+
+def run_model_row(graph: Graph, info: RunInfo) -> dict[str, Any]:
+    """The run's (:Model) node as ``sha``, ``path``, ``source`` and ``file_sha`` (what
+    :func:`deepatlas.models.loading.reload_run_model` reads).
+
+    Raises
+    ------
+    CheckpointError
+        The run records no model.
+    """
+    rows = graph.read("MATCH (r:Run {key: $key})-[:OF_MODEL]->(m:Model) RETURN m.key AS sha, m.path AS path, "
+                      "m.source AS source, m.file_sha256 AS file_sha", {"key": info.key})
+    if not rows:
+        raise CheckpointError(f"run {info.name} records no model")
+    return dict(rows[0])
 
 
 def delete_run(graph: Graph, name: str) -> int:

@@ -57,6 +57,7 @@ __all__ = [
     "as_checkpoint",
     "complete_metadata",
     "find_by_hash",
+    "is_factory_spec",
     "load_model",
     "load_sidecar",
     "model_props",
@@ -248,7 +249,7 @@ def _build_from_spec(spec: str, num_classes: int | None) -> tuple[nn.Module, str
     return model, spec, config, {"name": f"{stem}-{func}"}
 
 
-def _is_factory_spec(spec: str) -> bool:
+def is_factory_spec(spec: str) -> bool:
     if spec.startswith("torchvision:"):
         return True
     m = _FACTORY.match(spec)
@@ -310,7 +311,7 @@ def load_model(
         shape = list(input_shape)
         if len(shape) != 3 or shape[1] < 1 or shape[2] < 1 or shape[0] < 0:
             raise UsageError(f"input_shape must be [C, H, W], got {shape}")
-    if not _is_factory_spec(spec):
+    if not is_factory_spec(spec):
         if weights is not None:
             raise UsageError("--weights goes with --model torchvision:NAME or file.py:factory, not with a deepatlas checkpoint")
         path = Path(spec)
@@ -405,7 +406,7 @@ def reload_model(source: dict[str, Any] | str, *, sha256: str, file_hash: str = 
     if not isinstance(src, dict) or "spec" not in src:
         raise CheckpointError("the run's Model node records no loadable source")
     kwargs = {k: src.get(k) for k in ("weights", "num_classes", "trust_pickle", "input_shape", "mean", "std", "class_names")}
-    is_file_spec = not _is_factory_spec(str(src["spec"]))
+    is_file_spec = not is_factory_spec(str(src["spec"]))
     current = str(override) if override is not None else (src["spec"] if is_file_spec else kwargs["weights"])
     if current is not None and not Path(current).is_file():
         if override is not None:

@@ -1,35 +1,36 @@
 """Experiments fed back into the model, each recorded as an Experiment node on the run.
 
-The model is the run's own (the checkpoint path stored on its Model node, verified by the
-weights' sha256) unless ``model`` names another file with the same weights; the data is the
-run's own data set, split and number of images.
+Each takes a :class:`~deepatlas.workspace.Workspace` first. The model is the run's own (found
+from its Model node, verified by the weights' sha256) unless the Workspace's model names
+another file with the same weights; the data is the run's own data set, split and number of
+images. Each returns a :class:`~deepatlas.workspace.Result`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from deepatlas.data.base import ImageSet
-from deepatlas.data.formats import load_data
 from deepatlas.db.experiments import (
     RANKINGS,
     class_ranking,
+    community_classes,
     community_units,
     dense_layers,
+    layer_size,
     shared_units,
     unit_layers,
     write_experiment,
 )
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import class_names, resolve_class
-from deepatlas.db.runs import RunInfo, resolve_run
-from deepatlas.errors import CheckpointError, UsageError
+from deepatlas.db.runs import RunInfo
+from deepatlas.errors import UsageError
 from deepatlas.explain.experiments import (
     Unit,
     activate_only_sweep,
@@ -42,14 +43,25 @@ from deepatlas.explain.experiments import (
 )
 from deepatlas.explain.interventions import Intervention, UnitStats, unit_statistics
 from deepatlas.models.checkpoint import Checkpoint
-from deepatlas.models.loading import reload_run_model
-from deepatlas.workflows.build import Progress, _noop, pick_device
+from deepatlas.rows import class_key
+from deepatlas.workspace import Result, Workspace, optional
 
-__all__ = ["experiment_activate", "experiment_community", "experiment_knockout", "experiment_shared"]
+__all__ = [
+    "ActivateResult",
+    "CommunityKnockoutResult",
+    "KnockoutResult",
+    "SharedKnockoutResult",
+    "experiment_activate",
+    "experiment_community",
+    "experiment_knockout",
+    "experiment_shared",
+]
 
 
 @dataclass
 class _Context:
+    """The run, its model on the device, and its images normalised on the device."""
+
     run: RunInfo
     ckpt: Checkpoint
     data: ImageSet
@@ -59,21 +71,15 @@ class _Context:
     classes: list[str]
 
 
-def _context(graph: Graph, run: str | None, model: str | Path | None, data_dir: str | Path | None, device: str) -> _Context:
-    info = resolve_run(graph, run)
-    rows = graph.read("MATCH (r:Run {key: $key})-[:OF_MODEL]->(m:Model) RETURN m.key AS sha, m.path AS path, "
-                      "m.source AS source, m.file_sha256 AS file_sha", {"key": info.key})
-    if not rows:
-        raise CheckpointError(f"run {info.name} records no model")
-    ckpt = reload_run_model(rows[0], override=model)  # any kind of model; a moved file is found by its hash
-    classes = class_names(graph, info)
+def _context(ws: Workspace) -> _Context:
+    info = ws.run_info()
+    ckpt = ws.run_checkpoint()  # any kind of model; a moved file is found by its hash
+    classes = class_names(ws.graph, info)
     if not ckpt.meta.get("class_names"):
         ckpt.meta["class_names"] = list(classes)
-    data = load_data(info.dataset or "fashion-mnist", info.split or "test", data_dir=data_dir,
-                     input_shape=ckpt.meta.get("input_shape"), limit=info.n_samples or None)
-    dev = pick_device(device)
-    ckpt.model.to(dev).eval()
-    return _Context(info, ckpt, data, ckpt.normalize(data.images).to(dev), data.labels, dev, classes)
+    data = ws.run_images()
+    ckpt.model.to(ws.device).eval()
+    return _Context(info, ckpt, data, ckpt.normalize(data.images).to(ws.device), data.labels, ws.device, classes)
 
 
 def _default_layer(graph: Graph, ctx: _Context, layer: str | None) -> str:
@@ -86,18 +92,81 @@ def _default_layer(graph: Graph, ctx: _Context, layer: str | None) -> str:
 
 
 def _class_key(ctx: _Context, name: str) -> str:
-    return f"{ctx.run.key}/class/{ctx.classes.index(name)}"
+    return class_key(ctx.run.key, ctx.classes.index(name))
 
 
 def _stats(ctx: _Context, layers: Sequence[str]) -> UnitStats:
     return unit_statistics(ctx.ckpt.model, ctx.data, list(layers), normalize=ctx.ckpt.normalize, device=ctx.device)
 
 
+@dataclass
+class KnockoutResult(Result):
+    """Error curves as the top-k, bottom-k and random-k units of a class are knocked out."""
+
+    run: str
+    class_name: str = field(metadata={"key": "class"})
+    layer: str
+    layers_ranked: list[str]
+    by: str
+    units_ranked: int
+    ranking: list[dict[str, Any]]
+    top: dict[str, list[float]]
+    bottom: dict[str, list[float]]
+    random: dict[str, list[float]]
+    figure: str | None = optional()
+    experiment: str | None = optional()
+
+
+@dataclass
+class ActivateResult(Result):
+    """For each k, whether driving only a class's top-k units makes the model predict it."""
+
+    run: str
+    layer: str
+    by: str
+    value: str
+    ks: list[int]
+    classes: list[dict[str, Any]]
+    fraction_correct: list[float]
+    figure: str | None = optional()
+    experiment: str | None = optional()
+
+
+@dataclass
+class CommunityKnockoutResult(Result):
+    """Error per class before and after a community's neurons are knocked out."""
+
+    run: str
+    community: int
+    community_classes: list[str]
+    units: int
+    error_before: float
+    error_after: float
+    per_class: list[dict[str, Any]]
+    experiment: str | None = optional()
+
+
+@dataclass
+class SharedKnockoutResult(Result):
+    """Two classes' mutual mistakes before and after the neurons they share are knocked out."""
+
+    run: str
+    a: str
+    b: str
+    shared_units: list[str]
+    mutual_mistakes_before: int
+    mutual_mistakes_after: int
+    a_as_b: list[int]
+    b_as_a: list[int]
+    class_error: dict[str, list[float]]
+    random_same_size_mutual_mistakes: dict[str, Any]
+    experiment: str | None = optional()
+
+
 def experiment_knockout(
-    graph: Graph,
+    ws: Workspace,
     class_name: str,
     *,
-    run: str | None = None,
     layer: str | None = None,
     by: str = "pg",
     ks: Sequence[int] = (0, 1, 2, 4, 8, 16, 32, 64),
@@ -105,13 +174,9 @@ def experiment_knockout(
     seeds: int = 5,
     output: str = "prob",
     pg_images: int = 500,
-    model: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path | None = None,
+    figure: bool = True,
     record: bool = True,
-    progress: Progress = _noop,
-) -> dict[str, Any]:
+) -> KnockoutResult:
     """Knockout curves for one class: strongest-k vs weakest-k vs random-k units.
 
     ``by="pg"`` (the default, the thesis' experiment): the units are the conv filters of *all*
@@ -142,7 +207,8 @@ def experiment_knockout(
         raise UsageError(f"unknown ranking {by!r}; use pg, {', '.join(RANKINGS)}")
     if output not in ("prob", "logit"):
         raise UsageError(f"output must be prob or logit, got {output!r}")
-    ctx = _context(graph, run, model, data_dir, device)
+    graph, progress = ws.graph, ws.progress
+    ctx = _context(ws)
     stored = resolve_class(graph, ctx.run, class_name)
     c = ctx.classes.index(stored)
     captured = unit_layers(graph, ctx.run)
@@ -177,43 +243,38 @@ def experiment_knockout(
 
     rand_class = np.array([[r["class_error"][c] for r in rows] for rows in rand])
     rand_all = np.array([[r["error"] for r in rows] for rows in rand])
-    result = {
-        "class": stored, "layer": layer, "layers_ranked": ranked_layers, "by": by, "units_ranked": len(units),
-        "ranking": [{"unit": f"{lay}:{i}", "score": sc} for lay, i, sc in ranking],
-        "top": curve(top), "bottom": curve(bottom),
-        "random": {"k": [r["k"] for r in rand[0]], "class_error_mean": rand_class.mean(0).tolist(),
-                   "class_error_std": rand_class.std(0).tolist(), "class_error_min": rand_class.min(0).tolist(),
-                   "class_error_max": rand_class.max(0).tolist(), "error_mean": rand_all.mean(0).tolist(),
-                   "error_std": rand_all.std(0).tolist()},
-    }
+    result = KnockoutResult(
+        run=ctx.run.name, class_name=stored, layer=layer, layers_ranked=ranked_layers, by=by, units_ranked=len(units),
+        ranking=[{"unit": f"{lay}:{i}", "score": sc} for lay, i, sc in ranking],
+        top=curve(top), bottom=curve(bottom),
+        random={"k": [r["k"] for r in rand[0]], "class_error_mean": rand_class.mean(0).tolist(),
+                "class_error_std": rand_class.std(0).tolist(), "class_error_min": rand_class.min(0).tolist(),
+                "class_error_max": rand_class.max(0).tolist(), "error_mean": rand_all.mean(0).tolist(),
+                "error_std": rand_all.std(0).tolist()},
+    )
     params = {"class": stored, "layer": layer, "by": by, "ks": list(ks), "value": value, "seeds": seeds,
               **({"output": output, "pg_images": pg_images} if by == "pg" else {})}
-    if out_dir is not None:
+    if figure:
         from deepatlas.report.experiments import knockout_figure
 
-        result["figure"] = str(knockout_figure(result, ctx.run.name, Path(out_dir) / f"knockout-{_safe(stored)}-{layer}.png"))
+        result.figure = str(knockout_figure(result.to_json(), ctx.run.name, ws.out / f"knockout-{_safe(stored)}-{layer}.png"))
     if record:
         kmax = max(ks)
-        result["experiment"] = write_experiment(graph, ctx.run, "knockout", params, result, units[:kmax], [_class_key(ctx, stored)])
-    result["run"] = ctx.run.name
+        result.experiment = write_experiment(graph, ctx.run, "knockout", params, result.to_json(), units[:kmax],
+                                             [_class_key(ctx, stored)])
     return result
 
 
 def experiment_activate(
-    graph: Graph,
+    ws: Workspace,
     *,
-    run: str | None = None,
     layer: str | None = None,
     by: str = "coactivation",
     ks: Sequence[int] = (1, 2, 3, 5, 7, 10, 15, 20, 30),
     value: str = "class-mean",
-    model: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path | None = None,
+    figure: bool = True,
     record: bool = True,
-    progress: Progress = _noop,
-) -> dict[str, Any]:
+) -> ActivateResult:
     """Activate only each class's top-k units of a layer; does the model predict that class?
 
     References
@@ -223,7 +284,8 @@ def experiment_activate(
     ks = sorted(set(ks))
     if not ks or ks[0] < 1:
         raise UsageError(f"k must be >= 1, got {list(ks)}")
-    ctx = _context(graph, run, model, data_dir, device)
+    graph, progress = ws.graph, ws.progress
+    ctx = _context(ws)
     layer = _default_layer(graph, ctx, layer)
     rankings = []
     for name in ctx.classes:
@@ -237,19 +299,18 @@ def experiment_activate(
          "predicted": [ctx.classes[p] if p >= 0 else None for p in sweep["predicted"][c]]}
         for c, name in enumerate(ctx.classes)
     ]
-    result: dict[str, Any] = {"layer": layer, "by": by, "value": value, "ks": ks, "classes": per_class,
-                              "fraction_correct": sweep["fraction_correct"]}
-    if out_dir is not None:
+    result = ActivateResult(run=ctx.run.name, layer=layer, by=by, value=value, ks=ks, classes=per_class,
+                            fraction_correct=sweep["fraction_correct"])
+    if figure:
         from deepatlas.report.experiments import activate_figure
 
-        result["figure"] = str(activate_figure(result, ctx.run.name, Path(out_dir) / f"activate-{layer}.png"))
+        result.figure = str(activate_figure(result.to_json(), ctx.run.name, ws.out / f"activate-{layer}.png"))
     if record:
         kmax = max(ks)
         targets = sorted({u for order in rankings for u in order[:kmax]})
-        result["experiment"] = write_experiment(graph, ctx.run, "activate",
-                                                {"layer": layer, "by": by, "ks": ks, "value": value}, result, targets,
-                                                [_class_key(ctx, n) for n in ctx.classes])
-    result["run"] = ctx.run.name
+        result.experiment = write_experiment(graph, ctx.run, "activate",
+                                             {"layer": layer, "by": by, "ks": ks, "value": value}, result.to_json(), targets,
+                                             [_class_key(ctx, n) for n in ctx.classes])
     return result
 
 
@@ -266,42 +327,37 @@ def _knockout(ctx: _Context, units: list[Unit], value: str) -> Intervention:
     return Intervention(ctx.ckpt.model, _stats(ctx, layers) if value == "mean" else None)
 
 
-def experiment_community(
-    graph: Graph, community: int, *, run: str | None = None, value: str = "zero", model: str | Path | None = None,
-    data_dir: str | Path | None = None, device: str = "auto", record: bool = True,
-) -> dict[str, Any]:
+def experiment_community(ws: Workspace, community: int, *, value: str = "zero", record: bool = True) -> CommunityKnockoutResult:
     """Knock out every neuron of a Louvain community; error per class before and after."""
-    ctx = _context(graph, run, model, data_dir, device)
+    graph = ws.graph
+    ctx = _context(ws)
     units = community_units(graph, ctx.run, community)
     base = _base_predictions(ctx)
     after = _knockout(ctx, units, value).predict(ctx.inputs, group_units(units), mode="knockout", value=value)
     n = len(ctx.classes)
     b_per, b_all = error_rates(base, ctx.labels, n)
     a_per, a_all = error_rates(after, ctx.labels, n)
-    classes = graph.read("MATCH (c:Community {run: $key, index: $i}) RETURN c.classes AS classes", {"key": ctx.run.key, "i": community})
-    result: dict[str, Any] = {
-        "community": community, "community_classes": classes[0]["classes"] if classes else [], "units": len(units),
-        "error_before": b_all, "error_after": a_all,
-        "per_class": [{"class": name, "error_before": b_per[i], "error_after": a_per[i], "change": a_per[i] - b_per[i]}
-                      for i, name in enumerate(ctx.classes)],
-    }
+    result = CommunityKnockoutResult(
+        run=ctx.run.name, community=community, community_classes=community_classes(graph, ctx.run, community),
+        units=len(units), error_before=b_all, error_after=a_all,
+        per_class=[{"class": name, "error_before": b_per[i], "error_after": a_per[i], "change": a_per[i] - b_per[i]}
+                   for i, name in enumerate(ctx.classes)],
+    )
     if record:
-        ck = [_class_key(ctx, name) for name in result["community_classes"]]
-        result["experiment"] = write_experiment(graph, ctx.run, "community", {"community": community, "value": value},
-                                                result, units, ck)
-    result["run"] = ctx.run.name
+        ck = [_class_key(ctx, name) for name in result.community_classes]
+        result.experiment = write_experiment(graph, ctx.run, "community", {"community": community, "value": value},
+                                             result.to_json(), units, ck)
     return result
 
 
-def experiment_shared(
-    graph: Graph, a: str, b: str, *, run: str | None = None, value: str = "zero", model: str | Path | None = None,
-    data_dir: str | Path | None = None, device: str = "auto", seeds: int = 5, record: bool = True,
-) -> dict[str, Any]:
+def experiment_shared(ws: Workspace, a: str, b: str, *, value: str = "zero", seeds: int = 5,
+                      record: bool = True) -> SharedKnockoutResult:
     """Knock out the neurons two classes share; their mutual mistakes before and after.
 
     A random set of the same size from the same layers (``seeds`` times) is the baseline.
     """
-    ctx = _context(graph, run, model, data_dir, device)
+    graph = ws.graph
+    ctx = _context(ws)
     sa, sb = resolve_class(graph, ctx.run, a), resolve_class(graph, ctx.run, b)
     if sa == sb:
         raise UsageError("give two different classes")
@@ -319,25 +375,23 @@ def experiment_shared(
         return int(cm[ia, ib] + cm[ib, ia])
 
     layers = sorted({lay for lay, _ in units})
-    pool = [(lay, i) for lay in layers for i in range(int(graph.read(
-        "MATCH (l:Layer {run: $key, name: $name}) RETURN l.size AS s", {"key": ctx.run.key, "name": lay})[0]["s"]))]
+    pool = [(lay, i) for lay in layers for i in range(layer_size(graph, ctx.run, lay))]
     rand = []
     for order in random_orders(pool, range(seeds)):
         pr = iv.predict(ctx.inputs, group_units(order[: len(units)]), mode="knockout", value=value)
         rand.append(mutual(confusion(pr, ctx.labels, n)))
     b_per, _ = error_rates(base, ctx.labels, n)
     a_per, _ = error_rates(after, ctx.labels, n)
-    result: dict[str, Any] = {
-        "a": sa, "b": sb, "shared_units": [f"{lay}:{i}" for lay, i in units],
-        "mutual_mistakes_before": mutual(cb), "mutual_mistakes_after": mutual(ca),
-        "a_as_b": [int(cb[ia, ib]), int(ca[ia, ib])], "b_as_a": [int(cb[ib, ia]), int(ca[ib, ia])],
-        "class_error": {sa: [b_per[ia], a_per[ia]], sb: [b_per[ib], a_per[ib]]},
-        "random_same_size_mutual_mistakes": {"mean": float(np.mean(rand)), "std": float(np.std(rand)), "values": rand},
-    }
+    result = SharedKnockoutResult(
+        run=ctx.run.name, a=sa, b=sb, shared_units=[f"{lay}:{i}" for lay, i in units],
+        mutual_mistakes_before=mutual(cb), mutual_mistakes_after=mutual(ca),
+        a_as_b=[int(cb[ia, ib]), int(ca[ia, ib])], b_as_a=[int(cb[ib, ia]), int(ca[ib, ia])],
+        class_error={sa: [b_per[ia], a_per[ia]], sb: [b_per[ib], a_per[ib]]},
+        random_same_size_mutual_mistakes={"mean": float(np.mean(rand)), "std": float(np.std(rand)), "values": rand},
+    )
     if record:
-        result["experiment"] = write_experiment(graph, ctx.run, "shared", {"a": sa, "b": sb, "value": value, "seeds": seeds},
-                                                result, units, [_class_key(ctx, sa), _class_key(ctx, sb)])
-    result["run"] = ctx.run.name
+        result.experiment = write_experiment(graph, ctx.run, "shared", {"a": sa, "b": sb, "value": value, "seeds": seeds},
+                                             result.to_json(), units, [_class_key(ctx, sa), _class_key(ctx, sb)])
     return result
 
 
