@@ -292,13 +292,14 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
     from deepatlas.ingest.pairs import SparsifyParams, select_pairs
     from deepatlas.models import load_checkpoint
     from deepatlas.workflows.build import ingest, train_reference
+    from deepatlas.workspace import Workspace
 
     train_n, n = (2000, 1000) if quick else (20000, 10000)
     path = OUT / f"resnet18-{train_n}.pt"
     rows: list[dict[str, Any]] = []
     if not path.exists():
         OUT.mkdir(exist_ok=True)
-        rep = train_reference(path, arch="resnet18", epochs=1, train_limit=train_n, device=str(device))
+        rep = train_reference(Workspace(device=str(device)), path, arch="resnet18", epochs=1, train_limit=train_n)
         rows.append({"bench": "resnet", "case": f"train 1 epoch on {train_n} images (test accuracy {rep.test_accuracy:.1%})",
                      "device": device.type, "seconds": rep.train_seconds, "ratio": float("nan")})
     ckpt = load_checkpoint(path)
@@ -331,7 +332,8 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
                  "device": device.type, "rerun_s": t_rerun, "onepass_s": t_block, "ratio": t_rerun / t_block})
     del dense, block, rerun
     run = "bench-resnet18"
-    rep = ingest(ckpt, data=data, run_name=run, device=str(device), sparsify=params, max_matrix_mb=budget)
+    with Workspace(run=run, model=ckpt, data=data, device=str(device)) as ws:
+        rep = ingest(ws, sparsify=params, max_matrix_mb=budget)
     edges = sum(rep.edges.values())
     for stage, sec in rep.seconds.items():
         rows.append({"bench": "resnet", "case": f"ingest stage {stage}", "device": device.type, "seconds": sec,

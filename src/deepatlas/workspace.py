@@ -127,10 +127,14 @@ class Workspace:
         closed when the Workspace is (use it as a context manager).
     run : str, optional
         Run name; default: see :func:`deepatlas.db.runs.resolve_run`.
-    model : ModelSource, str or Path, optional
-        The model (a spec string is wrapped in a :class:`ModelSource`).
-    data : DataSource or str, optional
-        The images (a spec string is wrapped in a :class:`DataSource`).
+    model : ModelSource, str, Path or Checkpoint, optional
+        The model (a spec string is wrapped in a :class:`ModelSource`; a loaded Checkpoint is
+        used as it is).
+    data : DataSource, str or ImageSet, optional
+        The images (a spec string is wrapped in a :class:`DataSource`; a loaded ImageSet is used
+        as it is, cut to ``limit`` if one is given).
+    limit : int, optional
+        Only the first ``limit`` images (sets ``data.limit``).
     device : str, default "auto"
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     out_dir : path, optional
@@ -139,18 +143,33 @@ class Workspace:
         ``progress(stage, advance, total)``.
     """
 
-    def __init__(self, graph: Graph | None = None, *, run: str | None = None, model: ModelSource | str | Path | None = None,
-                 data: DataSource | str | None = None, device: str = "auto", out_dir: str | Path | None = None,
+    def __init__(self, graph: Graph | None = None, *, run: str | None = None,
+                 model: ModelSource | str | Path | Checkpoint | None = None, data: DataSource | str | ImageSet | None = None,
+                 limit: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
                  progress: Progress | None = None) -> None:
         self._graph = graph
         self._own_graph = False
+        self._cache: dict[str, Any] = {}
         self.run = run
-        self.model = model if isinstance(model, ModelSource) else ModelSource(spec=model)
-        self.data = data if isinstance(data, DataSource) else DataSource(spec=data) if data is not None else DataSource()
+        if isinstance(model, ModelSource):
+            self.model = model
+        elif isinstance(model, str | Path) or model is None:
+            self.model = ModelSource(spec=model)
+        else:  # a loaded Checkpoint
+            self.model = ModelSource(spec=model.path)
+            self._cache["ckpt"] = model
+        if isinstance(data, DataSource):
+            self.data = data
+        elif isinstance(data, str) or data is None:
+            self.data = DataSource(spec=data) if data is not None else DataSource()
+        else:  # a loaded ImageSet
+            self.data = DataSource(spec=data.name, split=data.split)
+            self._cache["given_images"] = data
+        if limit is not None:
+            self.data.limit = limit
         self.device_name = device
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress: Progress = progress or no_progress
-        self._cache: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return (f"Workspace(run={self.run!r}, model={self.model!r}, data={self.data!r}, device={self.device_name!r}, "
@@ -212,8 +231,11 @@ class Workspace:
     def images(self) -> ImageSet:
         """The images named by :attr:`data`, fitted to the model's input shape, loaded once."""
         if "images" not in self._cache:
-            ckpt = self.checkpoint()
-            self._cache["images"] = self.data.load(ckpt.meta.get("input_shape"))
+            given = self._cache.get("given_images")
+            if given is not None:
+                self._cache["images"] = given.subset(self.data.limit) if self.data.limit is not None else given
+            else:
+                self._cache["images"] = self.data.load(self.checkpoint().meta.get("input_shape"))
         images: ImageSet = self._cache["images"]
         return images
 

@@ -25,6 +25,7 @@ from deepatlas.ingest.coactivation import compute_coactivation
 from deepatlas.models import load_checkpoint
 from deepatlas.workflows.analysis import analyze_centrality, analyze_communities, analyze_overlap
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 RUN = "analytics"
@@ -34,7 +35,7 @@ N = 1500
 @pytest.fixture(scope="module")
 def result(neo4j_server, tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=N, run_name=RUN, device="cpu", graph=g)
+        ingest(Workspace(g, model=tiny_checkpoint, run=RUN, limit=N, device="cpu"))
     ckpt = load_checkpoint(tiny_checkpoint)
     return compute_coactivation(ckpt.model, load_fashion_mnist("test").subset(N), normalize=ckpt.normalize)
 
@@ -47,7 +48,7 @@ def test_communities_on_the_complete_graph_by_default(graph: Graph, result) -> N
     from deepatlas.db.runs import resolve_run
     from deepatlas.graphops import coactivation_graph, louvain
 
-    rep = analyze_communities(graph, RUN, seed=1, device="cpu")
+    rep = analyze_communities(Workspace(graph, run=RUN, device="cpu"), seed=1)
     assert rep.graph == "complete" and rep.params["graph"] == "complete"
     rg = read_run_graph(graph, resolve_run(graph, RUN))
     keys = [n["key"] for n in rg.neurons] + [c["key"] for c in rg.classes]
@@ -59,7 +60,7 @@ def test_communities_on_the_complete_graph_by_default(graph: Graph, result) -> N
     assert rep.membership == expected.membership
     stored_positive = {frozenset((a, b)) for a, b, r in rg.edges if r > 0 and a != b}
     assert rep.params["edges"] > len(stored_positive)  # more positive pairs than the stored graph keeps
-    stored = analyze_communities(graph, RUN, seed=1, graph_kind="stored", write=False)
+    stored = analyze_communities(Workspace(graph, run=RUN), seed=1, graph_kind="stored", write=False)
     assert stored.graph == "stored" and stored.modularity != pytest.approx(rep.modularity, abs=1e-3)
     rows = graph.read("MATCH (c:Community)<-[:MEMBER_OF]-() WHERE c.run STARTS WITH $p RETURN DISTINCT c.graph AS g", {"p": RUN + "@"})
     assert [row["g"] for row in rows] == ["complete"]
@@ -74,8 +75,8 @@ def test_communities_on_the_complete_graph_by_default(graph: Graph, result) -> N
 
 
 def test_communities_written_once_however_often_run(graph: Graph, result) -> None:  # type: ignore[no-untyped-def]
-    first = analyze_communities(graph, RUN, seed=1, graph_kind="stored")
-    second = analyze_communities(graph, RUN, seed=1, graph_kind="stored")
+    first = analyze_communities(Workspace(graph, run=RUN), seed=1, graph_kind="stored")
+    second = analyze_communities(Workspace(graph, run=RUN), seed=1, graph_kind="stored")
     assert first.membership == second.membership and first.modularity == second.modularity
     rows = run_template(graph, "communities", {"run": RUN})
     assert len(rows) == len(first.communities)
@@ -90,8 +91,8 @@ def test_communities_written_once_however_often_run(graph: Graph, result) -> Non
 
 
 def test_overlap_matches_an_independent_computation(graph: Graph, result) -> None:  # type: ignore[no-untyped-def]
-    rep = analyze_overlap(graph, RUN, top_k=6)
-    analyze_overlap(graph, RUN, top_k=6)  # idempotent
+    rep = analyze_overlap(Workspace(graph, run=RUN), top_k=6)
+    analyze_overlap(Workspace(graph, run=RUN), top_k=6)  # idempotent
     h = result.n_hidden
     r = result.units.r.numpy()[:h, h:]
     sets = class_neuron_sets(np.round(r, 6), top_k=6)
@@ -118,7 +119,7 @@ def test_overlap_matches_an_independent_computation(graph: Graph, result) -> Non
 
 
 def test_centrality_properties(graph: Graph, result) -> None:  # type: ignore[no-untyped-def]
-    rep = analyze_centrality(graph, RUN, k=5)
+    rep = analyze_centrality(Workspace(graph, run=RUN), k=5)
     rows = run_template(graph, "central_neurons", {"run": RUN, "k": 5})
     assert [f"{r['layer']}:{r['unit']}" for r in rows] == [t["unit"] for t in rep.top]
     assert all(a["strength"] >= b["strength"] for a, b in itertools.pairwise(rows))

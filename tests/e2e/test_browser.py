@@ -12,6 +12,7 @@ from deepatlas.db.queries import class_drivers
 from deepatlas.db.server import LocalServer
 from deepatlas.db.templates import load_template
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
@@ -22,7 +23,7 @@ def test_class_drivers_template_runs_in_neo4j_browser(neo4j_server: LocalServer,
     from playwright.sync_api import sync_playwright
 
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=300, run_name="browser", device="cpu", graph=g)
+        ingest(Workspace(g, model=tiny_checkpoint, run="browser", limit=300, device="cpu"))
         _, _, want = class_drivers(g, "Sandal", k=3, run="browser")
     template = load_template("class_drivers").text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from deepatlas.db.server import LocalServer
 from deepatlas.db.settings import Settings
 from deepatlas.errors import UsageError
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import Workspace
 
 from .conftest import free_port
 
@@ -22,7 +23,7 @@ def test_bulk_import_equals_the_bolt_writer(neo4j_server: LocalServer, tiny_chec
                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the reference: the same ingest over Bolt into the shared server
     with Graph(autostart=False) as shared:
-        bolt = ingest(tiny_checkpoint, limit=300, run_name="bulk-ref", device="cpu", graph=shared, edges=("coactivation",))
+        bolt = ingest(Workspace(shared, model=tiny_checkpoint, run="bulk-ref", limit=300, device="cpu"), edges=("coactivation",))
         _, _, want = class_drivers(shared, "Sandal", k=5, run="bulk-ref")
     home = tmp_path / "home"
     monkeypatch.setenv("DEEPATLAS_HOME", str(home))
@@ -32,13 +33,13 @@ def test_bulk_import_equals_the_bolt_writer(neo4j_server: LocalServer, tiny_chec
     server.start()
     try:
         with Graph(Settings(server.bolt_uri, "neo4j", server.read_password(), managed=True), retry_seconds=60) as g:
-            report = ingest(tiny_checkpoint, limit=300, run_name="bulk", device="cpu", graph=g, edges=("coactivation",), bulk=True)
+            report = ingest(Workspace(g, model=tiny_checkpoint, run="bulk", limit=300, device="cpu"), edges=("coactivation",), bulk=True)
             assert report.run.status == "complete" and report.nodes == bolt.nodes and report.edges == bolt.edges
             _, _, got = class_drivers(g, "Sandal", k=5, run="bulk")
             assert [(r["layer"], r["unit"], r["r"]) for r in got] == [(r["layer"], r["unit"], r["r"]) for r in want]
             heat = g.read("MATCH (n:Neuron {key: $k}) RETURN n.pixel_r AS p, n.dead AS d, n.index AS i", {"k": got[0]["key"]})[0]
             assert len(heat["p"]) == 784 and heat["d"] is False and isinstance(heat["i"], int)
             with pytest.raises(UsageError, match="needs an empty database"):
-                ingest(tiny_checkpoint, limit=100, run_name="bulk2", device="cpu", graph=g, edges=("coactivation",), bulk=True)
+                ingest(Workspace(g, model=tiny_checkpoint, run="bulk2", limit=100, device="cpu"), edges=("coactivation",), bulk=True)
     finally:
         server.stop()

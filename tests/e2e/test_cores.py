@@ -15,6 +15,7 @@ from deepatlas.explain.switchgate import balanced_holding_rate, holding_rate
 from deepatlas.models import load_checkpoint, save_checkpoint
 from deepatlas.workflows.build import ingest
 from deepatlas.workflows.cores import default_gate_layer, experiment_switchgate
+from deepatlas.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -22,7 +23,7 @@ runner = CliRunner()
 
 def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=600, run_name="cores", device="cpu", graph=g, edges=("coactivation",))
+        ingest(Workspace(g, model=tiny_checkpoint, run="cores", limit=600, device="cpu"), edges=("coactivation",))
         res = experiment_switchgate(g, "Trouser", run="cores", steps=150, per_side=60, device="cpu", seeds=3, repeats=2)
         assert res["layers"] == ["pool3"] and res["targets_layer"] == ["relu3"]
         kept = res["kept"]["pool3"]

@@ -34,9 +34,9 @@ N = 800
 @pytest.fixture(scope="module")
 def run_ready(neo4j_server, tiny_checkpoint: Path) -> Path:  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=N, run_name=RUN, device="cpu", graph=g, edges=("coactivation",))
-        analyze_communities(g, RUN)
-        analyze_overlap(g, RUN, top_k=6)
+        ingest(Workspace(g, model=tiny_checkpoint, run=RUN, limit=N, device="cpu"), edges=("coactivation",))
+        analyze_communities(Workspace(g, run=RUN))
+        analyze_overlap(Workspace(g, run=RUN), top_k=6)
     return tiny_checkpoint
 
 

@@ -14,6 +14,7 @@ from deepatlas.db.graph import Graph
 from deepatlas.explain.influence import InfluentialScores
 from deepatlas.models import load_checkpoint
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -49,7 +50,7 @@ def test_explain_errors(tiny_checkpoint: Path) -> None:
 
 def test_disagreement_report(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=300, run_name="disagree", device="cpu", graph=g, attribution_per_class=10, between_samples=10)
+        ingest(Workspace(g, model=tiny_checkpoint, run="disagree", limit=300, device="cpu"), attribution_per_class=10, between_samples=10)
     for by in ("influence", "gradient"):
         r = runner.invoke(app, ["explain", "disagree", "--run", "disagree", "--by", by, "-k", "5", "--min-r", "0", "--json"])
         assert r.exit_code == 0, r.output
@@ -59,7 +60,7 @@ def test_disagreement_report(neo4j_server, tiny_checkpoint: Path) -> None:  # ty
         for row in res[f"{by}_not_correlated"]:
             assert row[f"{by}_rank"] <= 5 and row["r_rank"] > 5
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=300, run_name="no-attrib", device="cpu", graph=g, edges=("coactivation",))
+        ingest(Workspace(g, model=tiny_checkpoint, run="no-attrib", limit=300, device="cpu"), edges=("coactivation",))
     r = runner.invoke(app, ["explain", "disagree", "--run", "no-attrib"])
     assert r.exit_code == 1 and "has no INFLUENCES edges" in r.output
 

@@ -19,6 +19,7 @@ from deepatlas.db.server import LocalServer
 from deepatlas.db.settings import Settings
 from deepatlas.errors import GraphError, NotFoundError, UsageError
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import Workspace
 
 from .conftest import free_port
 
@@ -57,7 +58,7 @@ def test_server_killed_mid_ingest_then_recovered(victim: LocalServer, tiny_check
                 os.killpg(pid, signal.SIGKILL)  # a crash, not a clean stop
 
     with pytest.raises(GraphError, match="cannot reach Neo4j"):
-        ingest(tiny_checkpoint, limit=400, run_name="crash", device="cpu", graph=g, edges=EDGES, progress=kill_after_first_batch)
+        ingest(Workspace(g, model=tiny_checkpoint, run="crash", limit=400, device="cpu", progress=kill_after_first_batch), edges=EDGES)
     g.close()
     assert victim.pid() is None  # the pid file was stale and is cleared
     victim.start()  # `db start` after a crash recovers the store
@@ -66,7 +67,7 @@ def test_server_killed_mid_ingest_then_recovered(victim: LocalServer, tiny_check
             resolve_run(g2, "crash")  # readers never see the half-written run
         left = [r.status for r in list_runs(g2, include_incomplete=True) if r.name == "crash"]
         assert left == ["running"]  # the crash left it running: never complete
-        report = ingest(tiny_checkpoint, limit=400, run_name="crash", device="cpu", graph=g2, edges=EDGES)
+        report = ingest(Workspace(g2, model=tiny_checkpoint, run="crash", limit=400, device="cpu"), edges=EDGES)
         assert [r.status for r in list_runs(g2, include_incomplete=True) if r.name == "crash"] == ["complete"]
         n = g2.read("MATCH (n:Neuron) WHERE n.run STARTS WITH 'crash@' RETURN count(n) AS n")[0]["n"]
         assert n == report.nodes["Neuron"]  # the leftovers of the crashed attempt are gone
@@ -81,13 +82,13 @@ def test_server_stopped_between_batches(victim: LocalServer, tiny_checkpoint: Pa
             victim.stop()
 
     with pytest.raises(GraphError):
-        ingest(tiny_checkpoint, limit=300, run_name="stopped", device="cpu", graph=g, edges=EDGES, progress=stop_once)
+        ingest(Workspace(g, model=tiny_checkpoint, run="stopped", limit=300, device="cpu", progress=stop_once), edges=EDGES)
     g.close()
     victim.start()
     after = _counts(victim)
     assert after.get("complete", 0) == before.get("complete", 0)  # nothing new is marked complete
     with Graph(_settings(victim), retry_seconds=3) as g2:
-        ingest(tiny_checkpoint, limit=300, run_name="stopped", device="cpu", graph=g2, edges=EDGES)
+        ingest(Workspace(g2, model=tiny_checkpoint, run="stopped", limit=300, device="cpu"), edges=EDGES)
         assert resolve_run(g2, "stopped").status == "complete"
 
 
@@ -103,7 +104,7 @@ def test_two_ingests_at_once_and_readers_during_an_ingest(victim: LocalServer, t
     def job(name: str, progress) -> None:  # type: ignore[no-untyped-def]
         try:
             with Graph(_settings(victim), retry_seconds=3) as g:
-                ingest(tiny_checkpoint, limit=300, run_name=name, device="cpu", graph=g, edges=EDGES, progress=progress)
+                ingest(Workspace(g, model=tiny_checkpoint, run=name, limit=300, device="cpu", progress=progress), edges=EDGES)
         except BaseException as exc:
             errors.append(exc)
 
@@ -148,12 +149,12 @@ def test_a_run_being_written_by_a_live_process_is_not_purged(victim: LocalServer
                     "heartbeat: datetime(), writer: $w})", {"w": f"{socket.gethostname()}:{live.pid}"})
             g.write("CREATE (:Neuron {key: 'owned@live/n/x/0', run: 'owned@live'})")
             with pytest.raises(UsageError, match=rf"run owned is being written by process .*:{live.pid}; wait for it"):
-                ingest(tiny_checkpoint, limit=100, run_name="owned", device="cpu", graph=g, edges=EDGES)
+                ingest(Workspace(g, model=tiny_checkpoint, run="owned", limit=100, device="cpu"), edges=EDGES)
             assert g.read("MATCH (n:Neuron {run: 'owned@live'}) RETURN count(n) AS c")[0]["c"] == 1  # untouched
         live.kill()
         live.wait()
         with Graph(_settings(victim), retry_seconds=3) as g:  # its writer is dead: the leftovers go
-            ingest(tiny_checkpoint, limit=100, run_name="owned", device="cpu", graph=g, edges=EDGES)
+            ingest(Workspace(g, model=tiny_checkpoint, run="owned", limit=100, device="cpu"), edges=EDGES)
             assert resolve_run(g, "owned").n_samples == 100
             assert g.read("MATCH (n {run: 'owned@live'}) RETURN count(n) AS c")[0]["c"] == 0
     finally:

@@ -21,6 +21,7 @@ from deepatlas.ingest.coactivation import compute_coactivation
 from deepatlas.ingest.tables import SparsifyParams, build_tables
 from deepatlas.models import load_checkpoint
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import DataSource, Workspace
 
 pytestmark = pytest.mark.e2e
 N = 600
@@ -30,8 +31,7 @@ PARAMS = SparsifyParams(min_abs_r=0.5, top_k=4, pixel_top_k=8)
 @pytest.fixture(scope="module")
 def ingested(neo4j_server, tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
-        report = ingest(tiny_checkpoint, split="test", limit=N, run_name="tiny", sparsify=PARAMS, device="cpu", graph=g,
-                        edges=("coactivation",))
+        report = ingest(Workspace(g, model=tiny_checkpoint, data=DataSource("fashion-mnist", split="test"), run="tiny", limit=N, device="cpu"), sparsify=PARAMS, edges=("coactivation",))
     ckpt = load_checkpoint(tiny_checkpoint)
     data = load_fashion_mnist("test").subset(N)
     result = compute_coactivation(ckpt.model, data, normalize=ckpt.normalize)
@@ -90,8 +90,7 @@ def test_every_template_runs_on_the_stored_run(graph: Graph, ingested) -> None: 
 
 def test_reingest_replaces_the_run_whole(graph: Graph, ingested, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     old_key = ingested[0].run.key
-    new = ingest(tiny_checkpoint, limit=300, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, edges=("coactivation",),
-                 replace=True)  # other data (300 of the 600 images): replaced only when asked
+    new = ingest(Workspace(graph, model=tiny_checkpoint, run="tiny", limit=300, device="cpu"), sparsify=PARAMS, edges=("coactivation",), replace=True)  # other data (300 of the 600 images): replaced only when asked
     assert new.run.key != old_key and new.run.n_samples == 300
     assert [r.key for r in list_runs(graph, include_incomplete=True) if r.name == "tiny"] == [new.run.key]
     assert graph.read("MATCH (n:Neuron {run: $k}) RETURN count(n) AS c", {"k": old_key})[0]["c"] == 0
@@ -109,15 +108,13 @@ def test_a_failure_mid_write_leaves_the_complete_run_untouched(graph: Graph, tin
                 raise RuntimeError("simulated crash while writing")
 
     with pytest.raises(RuntimeError, match="simulated"):
-        ingest(tiny_checkpoint, limit=200, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, progress=explode,
-               edges=("coactivation",), replace=True)
+        ingest(Workspace(graph, model=tiny_checkpoint, run="tiny", limit=200, device="cpu", progress=explode), sparsify=PARAMS, edges=("coactivation",), replace=True)
     failed = [r for r in list_runs(graph, include_incomplete=True) if r.name == "tiny" and r.status == "failed"]
     assert len(failed) == 1
     assert graph.read("MATCH (n:Neuron {run: $k}) RETURN count(n) AS c", {"k": failed[0].key})[0]["c"] == 0
     assert resolve_run(graph, "tiny").key == before.key  # readers still see the old complete run
     # the same command afterwards completes, and cleans the failed leftover
-    again = ingest(tiny_checkpoint, limit=200, run_name="tiny", sparsify=PARAMS, device="cpu", graph=graph, edges=("coactivation",),
-                   replace=True)
+    again = ingest(Workspace(graph, model=tiny_checkpoint, run="tiny", limit=200, device="cpu"), sparsify=PARAMS, edges=("coactivation",), replace=True)
     assert [r.status for r in list_runs(graph, include_incomplete=True) if r.name == "tiny"] == ["complete"]
     assert again.run.n_samples == 200
 
@@ -153,8 +150,7 @@ def test_influence_and_gradient_edges_match_the_explain_layer(graph: Graph, tiny
         layer_influence,
     )
 
-    report = ingest(tiny_checkpoint, limit=300, run_name="attrib", device="cpu", graph=graph, attribution_per_class=5,
-                    between_samples=20)
+    report = ingest(Workspace(graph, model=tiny_checkpoint, run="attrib", limit=300, device="cpu"), attribution_per_class=5, between_samples=20)
     assert report.edges["GRADIENT"] > 0 and report.edges["INFLUENCES"] > 0
     ckpt = load_checkpoint(tiny_checkpoint)
     data = load_fashion_mnist("test").subset(300)

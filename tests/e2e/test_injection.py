@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from deepatlas.cli.app import app
 from deepatlas.db.graph import Graph
 from deepatlas.workflows.build import ingest
+from deepatlas.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -33,7 +34,7 @@ def _fingerprint(g: Graph) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def stored(neo4j_server, tiny_checkpoint: Path) -> str:  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
-        ingest(tiny_checkpoint, limit=200, run_name="inject", device="cpu", graph=g, edges=("coactivation",))
+        ingest(Workspace(g, model=tiny_checkpoint, run="inject", limit=200, device="cpu"), edges=("coactivation",))
     return "inject"
 
 

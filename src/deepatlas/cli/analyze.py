@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import DeviceOpt, JsonOpt, RunOpt, cli_errors, console, print_json
-from deepatlas.db.graph import Graph
+from deepatlas.cli._common import (
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    RunOpt,
+    cli_errors,
+    console,
+    model_flags,
+    print_json,
+)
+from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
 
@@ -18,6 +26,7 @@ DryOpt = Annotated[bool, typer.Option("--dry-run", help="Compute and report, wri
 
 @app.command()
 @cli_errors
+@model_flags(of_run=True)
 def communities(
     run: RunOpt = None,
     resolution: Annotated[float, typer.Option(min=0.01, help="Louvain resolution: > 1 gives more, smaller communities.")] = 1.0,
@@ -27,7 +36,8 @@ def communities(
                                            "in C) or python-louvain (pure Python, slow on big graphs).")] = "leiden",
     graph: Annotated[str, typer.Option(help="complete: every pair's r, recomputed from the run's model and data (the paper's "
                                             "graph); stored: the sparsified COACTIVATES edges.")] = "complete",
-    model: Annotated[Path | None, typer.Option(help="For --graph complete: checkpoint with the run's weights, if the stored path moved.")] = None,
+    model: ModelSource = None,  # type: ignore[assignment]  # the model flags (model_flags), for --graph complete
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     dry_run: DryOpt = False,
     json_out: JsonOpt = False,
@@ -40,12 +50,11 @@ def communities(
     result for the run; each records which graph its modularity was computed on.
     """
     from deepatlas.workflows.analysis import analyze_communities
-    with Graph() as g:
-        rep = analyze_communities(g, run, resolution=resolution, seed=seed, negative=negative, graph_kind=graph, model=model,
-                                  device=device, write=not dry_run, algorithm=algorithm)
+    with Workspace(run=run, model=model, data=DataSource(data_dir=data_dir), device=device) as ws:
+        rep = analyze_communities(ws, resolution=resolution, seed=seed, negative=negative, graph_kind=graph,
+                                  write=not dry_run, algorithm=algorithm)
     if json_out:
-        print_json({"run": rep.run, "modularity": rep.modularity, "modularity_graph": rep.graph,
-                    "modularity_graph_description": rep.graph_label, "params": rep.params, "communities": rep.communities})
+        print_json(rep.to_json())
         return
     table = Table(title=f"{rep.run}: {len(rep.communities)} communities, modularity {rep.modularity:.3f} "
                         f"on the {rep.graph_label}")
@@ -71,11 +80,10 @@ def overlap(
     Writes IN_SET (neuron -> class) and OVERLAPS (class pair: jaccard, shared, mistakes) edges.
     """
     from deepatlas.workflows.analysis import analyze_overlap
-    with Graph() as g:
-        rep = analyze_overlap(g, run, top_k=top_k, min_r=min_r, write=not dry_run)
+    with Workspace(run=run) as ws:
+        rep = analyze_overlap(ws, top_k=top_k, min_r=min_r, write=not dry_run)
     if json_out:
-        print_json({"run": rep.run, "params": rep.params, "r": rep.stats.r, "p_value": rep.stats.p_value,
-                    "pairs": rep.pairs, "sets": rep.sets})
+        print_json(rep.to_json())
         return
     console.print(f"{rep.run}: Pearson r(Jaccard, mistakes) = [bold]{rep.stats.r:.3f}[/] "
                   f"(p = {rep.stats.p_value:.2g}, {rep.stats.n_pairs} class pairs)")
@@ -98,10 +106,10 @@ def centrality(
 ) -> None:
     """Degree and weighted degree (strength) of every neuron and class, set as properties."""
     from deepatlas.workflows.analysis import analyze_centrality
-    with Graph() as g:
-        rep = analyze_centrality(g, run, negative=negative, k=k, write=not dry_run)
+    with Workspace(run=run) as ws:
+        rep = analyze_centrality(ws, negative=negative, k=k, write=not dry_run)
     if json_out:
-        print_json({"run": rep.run, "params": rep.params, "top": rep.top})
+        print_json(rep.to_json())
         return
     table = Table(title=f"{rep.run}: most central neurons")
     for col in ("unit", "degree", "strength"):

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, err, print_json
-from deepatlas.db.graph import Graph
 from deepatlas.paths import out_dir
+from deepatlas.workspace import Workspace
 
 app = typer.Typer(help="Audits for scripts and CI: JSON out, exit code 1 when a threshold is crossed.", no_args_is_help=True)
 
@@ -36,16 +36,13 @@ def confusion(
     when --max-jaccard or --min-r is crossed; nothing is written to the graph.
     """
     from deepatlas.workflows.analysis import audit_confusion
-    with Graph() as g:
-        folder = None
-        if not no_plots:
-            from deepatlas.db.runs import resolve_run
-
-            folder = out or out_dir() / f"audit-{resolve_run(g, run).name}"
-        rep = audit_confusion(g, run, top_k=top_k, set_min_r=set_min_r, max_jaccard=max_jaccard, min_corr=min_r,
-                              pairs=pairs, out_dir=folder)
+    with Workspace(run=run, out_dir=out) as ws:
+        if out is None:
+            ws.out_dir = out_dir() / f"audit-{ws.run_info().name}"
+        rep = audit_confusion(ws, top_k=top_k, set_min_r=set_min_r, max_jaccard=max_jaccard, min_corr=min_r,
+                              pairs=pairs, figures=not no_plots)
     if json_out:
-        print_json(rep.to_dict())
+        print_json(rep.to_json())
     else:
         st = rep.overlap.stats
         console.print(f"[bold]{rep.run}[/]: r(Jaccard, mistakes) = [bold]{st.r:.3f}[/] (p = {st.p_value:.2g}, {st.n_pairs} pairs); "

@@ -29,6 +29,7 @@ def demo(
     print the top drivers of Sandal, and say how to ask the same in Neo4j Browser."""
     from deepatlas.models.checkpoint import load_checkpoint
     from deepatlas.workflows.build import ingest, train_reference
+    from deepatlas.workspace import DataSource, Workspace
     server = LocalServer()
     if not os.environ.get("NEO4J_URI"):
         err.print("1/4 starting Neo4j ...")
@@ -44,13 +45,14 @@ def demo(
     if ckpt is None:
         err.print("2/4 training the reference CNN on Fashion-MNIST ...")
         with progress_bars() as progress:
-            report = train_reference(path, device=device, progress=progress)
+            report = train_reference(Workspace(device=device, progress=progress), path)
         err.print(f"    test accuracy {report.test_accuracy:.2%} in {report.train_seconds:.0f} s")
         ckpt = load_checkpoint(path)
     err.print("3/4 ingesting the test split (10,000 images) ...")
     with Graph() as g:
         with progress_bars() as progress:
-            rep = ingest(ckpt, split="test", device=device, graph=g, progress=progress, replace=True)  # the demo owns its run
+            ws = Workspace(g, model=ckpt, data=DataSource("fashion-mnist", "test"), device=device, progress=progress)
+            rep = ingest(ws, replace=True)  # the demo owns its run
         err.print(f"    {sum(rep.nodes.values()):,} nodes, {sum(rep.edges.values()):,} edges in run {rep.run.name}")
         info, stored, rows = class_drivers(g, class_name, k=k, run=rep.run.name)
     console.print(f"\n4/4 [bold]top {k} drivers of {stored}[/] (Pearson r of unit activation with P({stored})):")

@@ -8,20 +8,19 @@ from typing import Annotated
 import typer
 
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
-from deepatlas.db.graph import Graph
+from deepatlas.workspace import Workspace
 
 app = typer.Typer(help="Export a run as GraphML or GEXF (Gephi) or node-link JSON.", no_args_is_help=True)
 
 
 def _export(fmt: str, out: Path | None, run: str | None, pixels: bool, json_out: bool) -> None:
     from deepatlas.workflows.analysis import export_run
-    with Graph() as g:
-        path = out or Path(f"{run or 'latest'}.{fmt if fmt != 'json' else 'json'}")
-        info = export_run(g, path, fmt=fmt, run=run, pixels=pixels)
+    with Workspace(run=run) as ws:
+        rep = export_run(ws, out or Path(f"{ws.run_info().name}.{fmt}"), fmt=fmt, pixels=pixels)
     if json_out:
-        print_json(info)
+        print_json(rep.to_json())
     else:
-        console.print(f"wrote {info['nodes']:,} nodes and {info['edges']:,} edges of run {info['run']} to {info['path']}")
+        console.print(f"wrote {rep.nodes:,} nodes and {rep.edges:,} edges of run {rep.run} to {rep.path}")
 
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file. Default: RUN.FORMAT here.")]

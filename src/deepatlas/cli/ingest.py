@@ -8,38 +8,24 @@ import typer
 from rich.table import Table
 
 from deepatlas.cli._common import (
-    ClassNamesOpt,
     DataDirOpt,
     DataSpecOpt,
     DeviceOpt,
-    InputSizeOpt,
     JsonOpt,
-    MeanOpt,
-    ModelSpecOpt,
-    NumClassesOpt,
-    StdOpt,
-    TrustPickleOpt,
-    WeightsOpt,
     cli_errors,
     console,
-    model_options,
+    model_flags,
     parse_grid,
     print_json,
     progress_bars,
 )
-from deepatlas.paths import models_dir
+from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 
 @cli_errors
+@model_flags()
 def ingest(
-    model: ModelSpecOpt = None,
-    weights: WeightsOpt = None,
-    num_classes: NumClassesOpt = None,
-    trust_pickle: TrustPickleOpt = False,
-    class_names: ClassNamesOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]  # becomes the model flags (model_flags)
     data: DataSpecOpt = "fashion-mnist",
     split: Annotated[str, typer.Option(help="train or test (all: an image folder or npz without splits).")] = "test",
     data_dir: DataDirOpt = None,
@@ -79,25 +65,22 @@ def ingest(
     --data imagefolder:photos --split all
     """
     from deepatlas.ingest.pairs import SparsifyParams
-    from deepatlas.models.loading import load_model
     from deepatlas.workflows.build import ingest as run_ingest
 
-    options = model_options(weights=weights, num_classes=num_classes, trust_pickle=trust_pickle,
-                            class_names=class_names, input_size=input_size, mean=mean, std=std)
-    ckpt = load_model(model or models_dir() / "fashion-cnn.pt", **options)
     layer_list = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
-    with progress_bars(not json_out) as progress:
+    grid = parse_grid(pixel_grid)
+    ws = Workspace(run=run, model=model, data=DataSource(data, split, data_dir, limit), device=device)
+    ws.checkpoint()  # a bad model fails before the server is started or any bar is drawn
+    with ws, progress_bars(not json_out) as ws.progress:
         report = run_ingest(
-            ckpt, dataset=data, split=split, data_dir=data_dir, layers=layer_list,
-            limit=limit, run_name=run, batch_size=batch_size, device=device,
+            ws, layers=layer_list, batch_size=batch_size,
             sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
             attribution_per_class=attribution_per_class, between_samples=between_samples,
-            max_matrix_mb=max_matrix_mb, bulk=bulk, progress=progress, pixel_grid=parse_grid(pixel_grid), amp=amp, replace=replace,
+            max_matrix_mb=max_matrix_mb, bulk=bulk, pixel_grid=grid, amp=amp, replace=replace,
         )
     if json_out:
-        print_json({"run": report.run.name, "key": report.run.key, "accuracy": report.accuracy, "device": report.device,
-                    "nodes": report.nodes, "edges": report.edges, "seconds": report.seconds})
+        print_json(report.to_json())
         return
     table = Table(title=f"run {report.run.name}  ({report.run.n_samples} images, accuracy {report.accuracy:.2%}, {report.device})")
     table.add_column("what")

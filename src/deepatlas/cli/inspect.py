@@ -7,36 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import (
-    ClassNamesOpt,
-    InputSizeOpt,
-    JsonOpt,
-    MeanOpt,
-    ModelSpecOpt,
-    NumClassesOpt,
-    StdOpt,
-    TrustPickleOpt,
-    WeightsOpt,
-    cli_errors,
-    console,
-    model_options,
-    parse_grid,
-    print_json,
-)
-from deepatlas.errors import UsageError
-from deepatlas.paths import models_dir
+from deepatlas.cli._common import JsonOpt, cli_errors, console, model_flags, parse_grid, print_json
+from deepatlas.workspace import ModelSource, Workspace
 
 
 @cli_errors
+@model_flags()
 def inspect(
-    model: ModelSpecOpt = None,
-    weights: WeightsOpt = None,
-    num_classes: NumClassesOpt = None,
-    trust_pickle: TrustPickleOpt = False,
-    class_names: ClassNamesOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]  # becomes the model flags (model_flags)
     images: Annotated[int, typer.Option(min=2, help="Images the estimate assumes an ingest reads.")] = 10_000,
     max_matrix_mb: Annotated[float, typer.Option(min=0.001, help="As for ingest: memory for the unit x unit co-moments.")] = 512.0,
     pixel_grid: Annotated[str, typer.Option(help="As for ingest: auto, off or ROWSxCOLS.")] = "auto",
@@ -53,22 +31,12 @@ def inspect(
 
     Your own model: deepatlas inspect --model torchvision:resnet50 --num-classes 10 --weights w.safetensors
     """
-    import torch
-
     from deepatlas.ingest.pairs import SparsifyParams
-    from deepatlas.models.loading import load_model
-    from deepatlas.workflows.inspect import inspect_model
+    from deepatlas.workflows.inspect import inspect as run_inspect
 
     grid = parse_grid(pixel_grid)
-    options = model_options(weights=weights, num_classes=num_classes, trust_pickle=trust_pickle,
-                            class_names=class_names, input_size=input_size, mean=mean, std=std)
-    ckpt = load_model(model or models_dir() / "fashion-cnn.pt", **options)
-    shape = tuple(int(d) for d in ckpt.meta.get("input_shape") or ())
-    if len(shape) != 3 or min(shape) < 1:
-        raise UsageError("the model's input shape is not known; pass --input-size CxHxW (e.g. 3x224x224)")
-    example = ckpt.normalize(torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)))
-    rep = inspect_model(ckpt.model, example, name=ckpt.name, images=images, max_matrix_mb=max_matrix_mb, pixel_grid=grid,
-                        sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k))
+    rep = run_inspect(Workspace(model=model), images=images, max_matrix_mb=max_matrix_mb, pixel_grid=grid,
+                      sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k))
     if json_out:
         print_json(rep.to_json())
         return

@@ -18,6 +18,7 @@ from deepatlas.cli._common import (
 )
 from deepatlas.errors import UsageError
 from deepatlas.paths import models_dir
+from deepatlas.workspace import DataSource, Workspace
 
 
 @cli_errors
@@ -41,15 +42,16 @@ def train(
     """
     from deepatlas.workflows.build import train_reference
     path = out or models_dir() / f"{arch.replace('_', '-')}.pt"
-    with progress_bars(not json_out) as progress:
-        try:
-            class_list = [int(c) for c in classes.split(",") if c.strip()] if classes else None
-        except ValueError:
-            raise UsageError(f"--classes takes comma-separated class indices, got {classes!r}") from None
-        report = train_reference(path, epochs=epochs, seed=seed, data_dir=data_dir, device=device, fraction=fraction,
-                                 classes=class_list, arch=arch, train_limit=limit, progress=progress)
+    try:
+        class_list = [int(c) for c in classes.split(",") if c.strip()] if classes else None
+    except ValueError:
+        raise UsageError(f"--classes takes comma-separated class indices, got {classes!r}") from None
+    ws = Workspace(data=DataSource(data_dir=data_dir), device=device)
+    with progress_bars(not json_out) as ws.progress:
+        report = train_reference(ws, path, epochs=epochs, seed=seed, fraction=fraction, classes=class_list, arch=arch,
+                                 train_limit=limit)
     if json_out:
-        print_json(report)
+        print_json(report.to_json())
         return
     console.print(f"test accuracy [bold]{report.test_accuracy:.2%}[/] after {report.epochs} epochs "
                   f"in {report.train_seconds:.0f} s")

@@ -22,8 +22,6 @@ from deepatlas.db.analytics import (
     write_communities,
     write_overlaps,
 )
-from deepatlas.db.graph import Graph
-from deepatlas.db.runs import RunInfo, resolve_run
 from deepatlas.errors import UsageError
 from deepatlas.graphops import (
     OverlapStats,
@@ -36,6 +34,7 @@ from deepatlas.graphops import (
     overlap_vs_mistakes,
 )
 from deepatlas.graphops.communities import DEFAULT_ALGORITHM
+from deepatlas.workspace import Result, Workspace
 
 __all__ = [
     "COMMUNITY_GRAPHS",
@@ -43,6 +42,7 @@ __all__ = [
     "AuditReport",
     "CentralityReport",
     "CommunityReport",
+    "ExportReport",
     "OverlapReport",
     "analyze_centrality",
     "analyze_communities",
@@ -75,7 +75,9 @@ def _graph(rg: RunGraph, negative: str, edges: list[tuple[str, str, float]] | No
 
 
 @dataclass
-class CommunityReport:
+class CommunityReport(Result):
+    """Communities of a run's co-activation graph, their modularity, and which graph that was."""
+
     run: str
     modularity: float
     communities: list[dict[str, Any]]
@@ -88,10 +90,12 @@ class CommunityReport:
         """Which graph the communities and the modularity were computed on."""
         return GRAPH_LABELS[self.graph]
 
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "modularity": self.modularity, "modularity_graph": self.graph,
+                "modularity_graph_description": self.graph_label, "params": self.params, "communities": self.communities}
 
-def complete_edges(graph: Graph, info: RunInfo, rg: RunGraph, *, model: str | Path | None = None,
-                   data_dir: str | Path | None = None, device: str = "auto",
-                   max_matrix_mb: float | None = None) -> list[tuple[str, str, float]]:
+
+def complete_edges(ws: Workspace, rg: RunGraph, *, max_matrix_mb: float | None = None) -> list[tuple[str, str, float]]:
     """Every pair of the run's units and classes with its Pearson r, recomputed from the run's
     own model (sha256-checked) and data with the ingest's code; pairs with an undefined r (a
     constant unit) are left out.
@@ -110,7 +114,8 @@ def complete_edges(graph: Graph, info: RunInfo, rg: RunGraph, *, model: str | Pa
     from deepatlas.ingest.coactivation import MAX_MATRIX_MB, compute_coactivation
     from deepatlas.workflows.experiments import _context
 
-    ctx = _context(graph, info.name, model, data_dir, device)
+    info = ws.run_info()
+    ctx = _context(ws)
     layers = list(dict.fromkeys(n["layer"] for n in rg.neurons))
     res = compute_coactivation(ctx.ckpt.model, ctx.data, layers=layers, device=ctx.device, normalize=ctx.ckpt.normalize,
                                class_values=str(info.params.get("class_values", "probs")),
@@ -151,18 +156,16 @@ def _communities(rg: RunGraph, resolution: float, seed: int, negative: str,
 
 
 def analyze_communities(
-    graph: Graph, run: str | None = None, *, resolution: float = 1.0, seed: int = 0, negative: str = "drop",
-    graph_kind: str = "complete", model: str | Path | None = None, data_dir: str | Path | None = None,
-    device: str = "auto", max_matrix_mb: float | None = None, write: bool = True, algorithm: str = DEFAULT_ALGORITHM,
+    ws: Workspace, *, resolution: float = 1.0, seed: int = 0, negative: str = "drop", graph_kind: str = "complete",
+    max_matrix_mb: float | None = None, write: bool = True, algorithm: str = DEFAULT_ALGORITHM,
 ) -> CommunityReport:
     """Communities (Leiden by default, or Louvain) on the run's hidden+class co-activation graph;
     write Community nodes and MEMBER_OF edges.
 
     Parameters
     ----------
-    graph : Graph
-    run : str, optional
-        Run name; default the latest complete run.
+    ws : Workspace
+        The run (and, for ``graph_kind="complete"``, its model on ``ws.device``).
     resolution : float, default 1.0
     seed : int, default 0
     negative : {"drop", "abs"}, default "drop"
@@ -171,7 +174,8 @@ def analyze_communities(
         The complete correlation graph (every pair, as in the paper; r recomputed from the
         run's model and data, see :func:`complete_edges`) or the stored sparsified edges.
         The report, the Run node and every Community node say which (``graph``).
-    model, data_dir, device, max_matrix_mb : for the recomputation ("complete")
+    max_matrix_mb : float, optional
+        Memory budget of the recomputation ("complete").
     write : bool, default True
     algorithm : {"leiden", "igraph", "python-louvain"}, default "leiden"
         The backend (see :mod:`deepatlas.graphops.communities`).
@@ -184,20 +188,22 @@ def analyze_communities(
     """
     if graph_kind not in COMMUNITY_GRAPHS:
         raise UsageError(f"graph must be one of {', '.join(COMMUNITY_GRAPHS)}, got {graph_kind!r}")
-    info = resolve_run(graph, run)
-    rg = read_run_graph(graph, info)
+    info = ws.run_info()
+    rg = read_run_graph(ws.graph, info)
     edges = None
     if graph_kind == "complete":
-        edges = complete_edges(graph, info, rg, model=model, data_dir=data_dir, device=device, max_matrix_mb=max_matrix_mb)
+        edges = complete_edges(ws, rg, max_matrix_mb=max_matrix_mb)
     report = _communities(rg, resolution, seed, negative, edges, graph_kind, algorithm)
     if write:
-        write_communities(graph, info, report.membership, report.modularity,
+        write_communities(ws.graph, info, report.membership, report.modularity,
                           [c["classes"] for c in report.communities], report.params)
     return report
 
 
 @dataclass
-class OverlapReport:
+class OverlapReport(Result):
+    """Class neuron sets, their pairwise Jaccard and mistakes, and the correlation of the two."""
+
     run: str
     params: dict[str, Any]
     stats: OverlapStats
@@ -206,6 +212,10 @@ class OverlapReport:
     class_names: list[str]
     jaccard: np.ndarray = field(repr=False)
     mistakes: np.ndarray = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "params": self.params, "r": self.stats.r, "p_value": self.stats.p_value,
+                "pairs": self.pairs, "sets": self.sets}
 
 
 def _overlap(rg: RunGraph, top_k: int | None, min_r: float | None) -> OverlapReport:
@@ -229,9 +239,7 @@ def _overlap(rg: RunGraph, top_k: int | None, min_r: float | None) -> OverlapRep
     return OverlapReport(rg.run.name, {"top_k": top_k, "min_r": min_r}, st, pairs, ranked, names, jac, mis)
 
 
-def analyze_overlap(
-    graph: Graph, run: str | None = None, *, top_k: int | None = 10, min_r: float | None = None, write: bool = True,
-) -> OverlapReport:
+def analyze_overlap(ws: Workspace, *, top_k: int | None = 10, min_r: float | None = None, write: bool = True) -> OverlapReport:
     """Class neuron sets, pairwise Jaccard, mistakes, and their correlation; write IN_SET and OVERLAPS.
 
     Parameters
@@ -241,7 +249,7 @@ def analyze_overlap(
     min_r : float or None, default None
         ...and/or those with r >= ``min_r``.
     """
-    info = resolve_run(graph, run)
+    graph, info = ws.graph, ws.run_info()
     rg = read_run_graph(graph, info)
     report = _overlap(rg, top_k, min_r)
     if write:
@@ -260,15 +268,17 @@ def analyze_overlap(
 
 
 @dataclass
-class CentralityReport:
+class CentralityReport(Result):
+    """The most central neurons (degree, strength) of a run's co-activation graph."""
+
     run: str
     top: list[dict[str, Any]]
     params: dict[str, Any]
 
 
-def analyze_centrality(graph: Graph, run: str | None = None, *, negative: str = "drop", k: int = 10, write: bool = True) -> CentralityReport:
+def analyze_centrality(ws: Workspace, *, negative: str = "drop", k: int = 10, write: bool = True) -> CentralityReport:
     """Degree, degree centrality and strength (weighted degree) of every neuron and class."""
-    info = resolve_run(graph, run)
+    graph, info = ws.graph, ws.run_info()
     rg = read_run_graph(graph, info)
     cent = centrality(_graph(rg, negative))
     labels = {n["key"]: neuron_label(n) for n in rg.neurons} | {c["key"]: c["name"] for c in rg.classes}
@@ -282,7 +292,9 @@ def analyze_centrality(graph: Graph, run: str | None = None, *, negative: str = 
 
 
 @dataclass
-class AuditReport:
+class AuditReport(Result):
+    """A confusion audit: class pairs by overlap and by mistakes, communities, thresholds crossed."""
+
     run: str
     overlap: OverlapReport
     communities: CommunityReport
@@ -296,7 +308,7 @@ class AuditReport:
     def passed(self) -> bool:
         return not self.failures
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "run": self.run, "passed": self.passed, "failures": self.failures, "thresholds": self.thresholds,
             "overlap_vs_mistakes": {"r": self.overlap.stats.r, "p_value": self.overlap.stats.p_value,
@@ -310,15 +322,14 @@ class AuditReport:
 
 
 def audit_confusion(
-    graph: Graph,
-    run: str | None = None,
+    ws: Workspace,
     *,
     top_k: int | None = 10,
     set_min_r: float | None = None,
     max_jaccard: float | None = None,
     min_corr: float | None = None,
     pairs: int = 10,
-    out_dir: str | Path | None = None,
+    figures: bool = False,
     seed: int = 0,
 ) -> AuditReport:
     """A read-only audit of a run's class confusion against its neuron overlap.
@@ -333,8 +344,8 @@ def audit_confusion(
         (the graph no longer explains where the model errs).
     pairs : int, default 10
         Pairs listed in each ranking.
-    out_dir : path, optional
-        Write the PNG figures there.
+    figures : bool, default False
+        Write the PNG figures into ``ws.out``.
     seed : int, default 0
         Louvain seed.
 
@@ -348,7 +359,7 @@ def audit_confusion(
             raise UsageError(f"{name} must lie in [-1, 1], got {value}")
     if pairs <= 0:
         raise UsageError("pairs must be positive")
-    info: RunInfo = resolve_run(graph, run)
+    graph, info = ws.graph, ws.run_info()
     rg = read_run_graph(graph, info)
     ov = _overlap(rg, top_k, set_min_r)
     comm = _communities(rg, 1.0, seed, "drop")
@@ -362,33 +373,44 @@ def audit_confusion(
             failures.append(f"{len(over)} class pair(s) have Jaccard > {max_jaccard}; worst {worst['a']} / {worst['b']} = {worst['jaccard']:.3f}")
     if min_corr is not None and ov.stats.r < min_corr:
         failures.append(f"Jaccard-vs-mistakes r = {ov.stats.r:.3f} is below {min_corr}")
-    figures: dict[str, str] = {}
-    if out_dir is not None:
+    drawn: dict[str, str] = {}
+    if figures:
         from deepatlas.report.figures import (
             class_community_graph,
             heatmap_grid,
             jaccard_mistakes_scatter,
         )
 
-        out = Path(out_dir)
+        out = ws.out
         out.mkdir(parents=True, exist_ok=True)
-        figures["scatter"] = str(jaccard_mistakes_scatter(ov, out / "jaccard_vs_mistakes.png"))
-        figures["communities"] = str(class_community_graph(ov, comm, rg, out / "class_communities.png"))
+        drawn["scatter"] = str(jaccard_mistakes_scatter(ov, out / "jaccard_vs_mistakes.png"))
+        drawn["communities"] = str(class_community_graph(ov, comm, rg, out / "class_communities.png"))
         key_of = {neuron_label(n): n["key"] for n in rg.neurons}
         chosen = [(name, rank, label) for name in ov.class_names for rank, label in enumerate(ov.sets[name][:3], 1)]
         maps = read_pixel_maps(graph, info, [key_of[label] for _, _, label in chosen])
-        figures["heatmaps"] = str(heatmap_grid(
+        drawn["heatmaps"] = str(heatmap_grid(
             [(f"{name} #{rank}: {label}", m) for (name, rank, label), m in zip(chosen, maps, strict=True)],
             out / "neuron_heatmaps.png", columns=6,
             title=f"{info.name}: pixel correlations of each class's top 3 neurons"))
     return AuditReport(info.name, ov, comm, by_overlap, by_mistakes,
-                       {"max_jaccard": max_jaccard, "min_corr": min_corr}, failures, figures)
+                       {"max_jaccard": max_jaccard, "min_corr": min_corr}, failures, drawn)
 
 
 EXPORT_FORMATS = ("graphml", "gexf", "json")
 
 
-def export_run(graph: Graph, path: str | Path, *, fmt: str = "graphml", run: str | None = None, pixels: bool = False) -> dict[str, Any]:
+@dataclass
+class ExportReport(Result):
+    """Where a run was exported, in which format, and how much."""
+
+    run: str
+    path: str
+    format: str
+    nodes: int
+    edges: int
+
+
+def export_run(ws: Workspace, path: str | Path, *, fmt: str = "graphml", pixels: bool = False) -> ExportReport:
     """Write a run as GraphML or GEXF (for Gephi) or node-link JSON.
 
     List properties (``pixel_r``, a community's ``classes``) are kept in JSON; GraphML and GEXF
@@ -397,8 +419,8 @@ def export_run(graph: Graph, path: str | Path, *, fmt: str = "graphml", run: str
     """
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    info = resolve_run(graph, run)
-    nodes, edges = read_run_export(graph, info, pixels=pixels)
+    info = ws.run_info()
+    nodes, edges = read_run_export(ws.graph, info, pixels=pixels)
     g = nx.MultiDiGraph(name=info.name)
     for n in nodes:
         attrs = {k: v for k, v in n.items() if k != "key"}
@@ -418,7 +440,7 @@ def export_run(graph: Graph, path: str | Path, *, fmt: str = "graphml", run: str
         import json
 
         out.write_text(json.dumps(nx.node_link_data(g, edges="links"), default=str))
-    return {"run": info.name, "path": str(out), "format": fmt, "nodes": g.number_of_nodes(), "edges": g.number_of_edges()}
+    return ExportReport(info.name, str(out), fmt, g.number_of_nodes(), g.number_of_edges())
 
 
 def _scalar_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from deepatlas import workspace
 from deepatlas.data.base import ImageSet, load_dataset
-from deepatlas.data.formats import load_data
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo, find_run, new_run_key, validate_run_name, write_run
 from deepatlas.errors import UsageError
@@ -30,9 +30,10 @@ from deepatlas.explain.aggregate import (
 from deepatlas.ingest.coactivation import MAX_MATRIX_MB, compute_coactivation
 from deepatlas.ingest.tables import SparsifyParams, attribution_tables, build_tables, params_dict
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from deepatlas.models.loading import complete_metadata, load_model, model_props
+from deepatlas.models.loading import complete_metadata, model_props
 from deepatlas.models.reference import build_model
 from deepatlas.models.train import evaluate, train_model
+from deepatlas.workspace import Result, Workspace, no_progress, pick_device
 
 __all__ = ["EDGE_KINDS", "IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
 
@@ -40,29 +41,14 @@ __all__ = ["EDGE_KINDS", "IngestReport", "TrainReport", "ingest", "pick_device",
 #: computed; the names choose which edges are written.
 EDGE_KINDS = ("coactivation", "influence", "gradient")
 
-#: progress(stage, advance, total): called as work is done; total may be 0 when unknown.
-Progress = Callable[[str, int, int], None]
+Progress = workspace.Progress
+_noop = no_progress  # the old names, kept for the bench and older scripts
 
 
-def _noop(stage: str, advance: int, total: int) -> None:
-    return None
+@dataclass
+class TrainReport(Result):
+    """The checkpoint written, its test accuracy and what it took."""
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU. Asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("CUDA was asked for but torch sees no GPU here; use --device cpu")
-    return device
-
-
-@dataclass(frozen=True)
-class TrainReport:
     checkpoint: Path
     test_accuracy: float
     train_seconds: float
@@ -72,27 +58,26 @@ class TrainReport:
 
 
 def train_reference(
+    ws: Workspace,
     out: str | Path,
     *,
     epochs: int = 6,
     seed: int = 0,
-    data_dir: str | Path | None = None,
-    device: str = "auto",
     train_limit: int | None = None,
     fraction: float = 1.0,
     classes: Sequence[int] | None = None,
     widths: tuple[int, int, int] = (16, 32, 64),
     hidden: int = 128,
     arch: str = "fashion_cnn",
-    progress: Progress = _noop,
 ) -> TrainReport:
     """Train a registered architecture on Fashion-MNIST and save a checkpoint with its metadata.
 
     ``arch``: "fashion_cnn" (the reference CNN, sized by ``widths`` and ``hidden``) or
     "resnet18" (:class:`deepatlas.models.resnet.ResNet18`; ``widths``/``hidden`` unused).
-    Deterministic for a seed on a given machine and torch build (CPU).
+    Deterministic for a seed on a given machine and torch build (CPU). The Workspace gives the
+    device, the progress callback and ``ws.data.data_dir`` (where the Fashion-MNIST files are).
     """
-    dev = pick_device(device)
+    dev, progress, data_dir = ws.device, ws.progress, ws.data.data_dir
     train = load_dataset("fashion-mnist", "train", data_dir=data_dir)
     test = load_dataset("fashion-mnist", "test", data_dir=data_dir)
     if train_limit is not None:
@@ -139,13 +124,19 @@ def train_reference(
 
 
 @dataclass
-class IngestReport:
+class IngestReport(Result):
+    """The run written, its node and edge counts, and where the time went."""
+
     run: RunInfo
     nodes: dict[str, int]
     edges: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
     accuracy: float = 0.0
     device: str = "cpu"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run.name, "key": self.run.key, "accuracy": self.accuracy, "device": self.device,
+                "nodes": self.nodes, "edges": self.edges, "seconds": self.seconds}
 
 
 def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
@@ -176,17 +167,10 @@ def _check_replacement(graph: Graph, name: str, ckpt: Checkpoint, data: ImageSet
 
 
 def ingest(
-    checkpoint: str | Path | Checkpoint,
+    ws: Workspace,
     *,
-    dataset: str = "fashion-mnist",
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    data: ImageSet | None = None,
     layers: Sequence[str] | None = None,
-    limit: int | None = None,
-    run_name: str | None = None,
     batch_size: int = 500,
-    device: str = "auto",
     sparsify: SparsifyParams | None = None,
     class_values: str = "probs",
     edges: Sequence[str] = EDGE_KINDS,
@@ -194,8 +178,6 @@ def ingest(
     between_samples: int = 200,
     max_matrix_mb: float | None = MAX_MATRIX_MB,
     bulk: bool = False,
-    graph: Graph | None = None,
-    progress: Progress = _noop,
     pixel_grid: str | tuple[int, int] = "auto",
     amp: bool = False,
     replace: bool = False,
@@ -204,23 +186,18 @@ def ingest(
 
     Parameters
     ----------
-    checkpoint : path or Checkpoint
-        A deepatlas checkpoint path, or a model from :func:`deepatlas.models.loading.load_model`
-        (whose missing input shape and class names are then taken from the data set).
-    dataset, split, data_dir : see :func:`deepatlas.data.load_data`
-        ``dataset`` is a built-in name or a spec such as ``imagefolder:DIR``; the images are
-        fitted (resized, grey<->RGB) to the model's input shape.
-    data : ImageSet, optional
-        Use these images instead of loading ``dataset``.
+    ws : Workspace
+        ``ws.model``: the model (a deepatlas checkpoint, ``torchvision:NAME`` ..., or a loaded
+        Checkpoint; missing input shape and class names are taken from the data set).
+        ``ws.data``: the images (a ``--data`` spec, split and limit, see
+        :func:`deepatlas.data.formats.load_data`, fitted to the model's input shape; or a loaded
+        ImageSet). ``ws.run``: the run's name, default ``{weights file stem}-{dataset}-{split}``;
+        an existing complete run of that name from the same weights and data is replaced
+        atomically, one from other weights or data only with ``replace``. ``ws.graph``,
+        ``ws.device`` and ``ws.progress`` as usual.
     layers : sequence of str, optional
         Module names to capture; default every conv/dense layer's post-activation output.
-    limit : int, optional
-        Only the first ``limit`` images.
-    run_name : str, optional
-        Default ``{weights file stem}-{dataset}-{split}``. An existing complete run of that
-        name from the same weights and data is replaced atomically; one from other weights or
-        data only with ``replace``.
-    batch_size, device, class_values : see :func:`deepatlas.ingest.compute_coactivation`
+    batch_size, class_values : see :func:`deepatlas.ingest.compute_coactivation`
     sparsify : SparsifyParams, optional
     edges : sequence of {"coactivation", "influence", "gradient"}, default all three
         COACTIVATES (Pearson r), INFLUENCES (influential scores, neuron->class and between
@@ -239,9 +216,6 @@ def ingest(
     bulk : bool, default False
         Write through neo4j-admin's CSV import instead of Bolt: only into an EMPTY managed local
         database (the server is stopped for the import and started again).
-    graph : Graph, optional
-        Default: a new connection from the environment (starting the local server if needed).
-    progress : callable, optional
     pixel_grid : "auto", "off" or (rows, cols), default "auto"
         Pixel nodes: see :func:`deepatlas.ingest.coactivation.pixel_shape`.
     amp : bool, default False
@@ -256,100 +230,91 @@ def ingest(
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_model(checkpoint)
-    if data is not None:
-        images = data.subset(limit) if limit is not None else data
-    else:
-        images = load_data(dataset, split, data_dir=data_dir, input_shape=ckpt.meta.get("input_shape"), limit=limit)
+    ckpt, images, progress = ws.checkpoint(), ws.images(), ws.progress
     complete_metadata(ckpt, images.input_shape, images.class_names, images.name)
     expected = tuple(ckpt.meta.get("input_shape", images.input_shape))
     if images.input_shape != expected:
         raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
     if len(ckpt.class_names) != len(images.class_names):
         raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
-    name = validate_run_name(run_name if run_name is not None else _default_run_name(ckpt, images))
+    name = validate_run_name(ws.run if ws.run is not None else _default_run_name(ckpt, images))
     unknown = [e for e in edges if e not in EDGE_KINDS]
     if unknown or not edges:
         raise UsageError(f"--edges takes a comma-separated subset of {', '.join(EDGE_KINDS)}; got {', '.join(edges) or 'nothing'}")
     if attribution_per_class <= 0 or between_samples < 0:
         raise UsageError("attribution_per_class must be positive and between_samples not negative")
     sparsify = sparsify or SparsifyParams()
-    dev = pick_device(device)
+    dev = ws.device
     timings["load"] = time.perf_counter() - t0
 
-    own_graph = graph is None
-    g = graph if graph is not None else Graph()
-    try:
-        if not replace:  # refuse before computing anything
-            _check_replacement(g, name, ckpt, images)
-        if bulk:
-            from deepatlas.db.bulk import check_bulk_target
+    g = ws.graph
+    if not replace:  # refuse before computing anything
+        _check_replacement(g, name, ckpt, images)
+    if bulk:
+        from deepatlas.db.bulk import check_bulk_target
 
-            check_bulk_target(g)
-        n = len(images)
-        result = compute_coactivation(
-            ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
-            class_values=class_values, max_matrix_mb=max_matrix_mb, sparsify=sparsify,
-            progress=lambda k, total: progress("capture", k, total), pixel_grid=pixel_grid, amp=amp,
-        )
-        ckpt.model.cpu()
-        timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
-        if result.passes > 1:
-            timings["blockwise passes"] = result.seconds.get("more passes", 0.0)
-        timings["correlate"] = result.seconds.get("correlate", 0.0)
+        check_bulk_target(g)
+    n = len(images)
+    result = compute_coactivation(
+        ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
+        class_values=class_values, max_matrix_mb=max_matrix_mb, sparsify=sparsify,
+        progress=lambda k, total: progress("capture", k, total), pixel_grid=pixel_grid, amp=amp,
+    )
+    ckpt.model.cpu()
+    timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
+    if result.passes > 1:
+        timings["blockwise passes"] = result.seconds.get("more passes", 0.0)
+    timings["correlate"] = result.seconds.get("correlate", 0.0)
+    t0 = time.perf_counter()
+    key = new_run_key(name)
+    tables = build_tables(result, key, sparsify)
+    if "coactivation" not in edges:
+        tables.edges = [t for t in tables.edges if t.rel != "COACTIVATES"]
+    timings["tables"] = time.perf_counter() - t0
+    layer_names = [s.name for s in result.layers]
+    per_class_total = sum(min(attribution_per_class, int((images.labels == c).sum())) for c in range(len(images.class_names)))
+    grad = infl = betw = None
+    if "gradient" in edges:
         t0 = time.perf_counter()
-        key = new_run_key(name)
-        tables = build_tables(result, key, sparsify)
-        if "coactivation" not in edges:
-            tables.edges = [t for t in tables.edges if t.rel != "COACTIVATES"]
-        timings["tables"] = time.perf_counter() - t0
-        layer_names = [s.name for s in result.layers]
-        per_class_total = sum(min(attribution_per_class, int((images.labels == c).sum())) for c in range(len(images.class_names)))
-        grad = infl = betw = None
-        if "gradient" in edges:
-            t0 = time.perf_counter()
-            grad = class_gradient_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                         per_class=attribution_per_class, device=dev,
-                                         progress=lambda k: progress("gradient", k, per_class_total))
-            timings["gradient"] = time.perf_counter() - t0
-        if "influence" in edges:
-            t0 = time.perf_counter()
-            infl = class_influence_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                          per_class=attribution_per_class, device=dev,
-                                          progress=lambda k: progress("influence", k, per_class_total))
-            if between_samples > 0:
-                n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))
-                betw = layer_influence(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                       samples=between_samples, device=dev,
-                                       progress=lambda k: progress("between", k, n_sweeps))
-            timings["influence"] = time.perf_counter() - t0
-        tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw)
-        total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
+        grad = class_gradient_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
+                                     per_class=attribution_per_class, device=dev,
+                                     progress=lambda k: progress("gradient", k, per_class_total))
+        timings["gradient"] = time.perf_counter() - t0
+    if "influence" in edges:
         t0 = time.perf_counter()
-        run_props = {
-                "dataset": images.source or images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
-                "layers": [s.name for s in result.layers], "class_values": class_values,
-                "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
-                "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
-                           "layers": [s.name for s in result.layers], "edges": list(edges),
-                           "attribution_per_class": attribution_per_class, "between_samples": between_samples,
-                           "gradient_output": "logit"},
-                "confusion": result.confusion.tolist(), "device": str(dev),
-            }
-        model_node = model_props(ckpt)
-        if bulk:
-            from deepatlas.db.bulk import bulk_import
-            from deepatlas.db.server import LocalServer
+        infl = class_influence_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
+                                      per_class=attribution_per_class, device=dev,
+                                      progress=lambda k: progress("influence", k, per_class_total))
+        if between_samples > 0:
+            n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))
+            betw = layer_influence(ckpt.model, images, layer_names, normalize=ckpt.normalize,
+                                   samples=between_samples, device=dev,
+                                   progress=lambda k: progress("between", k, n_sweeps))
+        timings["influence"] = time.perf_counter() - t0
+    tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw)
+    total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
+    t0 = time.perf_counter()
+    run_props = {
+            "dataset": images.source or images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
+            "layers": [s.name for s in result.layers], "class_values": class_values,
+            "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
+            "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
+                       "layers": [s.name for s in result.layers], "edges": list(edges),
+                       "attribution_per_class": attribution_per_class, "between_samples": between_samples,
+                       "gradient_output": "logit"},
+            "confusion": result.confusion.tolist(), "device": str(dev),
+        }
+    model_node = model_props(ckpt)
+    if bulk:
+        from deepatlas.db.bulk import bulk_import
+        from deepatlas.db.server import LocalServer
 
-            run = bulk_import(g, LocalServer(), tables, key=key, name=name, run_props=run_props, model_props=model_node)
-        else:
-            written: dict[str, float] = {}
-            run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
-                            batch_size=_write_batch(),
-                            progress=lambda k: progress("write", k, total_rows), timings=written)
-            timings["clean-up"] = written.get("clean-up", 0.0)  # deleting earlier generations of the name
-        timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
-        return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))
-    finally:
-        if own_graph:
-            g.close()
+        run = bulk_import(g, LocalServer(), tables, key=key, name=name, run_props=run_props, model_props=model_node)
+    else:
+        written: dict[str, float] = {}
+        run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
+                        batch_size=_write_batch(),
+                        progress=lambda k: progress("write", k, total_rows), timings=written)
+        timings["clean-up"] = written.get("clean-up", 0.0)  # deleting earlier generations of the name
+    timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
+    return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepatlas.errors import DeepAtlasError
+from deepatlas.errors import DeepAtlasError, UsageError
 from deepatlas.explain.gradients import PredictionGradients
 from deepatlas.explain.influence import InfluentialScores
 from deepatlas.explain.interventions import Intervention
@@ -21,8 +21,9 @@ from deepatlas.ingest.capture import ActivationRecorder, default_layers, unit_ki
 from deepatlas.ingest.coactivation import MAX_MATRIX_MB, pixel_shape, plan_blocks
 from deepatlas.ingest.pairs import SparsifyParams
 from deepatlas.models.sites import list_sites
+from deepatlas.workspace import Result, Workspace
 
-__all__ = ["METHODS", "Estimate", "InspectReport", "LayerRow", "inspect_model"]
+__all__ = ["METHODS", "Estimate", "InspectReport", "LayerRow", "inspect", "inspect_model"]
 
 #: Methods whose support `inspect` reports.
 METHODS = ("coactivation", "influence", "gradient", "knockout", "activate", "switchgate")
@@ -68,7 +69,9 @@ class Estimate:
 
 
 @dataclass
-class InspectReport:
+class InspectReport(Result):
+    """A model's layers, default capture set, method support and an ingest's estimate."""
+
     model: str
     input_shape: tuple[int, ...]
     classes: int
@@ -79,6 +82,26 @@ class InspectReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def inspect(ws: Workspace, *, images: int = 10_000, max_matrix_mb: float | None = MAX_MATRIX_MB,
+            pixel_grid: str | tuple[int, int] = "auto", sparsify: SparsifyParams | None = None) -> InspectReport:
+    """:func:`inspect_model` on the Workspace's model, with two seeded random images of its
+    input shape as the dry batch.
+
+    Raises
+    ------
+    UsageError
+        The model's input shape is not known (a torchvision:/factory model without
+        ``--input-size`` or a sidecar).
+    """
+    ckpt = ws.checkpoint()
+    shape = tuple(int(d) for d in ckpt.meta.get("input_shape") or ())
+    if len(shape) != 3 or min(shape) < 1:
+        raise UsageError("the model's input shape is not known; pass --input-size CxHxW (e.g. 3x224x224)")
+    example = ckpt.normalize(torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)))
+    return inspect_model(ckpt.model, example, name=ckpt.name, images=images, max_matrix_mb=max_matrix_mb,
+                         pixel_grid=pixel_grid, sparsify=sparsify)
 
 
 def inspect_model(
