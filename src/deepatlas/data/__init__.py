@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
 from deepatlas.data.digits import load_digits
 from deepatlas.data.fashion_mnist import FASHION_CLASSES, default_fashion_dir, load_fashion_mnist
-from deepatlas.data.formats import DATA_KINDS, fit_images, load_data
+from deepatlas.data.formats import DATA_KINDS, fit_images, load_data, load_dataset
 from deepatlas.data.idx import read_idx
 
 __all__ = [

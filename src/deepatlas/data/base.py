@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from deepatlas.errors import DataError, UsageError
 
-__all__ = ["DATASETS", "ImageSet", "load_dataset"]
-
-#: Built-in data set names that ``load_dataset`` accepts (``--data`` also takes the specs of
-#: :func:`deepatlas.data.formats.load_data`).
-DATASETS = ("fashion-mnist", "digits")
+__all__ = ["ImageSet"]
 
 
 @dataclass(frozen=True)
@@ -73,34 +68,3 @@ class ImageSet:
             idx = torch.arange(min(limit or len(self), len(self)))
         return ImageSet(self.images[idx], self.labels[idx], self.class_names, self.name, self.split, self.source)
 
-
-def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None = None) -> ImageSet:
-    """Load a data set by name.
-
-    Parameters
-    ----------
-    name : {"fashion-mnist", "digits"}
-    split : {"train", "test"}, default "test"
-    data_dir : path, optional
-        Where the Fashion-MNIST IDX files are (default: the Debian package's directory).
-
-    Raises
-    ------
-    UsageError
-        Unknown name or split.
-    DataError
-        Files missing or malformed.
-    """
-    if split not in ("train", "test"):
-        raise UsageError(f"unknown split {split!r}; use 'train' or 'test'")
-    key = name.lower()
-    if key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
-        from deepatlas.data.fashion_mnist import load_fashion_mnist
-
-        return load_fashion_mnist(split, data_dir=data_dir)
-    if key == "digits":
-        from deepatlas.data.digits import load_digits
-
-        return load_digits(split)
-    raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, or imagefolder:DIR, cifar10:DIR, "
-                     "cifar100:DIR, mnist:DIR, npz:FILE")

@@ -4,7 +4,7 @@ them, and ``.npz`` arrays; fitted to the model's input shape.
 ``load_data(spec, split, input_shape=...)`` accepts (``--data`` on the CLI):
 
 ``fashion-mnist``, ``digits``
-    the built-in sets (:func:`deepatlas.data.base.load_dataset`).
+    the built-in sets (:func:`load_dataset`).
 ``imagefolder:DIR``
     one sub-folder per class holding PNG/JPEG files (torchvision's ImageFolder layout; classes
     are the sorted sub-folder names). When ``DIR/train`` and ``DIR/test`` exist the split picks
@@ -38,11 +38,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
+from deepatlas.data.digits import load_digits
+from deepatlas.data.fashion_mnist import load_fashion_mnist
 from deepatlas.data.idx import read_idx
 from deepatlas.errors import DataError, UsageError
 
-__all__ = ["DATA_KINDS", "fit_images", "load_data"]
+__all__ = ["DATASETS", "DATA_KINDS", "fit_images", "load_data", "load_dataset"]
+
+#: Built-in data set names that ``load_dataset`` accepts (``--data`` also takes the specs of
+#: :func:`load_data`).
+DATASETS = ("fashion-mnist", "digits")
 
 #: Spec prefixes ``load_data`` accepts besides the built-in names.
 DATA_KINDS = ("imagefolder", "cifar10", "cifar100", "mnist", "npz")
@@ -81,6 +87,33 @@ def fit_images(x: np.ndarray | torch.Tensor, shape: tuple[int, int, int] | list[
             chunk = F.interpolate(chunk, size=(th, tw), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
         out[s : s + len(chunk)] = chunk
     return out
+
+def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None = None) -> ImageSet:
+    """Load a data set by name.
+
+    Parameters
+    ----------
+    name : {"fashion-mnist", "digits"}
+    split : {"train", "test"}, default "test"
+    data_dir : path, optional
+        Where the Fashion-MNIST IDX files are (default: the Debian package's directory).
+
+    Raises
+    ------
+    UsageError
+        Unknown name or split.
+    DataError
+        Files missing or malformed.
+    """
+    if split not in ("train", "test"):
+        raise UsageError(f"unknown split {split!r}; use 'train' or 'test'")
+    key = name.lower()
+    if key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+        return load_fashion_mnist(split, data_dir=data_dir)
+    if key == "digits":
+        return load_digits(split)
+    raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, or imagefolder:DIR, cifar10:DIR, "
+                     "cifar100:DIR, mnist:DIR, npz:FILE")
 
 
 def load_data(

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from deepatlas import workspace
-from deepatlas.data.base import ImageSet, load_dataset
+from deepatlas.data.base import ImageSet
+from deepatlas.data.formats import load_dataset
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo, find_run, new_run_key, validate_run_name, write_run
 from deepatlas.errors import UsageError
