@@ -24,7 +24,8 @@ runner = CliRunner()
 def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     with Graph(autostart=False) as g:
         ingest(Workspace(g, model=tiny_checkpoint, run="cores", limit=600, device="cpu"), edges=("coactivation",))
-        res = experiment_switchgate(g, "Trouser", run="cores", steps=150, per_side=60, device="cpu", seeds=3, repeats=2)
+        res = experiment_switchgate(Workspace(g, run="cores", device="cpu"), "Trouser", steps=150, per_side=60, seeds=3,
+                                    repeats=2, figure=False).to_json()
         assert res["layers"] == ["pool3"] and res["targets_layer"] == ["relu3"]
         kept = res["kept"]["pool3"]
         assert 0 < len(kept) < 8 and 0.0 <= res["holding_rate"] <= 1.0

@@ -115,6 +115,28 @@ def test_torchvision_resnet18_with_safetensors(neo4j_server, photos: Path, tmp_p
     assert row["path"] == str((tmp_path / "w.safetensors").resolve()) and row["arch"] == "torchvision:resnet18"
     assert json.loads(row["source"])["input_shape"] == [0, 32, 32] and len(row["fsha"]) == 64
     assert row["ds"] == f"imagefolder:{photos.resolve()}"
+    # every command takes the same model flags: an input score map of one of the user's photos ...
+    flags = ["--model", "torchvision:resnet18", "--num-classes", "3", "--weights", str(tmp_path / "w.safetensors"),
+             "--input-size", "32", "--class-names", ",".join(CLASSES)]
+    r = runner.invoke(app, ["explain", "heatmap", "--image", "4", *flags, "--data", f"imagefolder:{photos}", "--split", "all",
+                            "--device", "cpu", "--out", str(tmp_path / "fig"), "--json"])
+    assert r.exit_code == 0, r.output
+    heat = json.loads(r.stdout)
+    assert heat["label"] == CLASSES[int(data.labels[4])] and set(heat["probabilities"]) == set(CLASSES)
+    assert Path(heat["figure"]).stat().st_size > 5_000 and len(heat["classes"]) == 3
+    # ... and a knockout on the run, its model given as the same full spec (checked against the run's weights)
+    r = runner.invoke(app, ["experiment", "knockout", "--class", "green", "--run", "own-resnet", *flags[:6], "--input-size", "32",
+                            "--layer", "layer4", "--rank-by", "coactivation", "--ks", "0,4", "--seeds", "1", "--device", "cpu",
+                            "--out", str(tmp_path / "fig"), "--no-record", "--json"])
+    assert r.exit_code == 0, r.output
+    knock = json.loads(r.stdout)
+    assert knock["top"]["error"][0] == pytest.approx(1 - acc, abs=1e-6)  # k = 0: the run's own model on its own images
+    other = tmp_path / "other.safetensors"
+    save_file({k: v * 0.5 if v.is_floating_point() else v for k, v in net.state_dict().items()}, str(other))
+    r = runner.invoke(app, ["experiment", "knockout", "--class", "green", "--run", "own-resnet", "--model", "torchvision:resnet18",
+                            "--num-classes", "3", "--weights", str(other), "--input-size", "32", "--layer", "layer4",
+                            "--rank-by", "coactivation", "--device", "cpu", "--no-record"])
+    assert r.exit_code == 1 and "other weights" in r.output
 
 
 def test_factory_model_run_reloads_after_the_weights_move(neo4j_server, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

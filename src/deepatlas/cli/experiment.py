@@ -19,14 +19,11 @@ from deepatlas.cli._common import (
     print_json,
     progress_bars,
 )
-from deepatlas.db.graph import Graph
 from deepatlas.errors import UsageError
-from deepatlas.paths import out_dir
 from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 app = typer.Typer(help="Knock units out or drive them alone, and record what the model then predicts.", no_args_is_help=True)
 
-ModelOpt = Annotated[Path | None, typer.Option(help="Checkpoint with the run's weights, if the stored path moved.")]
 LayerOpt = Annotated[str | None, typer.Option(help="Layer whose units are ranked. Default: the first dense layer.")]
 ByOpt = Annotated[str, typer.Option(help="Ranking: coactivation (r), gradient or influence.")]
 NoRecord = Annotated[bool, typer.Option("--no-record", help="Do not store an Experiment node.")]
@@ -202,6 +199,7 @@ def shared(
 
 @app.command()
 @cli_errors
+@model_flags(of_run=True)
 def switchgate(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose core units to find.")],
     layer: Annotated[list[str] | None, typer.Option("--layer", help="Gated layer(s); 'input' gates pixels. Default: the last conv block's pooled output.")] = None,
@@ -214,7 +212,8 @@ def switchgate(
     repeats: Annotated[int, typer.Option(min=1, max=20, help="Run the search N times (seeds seed..seed+N-1); report how often each unit is kept.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 64,
     run: RunOpt = None,
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: Annotated[Path | None, typer.Option(help="Folder for the input-gate PNG. Default: $DEEPATLAS_HOME/out")] = None,
     no_record: NoRecord = False,
@@ -229,10 +228,10 @@ def switchgate(
     """
     from deepatlas.workflows.cores import experiment_switchgate
 
-    with Graph() as g, progress_bars(not json_out) as progress:
-        res = experiment_switchgate(g, class_name, run=run, layers=layer, alpha=alpha, lam=lam, steps=steps, per_side=per_side,
-                                    seeds=seeds, seed=seed, repeats=repeats, batch_size=batch_size, model=model, device=device,
-                                    out_dir=out or out_dir(), record=not no_record, progress=progress)
+    with _workspace(run, model, data_dir, device, out) as ws, progress_bars(not json_out) as ws.progress:
+        res = experiment_switchgate(ws, class_name, layers=layer, alpha=alpha, lam=lam, steps=steps, per_side=per_side,
+                                    seeds=seeds, seed=seed, repeats=repeats, batch_size=batch_size,
+                                    record=not no_record).to_json()
     if json_out:
         print_json(res)
         return

@@ -10,33 +10,41 @@ from rich.table import Table
 
 from deepatlas.cli._common import (
     DataDirOpt,
+    DataSpecOpt,
     DeviceOpt,
     JsonOpt,
     RunOpt,
     cli_errors,
     console,
+    model_flags,
     print_json,
     progress_bars,
 )
-from deepatlas.db.graph import Graph
-from deepatlas.paths import models_dir, out_dir
+from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 app = typer.Typer(help="Explain single images (influential scores, prediction gradients) and where the graph's measures disagree.",
                   no_args_is_help=True)
 
-ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint. Default: $DEEPATLAS_HOME/models/fashion-cnn.pt")]
 ImageOpt = Annotated[int, typer.Option("--image", "-i", help="Index of the image in the split.")]
 SplitOpt = Annotated[str, typer.Option(help="train or test.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Folder for the PNG. Default: $DEEPATLAS_HOME/out")]
 
 
+def _workspace(model: ModelSource, data: str, split: str, data_dir: Path | None, device: str, out: Path | None) -> Workspace:
+    """The model (the model flags), the images (--data, --split, --data-dir), the device and the
+    figure folder, bound once."""
+    return Workspace(model=model, data=DataSource(data, split, data_dir), device=device, out_dir=out)
+
+
 @app.command()
 @cli_errors
+@model_flags()
 def heatmap(
     image: ImageOpt,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="Only this class (default: every class).")] = None,
     method: Annotated[str, typer.Option(help="influence (influential scores) or gradient (d logit / d pixel).")] = "influence",
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]  # becomes the model flags (model_flags)
+    data: DataSpecOpt = "fashion-mnist",
     split: SplitOpt = "test",
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
@@ -45,8 +53,8 @@ def heatmap(
 ) -> None:
     """Input score images of one image for each class: red pushes toward the class, blue away."""
     from deepatlas.workflows.explain import explain_heatmap
-    res = explain_heatmap(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, method=method, split=split,
-                          data_dir=data_dir, device=device, out_dir=out or out_dir())
+    res = explain_heatmap(_workspace(model, data, split, data_dir, device, out), image, class_name=class_name,
+                          method=method).to_json()
     if json_out:
         print_json(res)
         return
@@ -58,19 +66,21 @@ def heatmap(
 
 @app.command()
 @cli_errors
+@model_flags()
 def filters(
     image: ImageOpt,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="Target class (default: the predicted one).")] = None,
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data: DataSpecOpt = "fashion-mnist",
     split: SplitOpt = "test",
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Each filter's influential score on the predicted class for one image, as bars."""
     from deepatlas.workflows.explain import explain_filters
-    res = explain_filters(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, split=split, device=device,
-                          out_dir=out or out_dir())
+    res = explain_filters(_workspace(model, data, split, data_dir, device, out), image, class_name=class_name).to_json()
     if json_out:
         print_json(res)
         return
@@ -92,8 +102,8 @@ def disagree(
 ) -> None:
     """Units strongly correlated with a class but with little influence on it, and the reverse."""
     from deepatlas.workflows.explain import disagreement
-    with Graph() as g:
-        res = disagreement(g, run=run, class_name=class_name, by=by, min_r=min_r, k=k)
+    with Workspace(run=run) as ws:
+        res = disagreement(ws, class_name=class_name, by=by, min_r=min_r, k=k).to_json()
     if json_out:
         print_json(res)
         return
@@ -149,10 +159,14 @@ def _ranks(rank: list[int] | None) -> list[int]:
 
 @app.command()
 @cli_errors
+@model_flags()
 def factors(
     rank: Annotated[list[int] | None, typer.Option("--rank", "-r", help="Rank(s); repeat for a sweep. Default 1,2,4,8,16,32.")] = None,
-    model: ModelOpt = None,
-    images: Annotated[int, typer.Option(min=10, help="Test images factored (a seeded random sample; no labels used).")] = 2000,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data: DataSpecOpt = "fashion-mnist",
+    split: SplitOpt = "test",
+    data_dir: DataDirOpt = None,
+    images: Annotated[int, typer.Option(min=10, help="Images factored (a seeded random sample of the split; no labels used).")] = 2000,
     units: UnitsOpt = "maps",
     pooled: PooledOpt = True,
     iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
@@ -165,9 +179,9 @@ def factors(
     RMSE per rank, singular-value spectra, latent images, unit x factor heatmaps."""
     from deepatlas.workflows.cores import explain_factors
 
-    with progress_bars(not json_out) as progress:
-        res = explain_factors(model or models_dir() / "fashion-cnn.pt", _ranks(rank), images=images, units=units, pooled=pooled,
-                              iters=iters, seed=seed, device=device, out_dir=out or out_dir(), progress=progress)
+    ws = _workspace(model, data, split, data_dir, device, out)
+    with progress_bars(not json_out) as ws.progress:
+        res = explain_factors(ws, _ranks(rank), images=images, units=units, pooled=pooled, iters=iters, seed=seed).to_json()
     if json_out:
         print_json(res)
         return
@@ -192,6 +206,9 @@ def compare(
     units: UnitsOpt = "maps",
     pooled: PooledOpt = True,
     iters: Annotated[int, typer.Option(min=10, help="Multiplicative-update iterations.")] = 300,
+    data: DataSpecOpt = "fashion-mnist",
+    split: SplitOpt = "test",
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -199,10 +216,9 @@ def compare(
     """Training-quality diagnostic without test labels: RMSE-vs-rank and spectra across checkpoints."""
     from deepatlas.workflows.cores import explain_compare
 
-    with progress_bars(not json_out) as progress:
-        res = explain_compare(models, _ranks(rank), images=images, units=units, pooled=pooled, iters=iters, device=device,
-                              out_dir=out or out_dir(),
-                              progress=progress)
+    ws = Workspace(data=DataSource(data, split, data_dir), device=device, out_dir=out)
+    with progress_bars(not json_out) as ws.progress:
+        res = explain_compare(ws, models, _ranks(rank), images=images, units=units, pooled=pooled, iters=iters).to_json()
     if json_out:
         print_json(res)
         return
@@ -220,14 +236,17 @@ def compare(
 
 @app.command()
 @cli_errors
+@model_flags()
 def feature(
     image: ImageOpt,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="For this class (default: the image's own).")] = None,
     layer: Annotated[list[str] | None, typer.Option("--layer", help="Layers searched (default: every captured conv layer).")] = None,
     score: Annotated[str, typer.Option(help="pg: arg-max of the prediction gradient (the thesis); activation-x-pg: of A x PG.")] = "pg",
     output: Annotated[str, typer.Option(help="y is the class's logit or its probability (prob).")] = "logit",
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data: DataSpecOpt = "fashion-mnist",
     split: SplitOpt = "test",
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -236,8 +255,8 @@ def feature(
     prediction gradient (--score activation-x-pg: activation x gradient). E.g. what makes this
     shirt look like a coat: --class Coat."""
     from deepatlas.workflows.explain import explain_feature
-    res = explain_feature(model or models_dir() / "fashion-cnn.pt", image, class_name=class_name, layers=layer, split=split,
-                          score=score, output=output, device=device, out_dir=out or out_dir())
+    res = explain_feature(_workspace(model, data, split, data_dir, device, out), image, class_name=class_name, layers=layer,
+                          score=score, output=output).to_json()
     if json_out:
         print_json(res)
         return
@@ -250,6 +269,7 @@ def feature(
 
 @app.command()
 @cli_errors
+@model_flags()
 def perturb(
     image: Annotated[int | None, typer.Option("--image", "-i", help="Index of the image in the split.")] = None,
     toward: Annotated[str | None, typer.Option("--toward", "-t", help="Target class.")] = None,
@@ -259,8 +279,10 @@ def perturb(
     mode: Annotated[str, typer.Option(help="For --sweep: single-step (one step x + eps * dy/dx per step size, the thesis') or iterative (normalised steps, --steps x --step-size).")] = "single-step",
     eps: Annotated[str | None, typer.Option(help="For --sweep single-step: comma-separated step sizes. Default 1,3,10,30,100,300,1000.")] = None,
     output: Annotated[str, typer.Option(help="For --sweep single-step: y is the probability (prob, the thesis') or the logit.")] = "prob",
-    model: ModelOpt = None,
+    model: ModelSource = None,  # type: ignore[assignment]
+    data: DataSpecOpt = "fashion-mnist",
     split: SplitOpt = "test",
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -274,7 +296,7 @@ def perturb(
 
     if step_size <= 0:
         raise UsageError(f"--step-size must be > 0, got {step_size}")
-    path = model or models_dir() / "fashion-cnn.pt"
+    ws = _workspace(model, data, split, data_dir, device, out)
     if sweep is not None:
         from deepatlas.workflows.explain import STEP_SIZES
 
@@ -284,10 +306,9 @@ def perturb(
                 step_sizes = [float(t) for t in eps.split(",") if t.strip()]
             except ValueError:
                 raise UsageError(f"--eps must be comma-separated numbers, got {eps!r}") from None
-        with progress_bars(not json_out) as progress:
-            res = perturb_sweep(path, images=sweep, mode=mode, output=output, steps=steps, step_size=step_size, split=split,
-                                device=device, out_dir=out or out_dir(), progress=progress,
-                                step_sizes=step_sizes if step_sizes is not None else STEP_SIZES)
+        with progress_bars(not json_out) as ws.progress:
+            res = perturb_sweep(ws, images=sweep, mode=mode, output=output, steps=steps, step_size=step_size,
+                                step_sizes=step_sizes if step_sizes is not None else STEP_SIZES).to_json()
         if json_out:
             print_json(res)
             return
@@ -305,8 +326,7 @@ def perturb(
         return
     if image is None or toward is None:
         raise UsageError("give --image and --toward (or --sweep N)")
-    res = explain_perturb(path, image, toward, steps=steps, step_size=step_size, split=split, device=device,
-                          out_dir=out or out_dir())
+    res = explain_perturb(ws, image, toward, steps=steps, step_size=step_size).to_json()
     if json_out:
         print_json(res)
         return

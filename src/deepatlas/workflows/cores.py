@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +12,78 @@ import torch
 from torch import nn
 
 from deepatlas.data.base import ImageSet
-from deepatlas.data.formats import load_data
 from deepatlas.db.experiments import unit_layers, write_experiment
-from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class
 from deepatlas.errors import CheckpointError, UsageError
 from deepatlas.explain.factorize import UNIT_MODES, activation_matrices, coupled_nmf, spectra
 from deepatlas.explain.switchgate import INPUT, SwitchGates
 from deepatlas.ingest.capture import ActivationRecorder, _leaf_order, default_layers
 from deepatlas.models.loading import as_checkpoint
-from deepatlas.workflows.build import Progress, _noop, pick_device
+from deepatlas.rows import class_key
 from deepatlas.workflows.experiments import _base_predictions, _context
+from deepatlas.workspace import Result, Workspace, optional
 
-__all__ = ["default_gate_layer", "experiment_switchgate", "explain_compare", "explain_factors"]
+__all__ = [
+    "CompareResult",
+    "FactorsResult",
+    "SwitchGateResult",
+    "default_gate_layer",
+    "experiment_switchgate",
+    "explain_compare",
+    "explain_factors",
+]
+
+
+@dataclass
+class SwitchGateResult(Result):
+    """A class's core units by Switch Gates, their holding rates, and random same-size baselines."""
+
+    run: str
+    class_name: str = field(metadata={"key": "class"})
+    layers: list[str]
+    kept: dict[str, list[int]]
+    n_kept: dict[str, int]
+    sizes: dict[str, int]
+    holding_rate: float
+    holding_rate_definition: str
+    positive_holding_rate: float
+    random_holding_rate: dict[str, Any]
+    random_positive_holding_rate: dict[str, Any]
+    positives: int
+    negatives: int
+    final_fit: Any
+    w_b: float
+    params: dict[str, Any]
+    repeats: dict[str, Any] | None = optional()
+    removal_curve: dict[str, Any] | None = optional()
+    removal_figure: str | None = optional()
+    figure: str | None = optional()
+    targets_layer: list[str] | None = optional()
+    experiment: str | None = optional()
+
+
+@dataclass
+class FactorsResult(Result):
+    """Coupled NMF of pixels and activations: error per rank, spectra, figures."""
+
+    model: str
+    images: int
+    units: str
+    pooled: bool
+    rows: dict[str, dict[str, Any]]
+    ranks: list[dict[str, Any]]
+    spectra: dict[str, list[float]]
+    figures: dict[str, str]
+
+
+@dataclass
+class CompareResult(Result):
+    """RMSE-vs-rank and spectra of several models on the same images."""
+
+    models: list[str]
+    ranks: dict[str, list[dict[str, Any]]]
+    spectra: dict[str, dict[str, list[float]]]
+    figures: dict[str, str]
 
 
 def default_gate_layer(model: nn.Module, example: torch.Tensor) -> str:
@@ -61,10 +121,9 @@ def _neuron_layer_for(model: nn.Module, example: torch.Tensor, gate_layer: str, 
 
 
 def experiment_switchgate(
-    graph: Graph,
+    ws: Workspace,
     class_name: str,
     *,
-    run: str | None = None,
     layers: Sequence[str] | None = None,
     alpha: float | None = None,
     lam: float = 1.0,
@@ -74,12 +133,9 @@ def experiment_switchgate(
     seed: int = 0,
     repeats: int = 1,
     batch_size: int = 64,
-    model: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path | None = None,
+    figure: bool = True,
     record: bool = True,
-    progress: Progress = _noop,
-) -> dict[str, Any]:
+) -> SwitchGateResult:
     """Switch-Gate core units of a class; an Experiment node whose TARGETS are the core units.
 
     D'_c, as in the paper: up to ``per_side`` of the run's images predicted as the class and as
@@ -103,7 +159,8 @@ def experiment_switchgate(
     """
     if repeats < 1:
         raise UsageError("repeats must be >= 1")
-    ctx = _context(graph, run, model, None, device)
+    graph, progress = ws.graph, ws.progress
+    ctx = _context(ws)
     stored = resolve_class(graph, ctx.run, class_name)
     c = ctx.classes.index(stored)
     net = ctx.ckpt.model
@@ -132,18 +189,18 @@ def experiment_switchgate(
         return {"mean": float(np.mean(values)) if values else float("nan"),
                 "std": float(np.std(values)) if values else float("nan"), "values": values}
 
-    result: dict[str, Any] = {
-        "class": stored, "layers": gate_layers, "kept": res.kept, "n_kept": res.n_kept,
-        "sizes": {n: int(g.numel()) for n, g in res.gates.items()},
-        "holding_rate": res.holding_rate,
-        "holding_rate_definition": "share of D'_c (positives + equal random negatives) whose verdict "
-                                   "'class or not' is unchanged with only the kept units open (the paper's)",
-        "positive_holding_rate": res.positive_holding_rate,
-        "random_holding_rate": spread(res.random_holding_rates),
-        "random_positive_holding_rate": spread(res.random_positive_holding_rates),
-        "positives": len(pos_idx), "negatives": len(neg_idx), "final_fit": res.fit_history[-1], "w_b": res.w_b,
-        "params": {**res.params, "repeats": repeats, "per_side": per_side},
-    }
+    result = SwitchGateResult(
+        run=ctx.run.name, class_name=stored, layers=gate_layers, kept=res.kept, n_kept=res.n_kept,
+        sizes={n: int(g.numel()) for n, g in res.gates.items()},
+        holding_rate=res.holding_rate,
+        holding_rate_definition="share of D'_c (positives + equal random negatives) whose verdict "
+                                "'class or not' is unchanged with only the kept units open (the paper's)",
+        positive_holding_rate=res.positive_holding_rate,
+        random_holding_rate=spread(res.random_holding_rates),
+        random_positive_holding_rate=spread(res.random_positive_holding_rates),
+        positives=len(pos_idx), negatives=len(neg_idx), final_fit=res.fit_history[-1], w_b=res.w_b,
+        params={**res.params, "repeats": repeats, "per_side": per_side},
+    )
     if repeats > 1:
         freq: dict[str, dict[str, int]] = {}
         for layer in res.kept:
@@ -152,7 +209,7 @@ def experiment_switchgate(
                 for u in r.kept[layer]:
                     counts[u] = counts.get(u, 0) + 1
             freq[layer] = {str(u): n for u, n in sorted(counts.items(), key=lambda t: (-t[1], t[0]))}
-        result["repeats"] = {"n": repeats, "kept_count": freq,
+        result.repeats = {"n": repeats, "kept_count": freq,
                              "n_kept": [r.n_kept for _, _, r in fits],
                              "holding_rate": [r.holding_rate for _, _, r in fits],
                              "kept_in_every_repeat": {lay: [int(u) for u, n in f.items() if n == repeats]
@@ -165,18 +222,18 @@ def experiment_switchgate(
         gates = res.gates[name].flatten()
         order = [int(i) for i in torch.argsort(gates, stable=True)]  # the least important (lowest gate) first
         curve = removal_curve(net, ctx.inputs[pos_idx], c, name, order, len(order), seeds=range(seeds))
-        result["removal_curve"] = {"layer": name, **curve}
-        if out_dir is not None:
+        result.removal_curve = {"layer": name, **curve}
+        if figure:
             from deepatlas.report.experiments import removal_figure
 
-            result["removal_figure"] = str(removal_figure(
-                curve, f"{ctx.run.name}: {stored}, units of {name} removed by gate value", Path(out_dir) / f"switchgate-removal-{c}.png"))
-    if out_dir is not None and INPUT in res.gates:
+            result.removal_figure = str(removal_figure(
+                curve, f"{ctx.run.name}: {stored}, units of {name} removed by gate value", ws.out / f"switchgate-removal-{c}.png"))
+    if figure and INPUT in res.gates:
         from deepatlas.report.figures import heatmap_grid
 
         g = res.gates[INPUT].cpu().numpy()
         img = g.reshape(g.shape[-2], g.shape[-1]) if g.ndim >= 2 else g
-        result["figure"] = str(heatmap_grid([(f"{stored}: input gates", img)], Path(out_dir) / f"switchgate-input-{c}.png",
+        result.figure = str(heatmap_grid([(f"{stored}: input gates", img)], ws.out / f"switchgate-input-{c}.png",
                                             columns=1, title=f"informative pixels: {stored}", cmap="Greens", vmin=0.0,
                                             vmax=1.0, label="gate value"))
     if record:
@@ -186,11 +243,10 @@ def experiment_switchgate(
             neuron_layer = _neuron_layer_for(net, ctx.inputs[:1], layer, captured) if layer != INPUT else None
             if neuron_layer is not None:
                 targets += [(neuron_layer, i) for i in units]
-        result["targets_layer"] = sorted({t[0] for t in targets})
-        result["experiment"] = write_experiment(graph, ctx.run, "switchgate",
-                                                {"class": stored, "layers": gate_layers, **res.params}, result, targets,
-                                                [f"{ctx.run.key}/class/{c}"])
-    result["run"] = ctx.run.name
+        result.targets_layer = sorted({t[0] for t in targets})
+        result.experiment = write_experiment(graph, ctx.run, "switchgate",
+                                             {"class": stored, "layers": gate_layers, **res.params}, result.to_json(), targets,
+                                             [class_key(ctx.run.key, c)])
     return result
 
 
@@ -216,23 +272,20 @@ def _unlabelled_sample(data: ImageSet, images: int, seed: int) -> ImageSet:
 
 
 def explain_factors(
-    model: str | Path,
+    ws: Workspace,
     ranks: Sequence[int],
     *,
     images: int = 2000,
-    split: str = "test",
     layers: Sequence[str] | None = None,
     units: str = "maps",
     pooled: bool = True,
     iters: int = 300,
     seed: int = 0,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-    progress: Progress = _noop,
-) -> dict[str, Any]:
+) -> FactorsResult:
     """Coupled NMF of pixels and activations for each rank: RMSE per rank, spectra, figures.
 
-    The images are a seeded random sample of the split (no labels used). Each layer's matrix
+    The model is ``ws.model``; the images a seeded random sample of ``images`` of ``ws.data``
+    (no labels used); figures go to ``ws.out``. Each layer's matrix
     holds every neuron of every feature map (``units="maps"``, the paper's; after the layer's
     pooling when ``pooled``) or one row per channel (``units="channel-means"``, a variant).
 
@@ -248,10 +301,9 @@ def explain_factors(
         raise UsageError("images must be >= 2")
     if units not in UNIT_MODES:
         raise UsageError(f"units must be one of {', '.join(UNIT_MODES)}, got {units!r}")
-    ckpt = as_checkpoint(model)
-    data = _unlabelled_sample(load_data(ckpt.meta.get("dataset", "fashion-mnist"), split,
-                                        input_shape=ckpt.meta.get("input_shape")), images, seed)
-    mats, info = _matrices(ckpt.model, data, ckpt.normalize, layers, pick_device(device), units, pooled)
+    ckpt, progress = ws.checkpoint(), ws.progress
+    data = _unlabelled_sample(ws.images(), images, seed)
+    mats, info = _matrices(ckpt.model, data, ckpt.normalize, layers, ws.device, units, pooled)
     results = []
     best = None
     for r in ranks:
@@ -260,7 +312,7 @@ def explain_factors(
         best = fit
         progress("factor", 1, len(ranks))
     sp = spectra({k: v for k, v in mats.items() if not k.startswith("pixels")})
-    out = Path(out_dir)
+    out = ws.out
     from deepatlas.report.factors import factor_heatmaps, latent_images, rmse_figure, spectra_figure
 
     assert best is not None
@@ -273,26 +325,23 @@ def explain_factors(
         "heatmaps": str(factor_heatmaps({k: v for k, v in best.loadings.items() if not k.startswith("pixels")},
                                         out / f"factors-units-r{best.rank}.png")),
     }
-    return {"model": str(model), "images": len(data), "units": units, "pooled": pooled, "rows": info, "ranks": results,
-            "spectra": sp, "figures": figures}
+    return FactorsResult(str(ws.model.spec if ws.model.spec is not None else ckpt.path), len(data), units, pooled, info,
+                         results, sp, figures)
 
 
 def explain_compare(
+    ws: Workspace,
     models: Sequence[str | Path],
     ranks: Sequence[int],
     *,
     images: int = 2000,
-    split: str = "test",
     units: str = "maps",
     pooled: bool = True,
     iters: int = 300,
     seed: int = 0,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-    progress: Progress = _noop,
-) -> dict[str, Any]:
+) -> CompareResult:
     """The factorisation paper's training-quality diagnostic: RMSE-vs-rank and spectra of several
-    checkpoints on the same (unlabelled) images."""
+    checkpoints on the same (unlabelled) images (``ws.data``; figures under ``ws.out``)."""
     if len(models) < 2:
         raise UsageError("compare needs at least two checkpoints")
     missing = [str(m) for m in models if not Path(m).is_file()]
@@ -303,12 +352,12 @@ def explain_compare(
     per: dict[str, list[dict[str, Any]]] = {}
     spec: dict[str, dict[str, list[float]]] = {}
     for m in models:
-        res = explain_factors(m, ranks, images=images, split=split, units=units, pooled=pooled, iters=iters, seed=seed, device=device,
-                              out_dir=Path(out_dir) / Path(m).stem, progress=progress)
-        per[Path(m).name] = res["ranks"]
-        spec[Path(m).name] = res["spectra"]
+        one = Workspace(model=m, data=ws.data, device=ws.device_name, out_dir=ws.out / Path(m).stem, progress=ws.progress)
+        res = explain_factors(one, ranks, images=images, units=units, pooled=pooled, iters=iters, seed=seed)
+        per[Path(m).name] = res.ranks
+        spec[Path(m).name] = res.spectra
     from deepatlas.report.factors import rmse_figure, spectra_figure
 
-    return {"models": [str(m) for m in models], "ranks": per, "spectra": spec, "figures": {
-        "rmse": str(rmse_figure(per, Path(out_dir) / "compare-rmse.png")),
-        "spectra": str(spectra_figure(spec, Path(out_dir) / "compare-spectra.png"))}}
+    return CompareResult([str(m) for m in models], per, spec, {
+        "rmse": str(rmse_figure(per, ws.out / "compare-rmse.png")),
+        "spectra": str(spectra_figure(spec, ws.out / "compare-spectra.png"))})

@@ -3,39 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from deepatlas.data.base import ImageSet
-from deepatlas.data.formats import load_data
-from deepatlas.db.graph import Graph
 from deepatlas.db.queries import resolve_class, run_template
-from deepatlas.db.runs import resolve_run
 from deepatlas.errors import NotFoundError, UsageError
 from deepatlas.explain.gradients import PredictionGradients
 from deepatlas.explain.influence import InfluentialScores
 from deepatlas.ingest.capture import ActivationRecorder, default_layers
 from deepatlas.models.checkpoint import Checkpoint
-from deepatlas.models.loading import as_checkpoint, complete_metadata
-from deepatlas.workflows.build import pick_device
+from deepatlas.models.loading import complete_metadata
+from deepatlas.workspace import Result, Workspace, optional
 
-__all__ = ["METHODS", "STEP_SIZES", "disagreement", "explain_feature", "explain_filters", "explain_heatmap", "explain_perturb", "perturb_sweep"]
+__all__ = [
+    "METHODS",
+    "STEP_SIZES",
+    "DisagreementResult",
+    "FeatureResult",
+    "FiltersResult",
+    "HeatmapResult",
+    "PerturbResult",
+    "SweepResult",
+    "disagreement",
+    "explain_feature",
+    "explain_filters",
+    "explain_heatmap",
+    "explain_perturb",
+    "perturb_sweep",
+]
 
 METHODS = ("influence", "gradient")
 
 
-def _image(ckpt: Checkpoint, index: int, dataset: str, split: str, data_dir: str | Path | None) -> tuple[ImageSet, torch.Tensor, int]:
-    data = load_data(dataset, split, data_dir=data_dir, input_shape=ckpt.meta.get("input_shape"))
+def _images(ws: Workspace) -> tuple[Checkpoint, ImageSet]:
+    """The Workspace's model and images, the model's missing metadata taken from the images."""
+    ckpt, data = ws.checkpoint(), ws.images()
     complete_metadata(ckpt, data.input_shape, data.class_names, data.name)
+    return ckpt, data
+
+
+def _image(ws: Workspace, index: int) -> tuple[Checkpoint, ImageSet, torch.Tensor, int]:
+    ckpt, data = _images(ws)
+    split = data.split
     if not 0 <= index < len(data):
         raise UsageError(f"image index {index} is out of range: {data.name}/{split} has images 0..{len(data) - 1}")
     if tuple(ckpt.meta.get("input_shape", data.input_shape)) != data.input_shape:
         raise UsageError(f"the model expects {tuple(ckpt.meta['input_shape'])} images, {data.name} has {data.input_shape}")
-    return data, data.images[index : index + 1], int(data.labels[index])
+    return ckpt, data, data.images[index : index + 1], int(data.labels[index])
 
 
 @dataclass
@@ -51,11 +69,9 @@ class _OneImage:
     device: torch.device
 
 
-def _one_image(model: str | Path | Checkpoint, index: int, dataset: str, split: str, data_dir: str | Path | None,
-               device: str) -> _OneImage:
-    ckpt = as_checkpoint(model)
-    data, raw, label = _image(ckpt, index, dataset, split, data_dir)
-    dev = pick_device(device)
+def _one_image(ws: Workspace, index: int) -> _OneImage:
+    ckpt, data, raw, label = _image(ws, index)
+    dev = ws.device
     net = ckpt.model.to(dev).eval()
     return _OneImage(ckpt, data, raw, label, net, ckpt.normalize(raw).to(dev), dev)
 
@@ -67,25 +83,30 @@ def _class_index(names: tuple[str, ...], name: str) -> int:
     raise NotFoundError(f"no class {name!r}; classes: {', '.join(names)}")
 
 
-def explain_heatmap(
-    model: str | Path,
-    index: int,
-    *,
-    class_name: str | None = None,
-    method: str = "influence",
-    dataset: str = "fashion-mnist",
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-) -> dict[str, Any]:
+@dataclass
+class HeatmapResult(Result):
+    """Input score maps of one image: the figure and each class's positive and negative sums."""
+
+    image: int
+    split: str
+    label: str
+    predicted: str
+    method: str
+    probabilities: dict[str, float]
+    figure: str
+    classes: list[dict[str, Any]]
+
+
+def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None, method: str = "influence") -> HeatmapResult:
     """Input score maps of one image for every class (or one), as a PNG and numbers.
 
     ``method="influence"``: influential scores (Jung et al.); ``"gradient"``: d logit / d pixel (Lo).
+    The model and images are the Workspace's; the figure goes to ``ws.out``.
     """
     if method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    one = _one_image(model, index, dataset, split, data_dir, device)
+    one = _one_image(ws, index)
+    split = one.data.split
     data, raw, label, net, x = one.data, one.raw, one.label, one.net, one.x
     with torch.no_grad():
         probs = net(x).softmax(1)[0].cpu()
@@ -97,31 +118,35 @@ def explain_heatmap(
 
     pred = int(probs.argmax())
     fig = input_score_grid(raw[0, 0].numpy(), [(f"{names[t]} ({probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
-                           Path(out_dir) / f"heatmap-{method}-{split}-{index}.png",
+                           ws.out / f"heatmap-{method}-{split}-{index}.png",
                            title=f"{data.name}/{split} #{index}: label {names[label]}, predicted {names[pred]} ({method})",
                            label=f"{method} score of the pixel for the class")
-    return {
-        "image": index, "split": split, "label": names[label], "predicted": names[pred], "method": method,
-        "probabilities": {names[i]: float(p) for i, p in enumerate(probs)}, "figure": str(fig),
-        "classes": [{"class": names[t], "positive": float(m[m > 0].sum()), "negative": float(m[m < 0].sum())}
-                    for t, m in zip(targets, maps, strict=True)],
-    }
+    return HeatmapResult(
+        image=index, split=split, label=names[label], predicted=names[pred], method=method,
+        probabilities={names[i]: float(p) for i, p in enumerate(probs)}, figure=str(fig),
+        classes=[{"class": names[t], "positive": float(m[m > 0].sum()), "negative": float(m[m < 0].sum())}
+                 for t, m in zip(targets, maps, strict=True)],
+    )
 
 
-def explain_filters(
-    model: str | Path,
-    index: int,
-    *,
-    class_name: str | None = None,
-    dataset: str = "fashion-mnist",
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-) -> dict[str, Any]:
+@dataclass
+class FiltersResult(Result):
+    """Each captured unit's influential score on one class for one image."""
+
+    image: int
+    label: str
+    predicted: str
+    target: str
+    figure: str
+    layers: dict[str, list[float]]
+    top: list[dict[str, Any]]
+
+
+def explain_filters(ws: Workspace, index: int, *, class_name: str | None = None) -> FiltersResult:
     """Each captured unit's influential score on the predicted (or a given) class for one image;
     a conv filter sums its positions."""
-    one = _one_image(model, index, dataset, split, data_dir, device)
+    one = _one_image(ws, index)
+    split = one.data.split
     data, label, net, x = one.data, one.label, one.net, one.x
     with torch.no_grad():
         pred = int(net(x).argmax(1))
@@ -132,26 +157,42 @@ def explain_filters(
     from deepatlas.report.attribution import filter_bars
 
     names = data.class_names
-    fig = filter_bars(per, Path(out_dir) / f"filters-{split}-{index}.png",
+    fig = filter_bars(per, ws.out / f"filters-{split}-{index}.png",
                       title=f"#{index} ({names[label]}): influential score of each unit on {names[target]}",
                       quantity="influential score")
-    return {"image": index, "label": names[label], "predicted": names[pred], "target": names[target], "figure": str(fig),
-            "layers": {name: [float(v) for v in s] for name, s in per},
-            "top": [{"unit": u, "score": v} for u, v in sorted(
-                ((f"{name}:{i}", float(v)) for name, s in per for i, v in enumerate(s)), key=lambda t: -t[1])[:10]]}
+    return FiltersResult(
+        image=index, label=names[label], predicted=names[pred], target=names[target], figure=str(fig),
+        layers={name: [float(v) for v in s] for name, s in per},
+        top=[{"unit": u, "score": v} for u, v in sorted(
+            ((f"{name}:{i}", float(v)) for name, s in per for i, v in enumerate(s)), key=lambda t: -t[1])[:10]])
 
 
-def disagreement(
-    graph: Graph, *, run: str | None = None, class_name: str | None = None, by: str = "influence",
-    min_r: float = 0.5, k: int = 10,
-) -> dict[str, Any]:
+@dataclass
+class DisagreementResult(Result):
+    """Units correlated with a class but not influential on it (or not its gradient), and the reverse."""
+
+    run: str
+    class_name: str | None = field(metadata={"key": "class"})
+    by: str
+    k: int
+    min_r: float
+    correlated_not_by: list[dict[str, Any]]
+    by_not_correlated: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "class": self.class_name, "by": self.by, "k": self.k, "min_r": self.min_r,
+                "correlated_not_" + self.by: self.correlated_not_by, self.by + "_not_correlated": self.by_not_correlated}
+
+
+def disagreement(ws: Workspace, *, class_name: str | None = None, by: str = "influence", min_r: float = 0.5,
+                 k: int = 10) -> DisagreementResult:
     """Units strongly correlated with a class but with little influence (or gradient) on it,
     and the reverse. Ranks within each class: a unit is "strong" by a measure when it is in the
     class's top ``k`` by that measure, "weak" when outside the top half.
     """
     if by not in METHODS:
         raise UsageError(f"by must be one of {', '.join(METHODS)}, got {by!r}")
-    info = resolve_run(graph, run)
+    graph, info = ws.graph, ws.run_info()
     stored = resolve_class(graph, info, class_name) if class_name else None
     rows = run_template(graph, "disagreement", {"run": info.name, "class": stored or "", "by": by})
     if not rows:
@@ -172,23 +213,36 @@ def disagreement(
                 out["correlated_not_" + by].append(entry)
             if s_rank[id(x)] < k and r_rank[id(x)] >= half:
                 out[by + "_not_correlated"].append(entry)
-    return {"run": info.name, "class": stored, "by": by, "k": k, "min_r": min_r, **out}
+    return DisagreementResult(info.name, stored, by, k, min_r, out["correlated_not_" + by], out[by + "_not_correlated"])
+
+
+@dataclass
+class FeatureResult(Result):
+    """The most characteristic feature (unit and region) of one image for one class."""
+
+    image: int
+    label: str
+    class_name: str = field(metadata={"key": "class"})
+    unit: str
+    layer: str
+    index: int
+    position: list[int] | None
+    region: list[int] | None
+    score: float
+    score_kind: str
+    output: str
+    figure: str
 
 
 def explain_feature(
-    model: str | Path,
+    ws: Workspace,
     index: int,
     *,
     class_name: str | None = None,
     layers: list[str] | None = None,
     score: str = "pg",
     output: str = "logit",
-    dataset: str = "fashion-mnist",
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-) -> dict[str, Any]:
+) -> FeatureResult:
     """The most characteristic feature of an image for its own class (default) or for ``class_name``:
     the captured conv unit and region with the largest prediction gradient (``score="pg"``, the
     thesis) or activation x prediction gradient (``score="activation-x-pg"``).
@@ -200,7 +254,7 @@ def explain_feature(
     from deepatlas.explain.query import characteristic_feature
     from deepatlas.report.attribution import feature_figure
 
-    one = _one_image(model, index, dataset, split, data_dir, device)
+    one = _one_image(ws, index)
     data, raw, label, net, x = one.data, one.raw, one.label, one.net, one.x
     target = _class_index(data.class_names, class_name) if class_name else label
     if layers:
@@ -211,52 +265,75 @@ def explain_feature(
     feat = characteristic_feature(net, x, target, search, score=score, output=output)
     names = data.class_names
     fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
-                         Path(out_dir) / f"feature-{split}-{index}-{target}.png",
+                         ws.out / f"feature-{data.split}-{index}-{target}.png",
                          title=f"#{index} ({names[label]}): what makes it {names[target]}? {feat.layer}:{feat.unit}")
-    return {"image": index, "label": names[label], "class": names[target], "unit": f"{feat.layer}:{feat.unit}",
-            "layer": feat.layer, "index": feat.unit, "position": list(feat.position) if feat.position else None,
-            "region": list(feat.region) if feat.region else None, "score": feat.score, "score_kind": score, "output": output,
-            "figure": str(fig)}
+    return FeatureResult(image=index, label=names[label], class_name=names[target], unit=f"{feat.layer}:{feat.unit}",
+                         layer=feat.layer, index=feat.unit, position=list(feat.position) if feat.position else None,
+                         region=list(feat.region) if feat.region else None, score=feat.score, score_kind=score,
+                         output=output, figure=str(fig))
 
 
-def explain_perturb(
-    model: str | Path,
-    index: int,
-    toward: str,
-    *,
-    steps: int = 20,
-    step_size: float = 0.02,
-    dataset: str = "fashion-mnist",
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-) -> dict[str, Any]:
+@dataclass
+class PerturbResult(Result):
+    """One image perturbed toward a class: confidence per step and the step where it flips."""
+
+    image: int
+    label: str
+    original: str
+    toward: str
+    step_size: float
+    steps: int
+    flip_step: int | None
+    target_prob: list[float]
+    original_prob: list[float]
+    predicted: list[str]
+    figure: str
+
+
+def explain_perturb(ws: Workspace, index: int, toward: str, *, steps: int = 20, step_size: float = 0.02) -> PerturbResult:
     """Perturb one image toward a class along d y_C / d x; confidence per step and the flip."""
     from deepatlas.explain.query import perturb_toward
     from deepatlas.report.attribution import perturbation_strip
 
-    one = _one_image(model, index, dataset, split, data_dir, device)
+    one = _one_image(ws, index)
     ckpt, data, raw, label, net = one.ckpt, one.data, one.raw, one.label, one.net
     target = _class_index(data.class_names, toward)
     res = perturb_toward(net, raw.to(one.device), target, steps=steps, step_size=step_size, prepare=ckpt.normalize)
     names = data.class_names
     imgs = res["images"][:, 0].cpu().numpy()
     labels = [f"step {i}: {names[p]}\np({names[target]})={tp:.2f}" for i, (p, tp) in enumerate(zip(res["predicted"], res["target_prob"], strict=True))]
-    fig = perturbation_strip(imgs, labels, Path(out_dir) / f"perturb-{split}-{index}-to-{target}.png",
+    fig = perturbation_strip(imgs, labels, ws.out / f"perturb-{data.split}-{index}-to-{target}.png",
                              title=f"#{index} ({names[label]}) toward {names[target]}, step size {step_size}")
-    return {"image": index, "label": names[label], "original": names[res["original"]], "toward": names[target],
-            "step_size": step_size, "steps": steps, "flip_step": res["flip_step"],
-            "target_prob": res["target_prob"], "original_prob": res["original_prob"],
-            "predicted": [names[p] for p in res["predicted"]], "figure": str(fig)}
+    return PerturbResult(image=index, label=names[label], original=names[res["original"]], toward=names[target],
+                         step_size=step_size, steps=steps, flip_step=res["flip_step"], target_prob=res["target_prob"],
+                         original_prob=res["original_prob"], predicted=[names[p] for p in res["predicted"]], figure=str(fig))
 
 
 #: Default step sizes of the single-step sweep (eps multiplies d p / d x as it is; see docs/REPRODUCTION.md).
 STEP_SIZES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
+@dataclass
+class SweepResult(Result):
+    """Targeted perturbations of correctly classified images toward every other class."""
+
+    mode: str
+    images: int
+    class_names: list[str]
+    success: list[Any]
+    target_success: dict[str, Any]
+    figure: str
+    output: str | None = optional()
+    pairs: int | None = optional()
+    step_sizes: list[float] | None = optional()
+    induced_error: list[float] | None = optional()
+    grad_max_median: float | None = optional()
+    steps: int | None = optional()
+    step_size: float | None = optional()
+
+
 def perturb_sweep(
-    model: str | Path,
+    ws: Workspace,
     *,
     images: int = 100,
     mode: str = "single-step",
@@ -264,13 +341,7 @@ def perturb_sweep(
     output: str = "prob",
     steps: int = 10,
     step_size: float = 0.02,
-    dataset: str = "fashion-mnist",
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    out_dir: str | Path = ".",
-    progress: Any = None,
-) -> dict[str, Any]:
+) -> SweepResult:
     """Targeted perturbations of correctly classified images (stratified) toward every other class.
 
     ``mode="single-step"`` (the thesis, the default): one step x + eps * d y_t / d x for each
@@ -293,10 +364,8 @@ def perturb_sweep(
         raise UsageError("images must be >= 1")
     if mode not in ("single-step", "iterative"):
         raise UsageError(f"mode must be single-step or iterative, got {mode!r}")
-    ckpt = as_checkpoint(model)
-    data = load_data(dataset, split, data_dir=data_dir, input_shape=ckpt.meta.get("input_shape"))
-    complete_metadata(ckpt, data.input_shape, data.class_names, data.name)
-    dev = pick_device(device)
+    ckpt, data = _images(ws)
+    dev, progress = ws.device, ws.progress
     net = ckpt.model.to(dev).eval()
     n = len(data.class_names)
     per = max(1, images // n)
@@ -319,22 +388,20 @@ def perturb_sweep(
         for s in range(0, len(x_all), 256):
             parts.append(single_step_sweep(net, x_all[s : s + 256], l_all[s : s + 256], t_all[s : s + 256].to(dev),
                                            list(step_sizes), output=output, prepare=ckpt.normalize))
-            if progress is not None:
-                progress("perturb", min(s + 256, len(x_all)) - s, len(x_all))
+            progress("perturb", min(s + 256, len(x_all)) - s, len(x_all))
         p = torch.cat([torch.tensor(part["predicted"]) for part in parts], dim=1)  # (eps, pairs)
         success = (p == t_all).to(torch.float64).mean(1).tolist()
         induced = (p != l_all).to(torch.float64).mean(1).tolist()
         per_target = {names[t]: [float((p[e][t_all == t] == t).to(torch.float64).mean()) for e in range(len(step_sizes))]
                       for t in range(n)}
         grad_max = sorted(g for part in parts for g in part["grad_max"])
-        fig = step_sweep_figure(list(step_sizes), success, induced, Path(out_dir) / f"perturb-single-step-{output}.png",
+        fig = step_sweep_figure(list(step_sizes), success, induced, ws.out / f"perturb-single-step-{output}.png",
                                 title=f"one step along d {'p' if output == 'prob' else 'logit'}(target)/dx: "
                                       f"{len(chosen)} images x {n - 1} targets",
                                 xlabel=f"step size eps (x' = x + eps * d {'p' if output == 'prob' else 'logit'}/dx)")
-        return {"mode": mode, "output": output, "images": len(chosen), "pairs": len(x_all), "class_names": names,
-                "step_sizes": list(step_sizes), "success": success, "induced_error": induced,
-                "target_success": per_target, "grad_max_median": grad_max[len(grad_max) // 2] if grad_max else 0.0,
-                "figure": str(fig)}
+        return SweepResult(mode=mode, output=output, images=len(chosen), pairs=len(x_all), class_names=names,
+                           step_sizes=list(step_sizes), success=success, induced_error=induced, target_success=per_target,
+                           grad_max_median=grad_max[len(grad_max) // 2] if grad_max else 0.0, figure=str(fig))
     tries = np.zeros((n, n))
     wins = np.zeros((n, n))
     for i in chosen:
@@ -345,13 +412,12 @@ def perturb_sweep(
             res = perturb_toward(net, sub.images[i : i + 1].to(dev), t, steps=steps, step_size=step_size, prepare=ckpt.normalize)
             tries[c, t] += 1
             wins[c, t] += res["flip_step"] is not None
-        if progress is not None:
-            progress("perturb", 1, len(chosen))
+        progress("perturb", 1, len(chosen))
     rate = np.where(tries > 0, wins / np.maximum(tries, 1), np.nan)
-    fig = matrix_figure(rate, names, Path(out_dir) / f"perturb-sweep-{steps}x{step_size}.png",
+    fig = matrix_figure(rate, names, ws.out / f"perturb-sweep-{steps}x{step_size}.png",
                         title=f"flip success within {steps} steps of {step_size} ({len(chosen)} images)",
                         xlabel="target class", ylabel="true class", label="share of the images flipped to the target")
     easiest = np.nanmean(rate, axis=0)
-    return {"mode": mode, "images": len(chosen), "steps": steps, "step_size": step_size, "class_names": names,
-            "success": [[None if np.isnan(v) else float(v) for v in row] for row in rate],
-            "target_success": {names[t]: float(easiest[t]) for t in range(n)}, "figure": str(fig)}
+    return SweepResult(mode=mode, images=len(chosen), steps=steps, step_size=step_size, class_names=names,
+                       success=[[None if np.isnan(v) else float(v) for v in row] for row in rate],
+                       target_success={names[t]: float(easiest[t]) for t in range(n)}, figure=str(fig))
