@@ -56,7 +56,8 @@ __all__ = [
 
 # Options several commands share, declared once so their flags and help read the same everywhere.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the latest complete run.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run name. Default: the run last used here (by --run or an ingest); else the "
+                                           "latest, when all runs come from one model.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")]
 

@@ -85,7 +85,7 @@ def run_cmd(
 ) -> None:
     """Run a template with parameters, in a read transaction.
 
-    `run` defaults to the latest complete run when the template takes it and -p run= is absent.
+    `run` defaults to the run last used (see --run elsewhere) when the template takes it and -p run= is absent.
     Example: deepatlas query run confused_pairs -p k=5
     """
     template = load_template(name)

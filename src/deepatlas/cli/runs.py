@@ -40,7 +40,7 @@ def list_cmd(
 @app.command()
 @cli_errors
 def show(
-    run: Annotated[str | None, typer.Argument(help="Run name. Default: the latest complete run.")] = None,
+    run: Annotated[str | None, typer.Argument(help="Run name. Default: the run last used here, else the latest.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """One run's parameters, counts and accuracy."""

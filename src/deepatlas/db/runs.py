@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from deepatlas.db.graph import Graph
@@ -40,7 +41,7 @@ from deepatlas.rows import EdgeTable, GraphTables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "list_runs", "new_run_key", "resolve_run", "run_model_row", "write_run"]
+__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "last_run", "list_runs", "new_run_key", "remember_run", "resolve_run", "run_model_row", "write_run"]
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -364,20 +365,82 @@ def find_run(graph: Graph, name: str) -> RunInfo | None:
     return RunInfo.from_row(rows[0]) if rows else None
 
 
+def _state_file() -> Path:
+    from deepatlas.paths import home_dir
+
+    return home_dir() / "state" / "last_run.json"
+
+
+def _database_id(graph: Graph) -> str:
+    return f"{graph.settings.uri}/{graph.settings.database}"
+
+
+def last_run(graph: Graph) -> str | None:
+    """The name of the run a command on this database was last pointed at (by ``--run`` or by
+    writing it), or None."""
+    try:
+        state = json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return None
+    name = state.get(_database_id(graph)) if isinstance(state, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def remember_run(graph: Graph, name: str) -> None:
+    """Record ``name`` as the run commands on this database default to next (one small JSON
+    file under ``$DEEPATLAS_HOME/state``, written atomically, mode 0600; best effort)."""
+    path = _state_file()
+    try:
+        state = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(state, dict):
+            state = {}
+    except (OSError, ValueError):
+        state = {}
+    state[_database_id(graph)] = name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("could not remember the run: %s", exc)
+
+
 def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
-    """The complete run called ``name``, or the latest complete run when ``name`` is None.
+    """The complete run called ``name``; without a name, the run to default to.
+
+    The default, in order: the run a command on this database was last pointed at (an explicit
+    ``--run`` or an ingest; see :func:`remember_run`) while it is still complete; else, when
+    every complete run comes from one model, the latest; else none: runs of several models
+    are stored, and guessing among them is how an experiment silently picks another model's
+    run, so the user is asked to pass ``--run``. The choice is logged ("using run X ...").
 
     Raises
     ------
     NotFoundError
-        No such complete run; the message lists the complete runs.
+        No such complete run, or no complete run at all; the message lists the runs.
+    UsageError
+        No name, no remembered run, and complete runs of several models.
     """
     if name is not None and not name.strip():
         raise UsageError("--run must name a run; leave it out for the latest one (`deepatlas runs list`)")
     if name is None:
-        rows = graph.read("MATCH (r:Run {status: 'complete'}) RETURN r ORDER BY r.completed_at DESC LIMIT 1")
-        if not rows:
+        remembered = last_run(graph)
+        found = find_run(graph, remembered) if remembered else None
+        if found is not None:
+            log.info("using run %s, the run last used here (pass --run to choose another)", found.name)
+            return found
+        runs = list_runs(graph)
+        if not runs:
             raise NotFoundError("no complete run in the graph yet; create one with `deepatlas ingest`")
+        models = dict.fromkeys(r.model for r in runs)
+        if len(models) > 1:
+            listed = "; ".join(f"{r.name} (model {str(r.model)[:12]})" for r in runs[:8])
+            raise UsageError(f"runs of {len(models)} models are stored ({listed}{'; ...' if len(runs) > 8 else ''}); "
+                             "pass --run NAME")
+        rows = graph.read("MATCH (r:Run {status: 'complete'}) RETURN r ORDER BY r.completed_at DESC LIMIT 1")
         info = RunInfo.from_row(rows[0])
         log.info("using run %s, the latest complete run (pass --run to choose another)", info.name)
         return info
@@ -385,6 +448,7 @@ def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
     if found is None:
         names = [r.name for r in list_runs(graph)]
         raise NotFoundError(f"no complete run named {name!r}; runs: {', '.join(names) or 'none yet'}")
+    remember_run(graph, found.name)
     return found
 
 

@@ -21,7 +21,14 @@ from deepatlas import workspace
 from deepatlas.data.base import ImageSet
 from deepatlas.data.formats import load_dataset
 from deepatlas.db.graph import Graph
-from deepatlas.db.runs import RunInfo, find_run, new_run_key, validate_run_name, write_run
+from deepatlas.db.runs import (
+    RunInfo,
+    find_run,
+    new_run_key,
+    remember_run,
+    validate_run_name,
+    write_run,
+)
 from deepatlas.errors import UsageError
 from deepatlas.explain.aggregate import (
     class_gradient_scores,
@@ -318,4 +325,5 @@ def ingest(
                         progress=lambda k: progress("write", k, total_rows), timings=written)
         timings["clean-up"] = written.get("clean-up", 0.0)  # deleting earlier generations of the name
     timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
+    remember_run(g, name)  # commands without --run now default to this run
     return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))
