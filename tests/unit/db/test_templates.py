@@ -9,7 +9,7 @@ import pytest
 from deepatlas.db.templates import list_templates, load_template, parse_param_value
 from deepatlas.errors import NotFoundError, UsageError
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "deepatlas"
+SRC = Path(__file__).resolve().parents[3] / "src" / "deepatlas"
 
 
 def test_every_template_declares_exactly_the_parameters_it_uses() -> None:

@@ -88,7 +88,7 @@ def test_perturbation_increases_the_target_logit_for_small_steps() -> None:
 
 
 def test_removal_curve_keeps_holding_until_the_core_goes() -> None:
-    from tests.unit.test_switchgate import _data, _toy
+    from tests.unit.explain.test_switchgate import _data, _toy
 
     model = _toy()
     pos, _ = _data(model)

@@ -38,7 +38,7 @@ def test_bad_flags_are_one_usage_error(kwargs: dict[str, str], message: str) -> 
 
 
 def test_declaring_the_ingest_command_imports_no_torch() -> None:
-    src = Path(__file__).resolve().parents[2] / "src"
+    src = Path(__file__).resolve().parents[3] / "src"
     code = "import sys; import deepatlas.cli.ingest; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(src)},
                          check=True)
