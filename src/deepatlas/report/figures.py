@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import matplotlib
 
@@ -14,14 +14,29 @@ import numpy as np
 
 from deepatlas.report._save import save
 
-if TYPE_CHECKING:
-    from deepatlas.db.analytics import RunGraph
-    from deepatlas.workflows.analysis import CommunityReport, OverlapReport
-
-__all__ = ["class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter"]
+__all__ = ["CommunitiesLike", "OverlapLike", "class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter"]
 
 
-def jaccard_mistakes_scatter(ov: OverlapReport, path: Path, *, label_top: int = 12) -> Path:
+class OverlapLike(Protocol):
+    """What the overlap figures read (e.g. :class:`deepatlas.workflows.analysis.OverlapReport`;
+    report/ imports nothing above it)."""
+
+    run: str
+    params: dict[str, Any]
+    pairs: list[dict[str, Any]]
+    class_names: list[str]
+    stats: Any  # .r, .p_value, .n_pairs
+
+
+class CommunitiesLike(Protocol):
+    """What the community figure reads (e.g. :class:`deepatlas.workflows.analysis.CommunityReport`)."""
+
+    modularity: float
+    communities: list[dict[str, Any]]
+    params: dict[str, Any]
+
+
+def jaccard_mistakes_scatter(ov: OverlapLike, path: Path, *, label_top: int = 12) -> Path:
     """Pairwise Jaccard (x) against pairwise mistakes (y), the most notable pairs labelled."""
     x = np.array([p["jaccard"] for p in ov.pairs])
     y = np.array([p["mistakes"] for p in ov.pairs])
@@ -63,7 +78,7 @@ OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "p")
 
 
-def class_community_graph(ov: OverlapReport, comm: CommunityReport, rg: RunGraph, path: Path) -> Path:
+def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path) -> Path:
     """Classes grouped by the community of the co-activation graph they fall in.
 
     Each community with classes gets its own colour and marker (Okabe-Ito, colour-blind safe)

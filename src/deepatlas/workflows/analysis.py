@@ -384,7 +384,7 @@ def audit_confusion(
         out = ws.out
         out.mkdir(parents=True, exist_ok=True)
         drawn["scatter"] = str(jaccard_mistakes_scatter(ov, out / "jaccard_vs_mistakes.png"))
-        drawn["communities"] = str(class_community_graph(ov, comm, rg, out / "class_communities.png"))
+        drawn["communities"] = str(class_community_graph(ov, comm, out / "class_communities.png"))
         key_of = {neuron_label(n): n["key"] for n in rg.neurons}
         chosen = [(name, rank, label) for name in ov.class_names for rank, label in enumerate(ov.sets[name][:3], 1)]
         maps = read_pixel_maps(graph, info, [key_of[label] for _, _, label in chosen])
