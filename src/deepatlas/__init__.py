@@ -2,11 +2,15 @@
 
 Layers (imports flow one way; see docs/ARCHITECTURE.md)::
 
-    data, models -> ingest, explain -> graphops -> db -> cli
+    data, models -> ingest, explain, graphops, db -> workflows -> cli
+
+Scripts bind what a job works on once in a :class:`Workspace` and call the workflows with it.
 """
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from deepatlas.workspace import Workspace
+
+__all__ = ["Workspace", "__version__"]
 
 __version__ = "0.1.0"
