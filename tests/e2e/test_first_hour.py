@@ -56,7 +56,7 @@ def test_commands_say_which_run_they_use_and_refuse_an_empty_name(neo4j_server, 
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["query", "drivers", "--class", "Sandal", "-k", "2", "--json"])
     assert r.exit_code == 0, r.output
-    assert "using run latest-one, the latest complete run" in r.stderr
+    assert "using run latest-one, the run last used here" in r.stderr  # the ingest just wrote it
     assert json.loads(r.stdout)["run"] == "latest-one"  # stdout stays pure JSON
     r = runner.invoke(app, ["query", "drivers", "--class", "Sandal", "--run", ""])
     assert r.exit_code == 1 and "--run must name a run" in r.output and "Traceback" not in r.output

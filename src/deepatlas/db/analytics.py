@@ -15,6 +15,7 @@ import numpy as np
 
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo
+from deepatlas.db.templates import cypher
 
 __all__ = ["RunGraph", "read_pixel_maps", "read_run_export", "read_run_graph", "write_centrality", "write_communities", "write_overlaps"]
 
@@ -52,18 +53,14 @@ def read_run_graph(graph: Graph, run: RunInfo) -> RunGraph:
     """Pull the hidden+class co-activation subgraph of a complete run."""
     key = run.key
     neurons = graph.read(
-        "MATCH (n:Neuron {run: $key})-[:IN_LAYER]->(l:Layer) "
-        "RETURN n.key AS key, n.layer AS layer, n.index AS index, n.dead AS dead, 'neuron' AS kind "
-        "ORDER BY l.position, n.index", {"key": key})
+        cypher("run_neurons"), {"key": key})
     classes = graph.read(
-        "MATCH (c:Class {run: $key}) RETURN c.key AS key, c.index AS index, c.name AS name, 'class' AS kind "
-        "ORDER BY c.index", {"key": key})
+        cypher("run_classes"), {"key": key})
     edges = [
         (row["a"], row["b"], row["r"])
         for label in ("Neuron", "Class")
         for row in graph.read(
-            f"MATCH (a:{label} {{run: $key}})-[e:COACTIVATES]->(b) WHERE b:Neuron OR b:Class "
-            "RETURN a.key AS a, b.key AS b, e.r AS r", {"key": key})
+            cypher("run_coactivations", label=label), {"key": key})
     ]
     n_index = {row["key"]: i for i, row in enumerate(neurons)}
     c_index = {row["key"]: i for i, row in enumerate(classes)}
@@ -71,7 +68,7 @@ def read_run_graph(graph: Graph, run: RunInfo) -> RunGraph:
     for a, b, r in edges:
         if a in n_index and b in c_index:
             class_r[n_index[a], c_index[b]] = r
-    rows = graph.read("MATCH (r:Run {key: $key}) RETURN r.confusion AS confusion", {"key": key})
+    rows = graph.read(cypher("run_confusion"), {"key": key})
     confusion = np.array(json.loads(rows[0]["confusion"]), dtype=np.int64)
     return RunGraph(run, neurons, classes, edges, class_r, confusion)
 
@@ -88,15 +85,11 @@ def write_communities(graph: Graph, run: RunInfo, membership: dict[str, int], mo
     ]
     members = [{"node": node, "community": f"{run.key}/community/{c}"} for node, c in membership.items()]
     graph.write_many([
-        ("MATCH (c:Community {run: $run}) DETACH DELETE c", {"run": run.key}),
-        ("UNWIND $rows AS row CREATE (c:Community {key: row.key, run: $run, index: row.index, size: row.size, "
-         "classes: row.classes, modularity: $q, graph: $graph})",
+        (cypher("delete_communities"), {"run": run.key}),
+        (cypher("create_communities"),
          {"rows": communities, "run": run.key, "q": modularity, "graph": params.get("graph", "stored")}),
-        ("UNWIND $rows AS row MATCH (c:Community {key: row.community}) "
-         "OPTIONAL MATCH (n:Neuron {key: row.node}) OPTIONAL MATCH (k:Class {key: row.node}) "
-         "WITH c, coalesce(n, k) AS m WHERE m IS NOT NULL CREATE (m)-[:MEMBER_OF]->(c)", {"rows": members}),
-        ("MATCH (r:Run {key: $run}) SET r.modularity = $q, r.modularity_graph = $graph, r.communities = size($rows), "
-         "r.community_params = $params",
+        (cypher("create_memberships"), {"rows": members}),
+        (cypher("run_modularity"),
          {"run": run.key, "q": modularity, "rows": communities, "params": json.dumps(params), "graph": params.get("graph", "stored")}),
     ])
     return len(communities)
@@ -109,22 +102,19 @@ def write_overlaps(graph: Graph, run: RunInfo, set_rows: list[dict[str, Any]], p
     ``set_rows``: neuron, cls, rank, r.  ``pair_rows``: a, b, jaccard, shared, mistakes.
     """
     graph.write_many([
-        ("MATCH (:Neuron {run: $run})-[s:IN_SET]->() DELETE s", {"run": run.key}),
-        ("MATCH (:Class {run: $run})-[o:OVERLAPS]->() DELETE o", {"run": run.key}),
-        ("UNWIND $rows AS row MATCH (n:Neuron {key: row.neuron}) MATCH (c:Class {key: row.cls}) "
-         "CREATE (n)-[:IN_SET {rank: row.rank, r: row.r}]->(c)", {"rows": set_rows}),
-        ("UNWIND $rows AS row MATCH (a:Class {key: row.a}) MATCH (b:Class {key: row.b}) "
-         "CREATE (a)-[:OVERLAPS {jaccard: row.jaccard, shared: row.shared, mistakes: row.mistakes}]->(b)",
+        (cypher("delete_in_set"), {"run": run.key}),
+        (cypher("delete_overlaps"), {"run": run.key}),
+        (cypher("create_in_set"), {"rows": set_rows}),
+        (cypher("create_overlaps"),
          {"rows": pair_rows}),
-        ("MATCH (r:Run {key: $run}) SET r.overlap = $summary", {"run": run.key, "summary": json.dumps(summary)}),
+        (cypher("run_overlap_summary"), {"run": run.key, "summary": json.dumps(summary)}),
     ])
 
 
 def write_centrality(graph: Graph, run: RunInfo, rows: list[dict[str, Any]]) -> None:
     """Set degree, degree_centrality and strength on the run's neurons and classes."""
     graph.write_many([
-        (f"UNWIND $rows AS row MATCH (n:{label} {{key: row.key}}) "
-         "SET n.degree = row.degree, n.degree_centrality = row.degree_centrality, n.strength = row.strength",
+        (cypher("set_centrality", label=label),
          {"rows": rows})
         for label in ("Neuron", "Class")
     ])
@@ -132,10 +122,10 @@ def write_centrality(graph: Graph, run: RunInfo, rows: list[dict[str, Any]]) -> 
 
 def read_pixel_maps(graph: Graph, run: RunInfo, neuron_keys: list[str]) -> list[np.ndarray]:
     """Each neuron's pixel correlations reshaped to the run's pixel grid (channel 0 if several)."""
-    rows = graph.read("MATCH (r:Run {key: $key}) RETURN coalesce(r.pixel_shape, r.input_shape) AS shape", {"key": run.key})
+    rows = graph.read(cypher("run_pixel_shape"), {"key": run.key})
     shape = rows[0]["shape"] if rows and rows[0]["shape"] else None
     found = {row["key"]: row["pixel_r"] for row in graph.read(
-        "UNWIND $keys AS k MATCH (n:Neuron {key: k}) RETURN n.key AS key, n.pixel_r AS pixel_r", {"keys": neuron_keys})}
+        cypher("neuron_pixel_r"), {"keys": neuron_keys})}
     maps = []
     for key in neuron_keys:
         v = np.asarray(found[key], dtype=float)
@@ -153,13 +143,13 @@ def read_run_export(graph: Graph, run: RunInfo, *, pixels: bool = False) -> tupl
     labels = ["Layer", "Neuron", "Class", "Community", "Experiment"] + (["Pixel"] if pixels else [])
     nodes: list[dict[str, Any]] = []
     for label in labels:
-        for row in graph.read(f"MATCH (n:{label} {{run: $key}}) RETURN n {{.*}} AS props", {"key": run.key}):
+        for row in graph.read(cypher("export_nodes", label=label), {"key": run.key}):
             nodes.append({"label": label, **row["props"]})
     keys = {n["key"] for n in nodes}
     edges: list[dict[str, Any]] = []
     for label in labels:
         for row in graph.read(
-            f"MATCH (a:{label} {{run: $key}})-[e]->(b) RETURN a.key AS source, b.key AS target, type(e) AS type, e {{.*}} AS props",
+            cypher("export_edges", label=label),
             {"key": run.key},
         ):
             if row["target"] in keys:

@@ -21,6 +21,7 @@ from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo, _property, _verify_counts, ensure_schema, resolve_run
 from deepatlas.db.schema import check_label, check_rel
 from deepatlas.db.server import _ADMIN, LocalServer, _java
+from deepatlas.db.templates import cypher
 from deepatlas.errors import ServerError, UsageError
 from deepatlas.rows import GraphTables
 
@@ -28,7 +29,7 @@ __all__ = ["bulk_import", "check_bulk_target", "database_is_empty"]
 
 
 def database_is_empty(graph: Graph) -> bool:
-    return graph.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == 0
+    return graph.read(cypher("count_all_nodes"))[0]["n"] == 0
 
 
 def check_bulk_target(graph: Graph) -> None:
@@ -141,8 +142,7 @@ def bulk_import(
     ensure_schema(graph)
     _verify_counts(graph, key, tables.node_counts(), tables.edge_counts())
     phases["schema+verify"] = time.perf_counter() - t0
-    graph.write("MATCH (r:Run {key: $key, status: 'running'}) SET r.status = 'complete', r.created_at = datetime(), "
-                "r.completed_at = datetime(), r.bulk = true, r.bulk_seconds = $phases",
+    graph.write(cypher("bulk_complete_run"),
                 {"key": key, "phases": json.dumps(phases)})
     shutil.rmtree(folder, ignore_errors=True)
     return resolve_run(graph, name)

@@ -8,6 +8,7 @@ from typing import Any
 
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo
+from deepatlas.db.templates import cypher
 from deepatlas.errors import NotFoundError, UsageError
 from deepatlas.rows import experiment_key, neuron_key
 
@@ -29,9 +30,7 @@ RANKINGS = {"coactivation": ("COACTIVATES", "r"), "gradient": ("GRADIENT", "pg")
 
 _RANK_QUERIES = {
     name: (
-        f"MATCH (c:Class {{key: $class_key}}) MATCH (n:Neuron)-[e:{rel}]->(c) "
-        f"WHERE n.run = $run AND ($layer IS NULL OR n.layer = $layer) AND NOT n.dead "
-        f"RETURN n.layer AS layer, n.index AS index, e.{prop} AS score ORDER BY score DESC, layer, index"
+        cypher("class_ranking", rel=rel, prop=prop)
     )
     for name, (rel, prop) in RANKINGS.items()
 }
@@ -40,8 +39,7 @@ _RANK_QUERIES = {
 def unit_layers(graph: Graph, run: RunInfo) -> list[dict[str, Any]]:
     """The run's captured layers in forward order (name, kind, size)."""
     return graph.read(
-        "MATCH (l:Layer {run: $key}) WHERE l.kind IN ['conv', 'dense'] RETURN l.name AS name, l.kind AS kind, "
-        "l.size AS size ORDER BY l.position", {"key": run.key})
+        cypher("unit_layers"), {"key": run.key})
 
 
 def dense_layers(graph: Graph, run: RunInfo) -> list[str]:
@@ -68,10 +66,9 @@ def class_ranking(graph: Graph, run: RunInfo, class_key: str, *, by: str = "coac
 
 def community_units(graph: Graph, run: RunInfo, community: int) -> list[tuple[str, int]]:
     rows = graph.read(
-        "MATCH (c:Community {run: $key, index: $i})<-[:MEMBER_OF]-(n:Neuron) RETURN n.layer AS layer, n.index AS index "
-        "ORDER BY layer, index", {"key": run.key, "i": community})
+        cypher("community_neurons"), {"key": run.key, "i": community})
     if not rows:
-        n = graph.read("MATCH (c:Community {run: $key}) RETURN count(c) AS n", {"key": run.key})[0]["n"]
+        n = graph.read(cypher("count_communities"), {"key": run.key})[0]["n"]
         if n == 0:
             raise NotFoundError(f"run {run.name} has no communities yet: run `deepatlas analyze communities` first")
         raise NotFoundError(f"community {community} has no neurons; run {run.name} has communities 0..{n - 1}")
@@ -80,18 +77,17 @@ def community_units(graph: Graph, run: RunInfo, community: int) -> list[tuple[st
 
 def shared_units(graph: Graph, run: RunInfo, a_key: str, b_key: str) -> list[tuple[str, int]]:
     """Neurons in both classes' sets (IN_SET, from `deepatlas analyze overlap`)."""
-    has = graph.read("MATCH (n:Neuron {run: $key})-[s:IN_SET]->() RETURN count(s) AS n", {"key": run.key})[0]["n"]
+    has = graph.read(cypher("count_in_set"), {"key": run.key})[0]["n"]
     if not has:
         raise NotFoundError(f"run {run.name} has no class neuron sets yet: run `deepatlas analyze overlap` first")
     rows = graph.read(
-        "MATCH (a:Class {key: $a})<-[:IN_SET]-(n:Neuron)-[:IN_SET]->(b:Class {key: $b}) "
-        "RETURN n.layer AS layer, n.index AS index ORDER BY layer, index", {"a": a_key, "b": b_key})
+        cypher("shared_set_neurons"), {"a": a_key, "b": b_key})
     return [(row["layer"], int(row["index"])) for row in rows]
 
 
 def community_classes(graph: Graph, run: RunInfo, index: int) -> list[str]:
     """The classes of stored community ``index`` (empty when it has none or does not exist)."""
-    rows = graph.read("MATCH (c:Community {run: $key, index: $i}) RETURN c.classes AS classes", {"key": run.key, "i": index})
+    rows = graph.read(cypher("community_classes"), {"key": run.key, "i": index})
     return list(rows[0]["classes"] or []) if rows else []
 
 
@@ -103,7 +99,7 @@ def layer_size(graph: Graph, run: RunInfo, name: str) -> int:
     NotFoundError
         The run has no such layer.
     """
-    rows = graph.read("MATCH (l:Layer {run: $key, name: $name}) RETURN l.size AS s", {"key": run.key, "name": name})
+    rows = graph.read(cypher("layer_size"), {"key": run.key, "name": name})
     if not rows:
         raise NotFoundError(f"run {run.name} has no layer {name!r}")
     return int(rows[0]["s"])
@@ -115,11 +111,10 @@ def write_experiment(graph: Graph, run: RunInfo, kind: str, params: dict[str, An
     key = experiment_key(run.key, uuid.uuid4().hex[:10])
     rows = [{"key": neuron_key(run.key, layer, index), "rank": i + 1} for i, (layer, index) in enumerate(targets)]
     graph.write_many([
-        ("CREATE (x:Experiment {key: $key, run: $run, kind: $kind, params: $params, result: $result, created_at: datetime()})",
+        (cypher("create_experiment"),
          {"key": key, "run": run.key, "kind": kind, "params": json.dumps(params), "result": json.dumps(result)}),
-        ("MATCH (x:Experiment {key: $key}) UNWIND $rows AS row MATCH (n:Neuron {key: row.key}) "
-         "CREATE (x)-[:TARGETS {rank: row.rank}]->(n)", {"key": key, "rows": rows}),
-        ("MATCH (x:Experiment {key: $key}) UNWIND $classes AS ck MATCH (c:Class {key: ck}) CREATE (x)-[:ON_CLASS]->(c)",
+        (cypher("experiment_targets"), {"key": key, "rows": rows}),
+        (cypher("experiment_classes"),
          {"key": key, "classes": class_keys}),
     ])
     return key

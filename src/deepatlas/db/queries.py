@@ -6,7 +6,7 @@ from typing import Any
 
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo, resolve_run
-from deepatlas.db.templates import load_template
+from deepatlas.db.templates import cypher, load_template
 from deepatlas.errors import NotFoundError, UsageError
 
 __all__ = ["class_drivers", "class_names", "resolve_class", "run_template"]
@@ -22,7 +22,7 @@ def run_template(graph: Graph, name: str, params: dict[str, Any]) -> list[dict[s
 
 
 def class_names(graph: Graph, run: RunInfo) -> list[str]:
-    rows = graph.read("MATCH (c:Class {run: $key}) RETURN c.name AS name ORDER BY c.index", {"key": run.key})
+    rows = graph.read(cypher("class_names"), {"key": run.key})
     return [row["name"] for row in rows]
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from deepatlas.db.graph import Graph
 from deepatlas.db.schema import RUN_LABELS, SCHEMA, check_label, check_rel
+from deepatlas.db.templates import cypher
 from deepatlas.errors import (
     CheckpointError,
     DeepAtlasError,
@@ -92,16 +93,14 @@ def ensure_schema(graph: Graph) -> None:
 
 
 _NODE_WRITES = {
-    "Layer": "UNWIND $rows AS row MERGE (n:Layer {key: row.key}) SET n += row",
+    "Layer": cypher("write_layers"),
     "Neuron": (
-        "UNWIND $rows AS row MERGE (n:Neuron {key: row.key}) SET n += row {.*, layer_key: null} "
-        "WITH n, row MATCH (l:Layer {key: row.layer_key}) MERGE (n)-[:IN_LAYER]->(l)"
+        cypher("write_neurons")
     ),
     "Class": (
-        "UNWIND $rows AS row MERGE (n:Class {key: row.key}) SET n += row {.*, layer_key: null} "
-        "WITH n, row MATCH (l:Layer {key: row.layer_key}) MERGE (n)-[:IN_LAYER]->(l)"
+        cypher("write_classes")
     ),
-    "Pixel": "UNWIND $rows AS row MERGE (n:Pixel {key: row.key}) SET n += row",
+    "Pixel": cypher("write_pixels"),
 }
 
 
@@ -112,10 +111,10 @@ def _edge_query(table: EdgeTable) -> str:
     that the driver retries whole, so an edge cannot be written twice.
     """
     src, dst, rel = check_label(table.src_label), check_label(table.dst_label), check_rel(table.rel)
-    sets = ", ".join(f"e.{p} = row.{p}" for p in table.props if p.isidentifier())
+    assigns = ", ".join(f"e.{p} = row.{p}" for p in table.props if p.isidentifier())
+    sets = f"SET {assigns}" if assigns else ""
     return (
-        f"UNWIND $rows AS row MATCH (a:{src} {{key: row.a}}) MATCH (b:{dst} {{key: row.b}}) "
-        f"CREATE (a)-[e:{rel}]->(b)" + (f" SET {sets}" if sets else "")
+        cypher("write_edges", src=src, dst=dst, rel=rel, sets=sets)
     )
 
 
@@ -168,9 +167,7 @@ def write_run(
     expected_edges = tables.edge_counts()
     props["counts"] = json.dumps({"nodes": expected_nodes, "edges": expected_edges})
     graph.write(
-        "MERGE (m:Model {key: $model.key}) SET m += $model "
-        "CREATE (r:Run {key: $key, name: $name, status: 'running', created_at: datetime(), heartbeat: datetime(), "
-        "writer: $writer}) SET r += $props SET r.model = $model.key CREATE (r)-[:OF_MODEL]->(m)",
+        cypher("create_running_run"),
         {"key": key, "name": name, "props": props, "model": model_props, "writer": WRITER},
     )
     started = time.perf_counter()
@@ -184,10 +181,7 @@ def write_run(
             _heartbeat(graph, key)
         _verify_counts(graph, key, expected_nodes, expected_edges)
         rows = graph.write(
-            "MATCH (r:Run {key: $key, status: 'running'}) "
-            "SET r.status = 'complete', r.completed_at = datetime(), r.write_seconds = $seconds "
-            "WITH r OPTIONAL MATCH (old:Run {name: r.name, status: 'complete'}) WHERE old.key <> r.key "
-            "SET old.status = 'replaced' RETURN r.key AS key, collect(old.key) AS replaced",  # no row if r is gone
+            cypher("complete_run"),  # no row if r is gone
             {"key": key, "seconds": time.perf_counter() - started},
         )
         if not rows:
@@ -218,13 +212,13 @@ def _property(value: Any) -> Any:
 
 def _verify_counts(graph: Graph, key: str, nodes: dict[str, int], edges: dict[str, int]) -> None:
     for label, n in nodes.items():
-        got = graph.read(f"MATCH (n:{check_label(label)} {{run: $key}}) RETURN count(n) AS c", {"key": key})[0]["c"]
+        got = graph.read(cypher("count_nodes", label=check_label(label)), {"key": key})[0]["c"]
         if got != n:
             raise GraphError(f"run {key}: {got} {label} nodes stored, {n} expected")
     stored: dict[str, int] = {}
     for label in ("Neuron", "Class", "Pixel"):
         for row in graph.read(
-            f"MATCH (n:{label} {{run: $key}})-[e]->() RETURN type(e) AS t, count(e) AS c", {"key": key}
+            cypher("count_edges_by_type", label=label), {"key": key}
         ):
             stored[row["t"]] = stored.get(row["t"], 0) + row["c"]
     for rel, n in edges.items():
@@ -245,7 +239,7 @@ def _mark_failed(graph: Graph, key: str, exc: BaseException) -> None:
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         reason = "interrupted"
     try:
-        graph.write("MATCH (r:Run {key: $key}) SET r.status = 'failed', r.error = $reason", {"key": key, "reason": reason})
+        graph.write(cypher("mark_failed"), {"key": key, "reason": reason})
         _delete_run_data(graph, key, keep_run=True)
     except Exception:  # the server is gone or the session broke mid-write: never mask exc
         pass  # the run stays invisible; the next ingest of this name cleans up
@@ -278,9 +272,7 @@ def _writer_alive(writer: str | None, age_seconds: float | None) -> bool:
 
 def _running(graph: Graph, name: str) -> list[dict[str, Any]]:
     return graph.read(
-        "MATCH (r:Run {name: $name}) WHERE r.status <> 'complete' "
-        "RETURN r.key AS key, r.status AS status, r.writer AS writer, r.created_at AS created, "
-        "duration.inSeconds(coalesce(r.heartbeat, r.created_at), datetime()).seconds AS age", {"name": name})
+        cypher("unfinished_runs"), {"name": name})
 
 
 def _purge_unfinished(graph: Graph, name: str) -> None:
@@ -304,7 +296,7 @@ def _claim(graph: Graph, key: str, name: str) -> None:
     for row in _running(graph, name):
         if row["key"] == key or row["status"] != "running" or not _writer_alive(row["writer"], row["age"]):
             continue
-        ours = graph.read("MATCH (r:Run {key: $key}) RETURN r.created_at AS created", {"key": key})[0]["created"]
+        ours = graph.read(cypher("run_created_at"), {"key": key})[0]["created"]
         if (row["created"], row["key"]) < (ours, key):
             raise UsageError(f"run {name} is being written by process {row['writer']}; wait for it or pick another name")
 
@@ -324,7 +316,7 @@ def _check_free_space(graph: Graph) -> None:
 
 
 def _heartbeat(graph: Graph, key: str) -> None:
-    graph.write("MATCH (r:Run {key: $key, status: 'running'}) SET r.heartbeat = datetime()", {"key": key})
+    graph.write(cypher("heartbeat"), {"key": key})
 
 
 def _delete_run_data(graph: Graph, key: str, *, keep_run: bool = False) -> int:
@@ -337,23 +329,23 @@ def _delete_run_data(graph: Graph, key: str, *, keep_run: bool = False) -> int:
     deleted = 0
     for label in RUN_LABELS:
         graph.write_until_done(
-            f"MATCH (n:{label} {{run: $key}})-[e]-() WITH DISTINCT e LIMIT $limit DELETE e RETURN count(*) AS count",
+            cypher("delete_edges_batch", label=label),
             {"key": key},
         )
     for label in RUN_LABELS:
         deleted += graph.write_until_done(
-            f"MATCH (n:{label} {{run: $key}}) WITH n LIMIT $limit DETACH DELETE n RETURN count(*) AS count",
+            cypher("delete_nodes_batch", label=label),
             {"key": key},
         )
     if not keep_run:
-        graph.write("MATCH (r:Run {key: $key}) DETACH DELETE r", {"key": key})
+        graph.write(cypher("delete_run_node"), {"key": key})
     return deleted
 
 
 def list_runs(graph: Graph, *, include_incomplete: bool = False) -> list[RunInfo]:
     """Runs, newest first; only complete ones unless asked."""
     rows = graph.read(
-        "MATCH (r:Run) WHERE $all OR r.status = 'complete' RETURN r ORDER BY r.created_at DESC",
+        cypher("list_runs"),
         {"all": include_incomplete},
     )
     return [RunInfo.from_row(row) for row in rows]
@@ -361,7 +353,7 @@ def list_runs(graph: Graph, *, include_incomplete: bool = False) -> list[RunInfo
 
 def find_run(graph: Graph, name: str) -> RunInfo | None:
     """The complete run called ``name``, or None."""
-    rows = graph.read("MATCH (r:Run {name: $name, status: 'complete'}) RETURN r", {"name": name})
+    rows = graph.read(cypher("find_complete_run"), {"name": name})
     return RunInfo.from_row(rows[0]) if rows else None
 
 
@@ -440,7 +432,7 @@ def resolve_run(graph: Graph, name: str | None = None) -> RunInfo:
             listed = "; ".join(f"{r.name} (model {str(r.model)[:12]})" for r in runs[:8])
             raise UsageError(f"runs of {len(models)} models are stored ({listed}{'; ...' if len(runs) > 8 else ''}); "
                              "pass --run NAME")
-        rows = graph.read("MATCH (r:Run {status: 'complete'}) RETURN r ORDER BY r.completed_at DESC LIMIT 1")
+        rows = graph.read(cypher("latest_complete_run"))
         info = RunInfo.from_row(rows[0])
         log.info("using run %s, the latest complete run (pass --run to choose another)", info.name)
         return info
@@ -461,8 +453,7 @@ def run_model_row(graph: Graph, info: RunInfo) -> dict[str, Any]:
     CheckpointError
         The run records no model.
     """
-    rows = graph.read("MATCH (r:Run {key: $key})-[:OF_MODEL]->(m:Model) RETURN m.key AS sha, m.path AS path, "
-                      "m.source AS source, m.file_sha256 AS file_sha", {"key": info.key})
+    rows = graph.read(cypher("run_model"), {"key": info.key})
     if not rows:
         raise CheckpointError(f"run {info.name} records no model")
     return dict(rows[0])
@@ -476,7 +467,7 @@ def delete_run(graph: Graph, name: str) -> int:
     NotFoundError
         No run of that name.
     """
-    rows = graph.read("MATCH (r:Run {name: $name}) RETURN r.key AS key", {"name": name})
+    rows = graph.read(cypher("run_keys_by_name"), {"name": name})
     if not rows:
         names = [r.name for r in list_runs(graph, include_incomplete=True)]
         raise NotFoundError(f"no run named {name!r}; runs: {', '.join(names) or 'none'}")

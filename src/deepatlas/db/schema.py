@@ -7,6 +7,8 @@ found without a scan. See docs/ARCHITECTURE.md for the whole schema.
 
 from __future__ import annotations
 
+from deepatlas.db.templates import cypher
+
 __all__ = ["LABELS", "RELATIONSHIPS", "RUN_LABELS", "SCHEMA", "check_label", "check_rel"]
 
 from deepatlas.errors import UsageError
@@ -22,12 +24,12 @@ RELATIONSHIPS = (
 )
 
 SCHEMA: tuple[str, ...] = tuple(
-    [f"CREATE CONSTRAINT {lab.lower()}_key IF NOT EXISTS FOR (n:{lab}) REQUIRE n.key IS UNIQUE" for lab in LABELS]
-    + [f"CREATE INDEX {lab.lower()}_run IF NOT EXISTS FOR (n:{lab}) ON (n.run)" for lab in RUN_LABELS]
+    [cypher("constraint_key", lab_lower=lab.lower(), lab=lab) for lab in LABELS]
+    + [cypher("index_run_property", lab_lower=lab.lower(), lab=lab) for lab in RUN_LABELS]
     + [
-        "CREATE INDEX run_name IF NOT EXISTS FOR (n:Run) ON (n.name)",
-        "CREATE INDEX run_status IF NOT EXISTS FOR (n:Run) ON (n.status)",
-        "CREATE INDEX class_name IF NOT EXISTS FOR (n:Class) ON (n.name)",
+        cypher("index_run_name"),
+        cypher("index_run_status"),
+        cypher("index_class_name"),
     ]
 )
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from deepatlas.db.templates import cypher
 from deepatlas.errors import ServerError
 from deepatlas.paths import cache_dir, home_dir
 
@@ -355,9 +356,9 @@ class LocalServer:
 
         try:
             with GraphDatabase.driver(self.bolt_uri, auth=("neo4j", self.read_password())) as driver:
-                records, _, _ = driver.execute_query("CALL dbms.components() YIELD versions RETURN versions[0] AS v")
+                records, _, _ = driver.execute_query(cypher("server_version"))
                 version = str(records[0]["v"])
-                rows, _, _ = driver.execute_query("SHOW DATABASE neo4j YIELD currentStatus", database_="system")
+                rows, _, _ = driver.execute_query(cypher("database_status"), database_="system")
                 return version, (str(rows[0]["currentStatus"]) if rows else None)
         except (ServiceUnavailable, Neo4jError, ServerError, OSError):
             return None, None

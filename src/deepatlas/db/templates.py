@@ -8,17 +8,25 @@ A template file starts with comment lines::
 
 and its body uses only ``$parameters``. Every template is runnable as-is in Neo4j Browser after
 ``:param run => 'my-run'`` (etc.). Templates run in read transactions.
+
+The statements deepatlas itself runs (writing runs, analytics write-backs, counts ...) live
+beside them in ``cypher/internal/NAME.cypher`` with the same header, loaded by :func:`cypher`.
+Cypher cannot parameterise a label, a relationship type or a schema name; where a statement
+needs one, its body says ``__label__`` (etc.), declared in a ``// placeholders:`` line, and the
+caller passes it: only identifiers from the schema's allow-list and plain ``SET e.x = row.x``
+lists are accepted, so no value can change a statement's meaning.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
 
 from deepatlas.errors import NotFoundError, UsageError
 
-__all__ = ["Template", "list_templates", "load_template", "parse_param_value"]
+__all__ = ["Template", "cypher", "internal_statements", "list_templates", "load_template", "parse_param_value"]
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _HEADER = re.compile(r"^//\s*(name|description|params):\s*(.*)$")
@@ -115,3 +123,52 @@ def load_template(name: str) -> Template:
     if name not in templates:
         raise NotFoundError(f"no template {name!r}; templates: {', '.join(templates)}")
     return templates[name]
+
+
+_PLACEHOLDER = re.compile(r"__([a-z][a-z0-9_]*?)__")
+_SAFE_PART = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*(?:[ ,=.]+[A-Za-z_][A-Za-z0-9_]*)*)?\Z")
+
+
+@functools.cache
+def _internal(name: str) -> tuple[str, frozenset[str]]:
+    try:
+        text = resources.files("deepatlas.cypher").joinpath("internal", f"{name}.cypher").read_text()
+    except FileNotFoundError:
+        raise NotFoundError(f"no internal statement {name!r}") from None
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//")).strip()
+    return body, frozenset(_PLACEHOLDER.findall(body))
+
+
+def cypher(name: str, **parts: str) -> str:
+    """The internal statement ``cypher/internal/NAME.cypher`` (header comments dropped), its
+    ``__placeholders__`` filled from ``parts``.
+
+    Raises
+    ------
+    NotFoundError
+        No such statement.
+    ValueError
+        A placeholder is missing or extra, or a value is not a plain identifier list (a
+        programming error, never user input: labels come from the schema's allow-list).
+    """
+    body, wanted = _internal(name)
+    if set(parts) != wanted:
+        raise ValueError(f"statement {name} takes placeholders {sorted(wanted)}, got {sorted(parts)}")
+    for key, value in parts.items():
+        if not _SAFE_PART.match(str(value)):
+            raise ValueError(f"statement {name}: placeholder {key} must be identifiers, got {value!r}")
+        body = body.replace(f"__{key}__", str(value))
+    return body
+
+
+def internal_statements() -> list[Template]:
+    """Every internal statement, parsed like a template (params untyped), sorted by name."""
+    folder = resources.files("deepatlas.cypher").joinpath("internal")
+    out = []
+    for p in folder.iterdir():
+        if p.name.endswith(".cypher"):
+            text = p.read_text()
+            meta = {m.group(1): m.group(2).strip() for m in (_HEADER.match(line.strip()) for line in text.splitlines()) if m}
+            params = {n.strip(): "any" for n in meta.get("params", "").split(",") if n.strip()}
+            out.append(Template(meta.get("name", p.name[: -len(".cypher")]), meta.get("description", ""), text, params))
+    return sorted(out, key=lambda t: t.name)

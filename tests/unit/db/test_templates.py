@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from pathlib import Path
 
 import pytest
 
-from deepatlas.db.templates import list_templates, load_template, parse_param_value
+from deepatlas.db.templates import (
+    cypher,
+    internal_statements,
+    list_templates,
+    load_template,
+    parse_param_value,
+)
 from deepatlas.errors import NotFoundError, UsageError
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "deepatlas"
@@ -56,3 +63,62 @@ def test_bind_types_and_errors() -> None:
     with pytest.raises(UsageError, match="needs -p k"):
         t.bind({"run": "r", "class": "x"})
     assert parse_param_value("b", "TRUE", "bool") is True
+
+
+def _cypher_calls() -> list[tuple[Path, ast.Call, ast.AST | None]]:
+    """Every cypher("NAME", ...) call under src/deepatlas, with the parameter dict passed beside it
+    (the next argument of graph.read/write/..., or the second element of a (query, params) tuple)."""
+    out: list[tuple[Path, ast.Call, ast.AST | None]] = []
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        beside: dict[int, ast.AST] = {}
+        for node in ast.walk(tree):
+            seq = node.args if isinstance(node, ast.Call) else node.elts if isinstance(node, ast.Tuple) else []
+            for a, b in itertools.pairwise(seq):
+                beside[id(a)] = b
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "cypher" and node.args:
+                out.append((path, node, beside.get(id(node))))
+    return out
+
+
+def test_internal_statements_declare_and_receive_exactly_their_parameters() -> None:
+    statements = {t.name: t for t in internal_statements()}
+    assert len(statements) >= 50
+    for t in statements.values():
+        assert t.description and not t.description.startswith("Used by"), t.name
+        assert set(t.params) == t.used_params, t.name
+    used = set()
+    checked = 0
+    for path, call, params in _cypher_calls():
+        name = call.args[0].value  # type: ignore[attr-defined]
+        assert name in statements, f"{path}:{call.lineno}: no cypher/internal/{name}.cypher"
+        used.add(name)
+        if isinstance(params, ast.Dict):
+            keys = {k.value for k in params.keys if isinstance(k, ast.Constant)}
+            # Graph.write_until_done adds $limit, Graph.write_batches adds $rows
+            implicit = {"limit"} if "LIMIT $limit" in statements[name].text else set()
+            assert keys | implicit == statements[name].used_params, f"{path}:{call.lineno} {name}"
+            checked += 1
+    assert checked >= 30
+    assert used == set(statements), f"unused statements: {sorted(set(statements) - used)}"
+
+
+def test_no_cypher_is_left_in_python_strings() -> None:
+    keyword = re.compile(r"\s*(MATCH|UNWIND|MERGE|CREATE|CALL|SHOW|RETURN|OPTIONAL MATCH|DETACH)\s")
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef) and n.body
+                      and isinstance(n.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert not keyword.match(node.value), f"{path}:{node.lineno}: {node.value[:60]!r}"
+
+
+def test_placeholders_take_only_identifiers() -> None:
+    assert cypher("count_nodes", label="Neuron").startswith("MATCH (n:Neuron {run: $key})")
+    with pytest.raises(ValueError, match="identifiers"):
+        cypher("count_nodes", label="Neuron) DETACH DELETE (m")
+    with pytest.raises(ValueError, match="placeholders"):
+        cypher("count_nodes")
