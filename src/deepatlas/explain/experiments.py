@@ -50,7 +50,8 @@ def pg_ranking(
 
     References
     ----------
-    Lo, S. (2018), "Querying deep neural networks with gradients" (knockout of the filters with
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston (knockout of the filters with
     the highest vs the lowest PG norm, across the network's conv layers).
     """
     from deepatlas.explain.gradients import PredictionGradients, unit_scores
@@ -150,7 +151,8 @@ def activate_only_sweep(
 
     References
     ----------
-    Horta & Mileo (2019), "activate only the top-k neurons of a class".
+    Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural Networks Through Graph
+    Analysis", DEXA 2019 workshops, CCIS 1062, Springer, doi:10.1007/978-3-030-27684-3_20 (activate only the top-k neurons of a class).
     """
     predicted: list[list[int]] = []
     for c, order in enumerate(rankings):

@@ -1,4 +1,4 @@
-"""Coupled non-negative matrix factorisation (Saini & Papalexakis; DESIGN.md, method 5).
+"""Coupled non-negative matrix factorisation (Saini & Papalexakis 2021, arXiv:2012.07229).
 
 The input pixels D (pixels x images, one matrix per channel) and each captured layer's
 activations A_j (units x images) are factored jointly with a shared image factor F:
@@ -97,7 +97,8 @@ def coupled_nmf(
 
     References
     ----------
-    Saini & Papalexakis, coupled non-negative factorisation of inputs and activations.
+    Saini, U. S. & Papalexakis, E. E. (2021), "Analyzing representations inside convolutional
+    neural networks", arXiv:2012.07229.
     Lee & Seung (2001), Algorithms for non-negative matrix factorization.
     """
     if rank < 1:

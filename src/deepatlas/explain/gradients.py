@@ -5,7 +5,7 @@ the *logit* of class c by default: the softmax probability's gradient vanishes w
 model is confident (p ~ 1 or ~ 0), which would rank units by the model's uncertainty rather
 than by what they contribute; ``output="prob"`` is offered for the other reading.
 
-Aggregates (DESIGN.md, method 3): PG averaged over the samples of class c; a dense unit's
+Aggregates (the thesis' class-level PG): PG averaged over the samples of class c; a dense unit's
 score is that average (signed); a conv filter's score is the Frobenius norm of its averaged
 PG map (non-negative).
 """
@@ -41,7 +41,8 @@ class PredictionGradients:
 
     References
     ----------
-    Lo (2018), Querying deep neural networks with gradients (DESIGN.md, method 3).
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston.
     """
 
     def __init__(self, model: nn.Module, *, output: str = "logit") -> None:

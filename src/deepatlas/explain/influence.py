@@ -39,8 +39,8 @@ product of equal shapes) or uses a parameter in an operation without a rule rais
 
 References
 ----------
-Jung, H., Shin, J. & Kwon, Y. (2019?). "Explaining neural networks with influential scores";
-summarised with its formulas in the project's design notes (shared/DESIGN.md, method 2).
+Jung, Shin & Kwon, influential scores; the formulas are restated below, the reference (whose
+title, venue and identifier could not be confirmed offline) in docs/ARCHITECTURE.md, "References".
 """
 
 from __future__ import annotations
@@ -345,7 +345,8 @@ class InfluentialScores:
 
     References
     ----------
-    Jung, Shin & Kwon, "Explaining neural networks with influential scores" (shared/DESIGN.md, method 2).
+    Jung, Shin & Kwon, influential scores (title, venue and identifier: see docs/ARCHITECTURE.md,
+    "References").
     """
 
     def __init__(self, model: nn.Module) -> None:

@@ -68,7 +68,8 @@ def characteristic_feature(model: nn.Module, x: torch.Tensor, target: int, layer
 
     References
     ----------
-    Lo, S. (2018), "Querying deep neural networks with gradients" (characteristic features).
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston (characteristic features).
     """
     if score not in FEATURE_SCORES:
         raise UsageError(f"score must be one of {FEATURE_SCORES}, got {score!r}")
@@ -191,7 +192,8 @@ def single_step_sweep(
 
     References
     ----------
-    Lo, S. (2018), "Querying deep neural networks with gradients" (perturbation by a single
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston (perturbation by a single
     gradient step of varying size: success, Fig. 4.6, and induced error, Fig. 4.7).
     """
     if not step_sizes or any(e <= 0 for e in step_sizes):

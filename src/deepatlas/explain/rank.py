@@ -43,7 +43,8 @@ def rank_statistics(scores: torch.Tensor, relevant: tuple[int, ...], *, order: s
 
     References
     ----------
-    Jung, Shin & Kwon, "Explaining neural networks with influential scores" (rank experiment).
+    Jung, Shin & Kwon, influential scores (title, venue and identifier: see docs/ARCHITECTURE.md,
+    "References") (rank experiment).
     """
     if order not in ORDERS:
         raise UsageError(f"order must be one of {ORDERS}, got {order!r}")
@@ -79,7 +80,8 @@ def rank_experiment(
 
     References
     ----------
-    Jung, Shin & Kwon, "Explaining neural networks with influential scores" (synthetic
+    Jung, Shin & Kwon, influential scores (title, venue and identifier: see docs/ARCHITECTURE.md,
+    "References") (synthetic
     two-features, plus-one and orange-skin experiments).
 
     The top-level ``top_ranks``, ``outranked`` and ``mean_rank`` rank by the signed score (the

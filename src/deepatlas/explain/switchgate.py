@@ -1,5 +1,5 @@
-"""Core units by Switch Gates ("Interpreting Deep Classification Models With Bayesian
-Inference", anonymous ICLR 2018 submission, OpenReview; DESIGN.md, method 4).
+"""Core units by Switch Gates (Yan & Feng, "Interpreting Deep Classification Models With
+Bayesian Inference", ICLR 2018 conference submission, OpenReview H1vCXOe0b).
 
 After each layer of interest a Switch Gate layer multiplies unit i (a dense neuron, a whole
 conv filter, or an input element) by b_i = sigmoid(w * g_i), with g_i trainable and w a large
@@ -68,8 +68,8 @@ def center_classifier(scores: torch.Tensor, target: int, w_b: torch.Tensor | flo
 
     References
     ----------
-    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
-    ICLR 2018 submission (OpenReview), section 3.
+    Yan, H. & Feng, J. (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 conference submission, OpenReview H1vCXOe0b, section 3.
     """
     gap = scores.max(1).values - scores[:, target]
     v = w_b * gap / sd
@@ -147,8 +147,8 @@ def balanced_holding_rate(model: nn.Module, inputs: torch.Tensor, target: int, m
 
     References
     ----------
-    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
-    ICLR 2018 submission (OpenReview), section 4.
+    Yan, H. & Feng, J. (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 conference submission, OpenReview H1vCXOe0b, section 4.
     """
     if len(inputs) == 0:
         return 0.0
@@ -176,8 +176,8 @@ class SwitchGates:
 
     References
     ----------
-    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
-    ICLR 2018 submission (OpenReview).
+    Yan, H. & Feng, J. (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 conference submission, OpenReview H1vCXOe0b.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], *, w: float = 10.0) -> None:

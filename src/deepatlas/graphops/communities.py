@@ -139,7 +139,8 @@ def louvain(
     Blondel et al. (2008), Fast unfolding of communities in large networks. J. Stat. Mech. P10008.
     Traag, Waltman & van Eck (2019), From Louvain to Leiden: guaranteeing well-connected
     communities. Scientific Reports 9, 5233.
-    Horta & Mileo (2019), Towards explaining deep neural networks through graph analysis.
+    Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural Networks Through Graph
+    Analysis", DEXA 2019 workshops, CCIS 1062, Springer, doi:10.1007/978-3-030-27684-3_20.
     """
     if algorithm not in ALGORITHMS:
         raise UsageError(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")

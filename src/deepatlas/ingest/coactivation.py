@@ -259,7 +259,8 @@ def compute_coactivation(
 
     References
     ----------
-    Horta & Mileo (2019), Towards explaining deep neural networks through graph analysis.
+    Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural Networks Through Graph
+    Analysis", DEXA 2019 workshops, CCIS 1062, Springer, doi:10.1007/978-3-030-27684-3_20.
     """
     if class_values not in CLASS_VALUES:
         raise UsageError(f"class_values must be one of {CLASS_VALUES}, got {class_values!r}")

@@ -74,8 +74,9 @@ class CoMoments:
     References
     ----------
     Chan, Golub & LeVeque (1979), Updating formulae and a pairwise algorithm for computing
-    sample variances. Horta & Mileo (2019), Towards explaining deep neural networks through
-    graph analysis (Pearson co-activation).
+    sample variances. Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural
+    Networks Through Graph Analysis", DEXA 2019 workshops, CCIS 1062, Springer,
+    doi:10.1007/978-3-030-27684-3_20 (Pearson co-activation).
     """
 
     def __init__(

@@ -182,8 +182,8 @@ def analyze_communities(
 
     References
     ----------
-    Horta, V. A. C. & Mileo, A. (2019), "Towards explaining deep neural networks through graph
-    analysis", DEXA 2019 workshops; Blondel et al. (2008), "Fast unfolding of communities in
+    Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural Networks Through Graph
+    Analysis", DEXA 2019 workshops, CCIS 1062, Springer, doi:10.1007/978-3-030-27684-3_20; Blondel et al. (2008), "Fast unfolding of communities in
     large networks", J. Stat. Mech. P10008.
     """
     if graph_kind not in COMMUNITY_GRAPHS:

@@ -154,8 +154,8 @@ def experiment_switchgate(
 
     References
     ----------
-    Anonymous (2018), "Interpreting Deep Classification Models With Bayesian Inference",
-    ICLR 2018 submission (OpenReview).
+    Yan, H. & Feng, J. (2018), "Interpreting Deep Classification Models With Bayesian Inference",
+    ICLR 2018 conference submission, OpenReview H1vCXOe0b.
     """
     if repeats < 1:
         raise UsageError("repeats must be >= 1")

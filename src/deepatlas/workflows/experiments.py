@@ -195,9 +195,11 @@ def experiment_knockout(
 
     References
     ----------
-    Lo, S. (2018), "Querying deep neural networks with gradients" (knockout of the highest vs
-    lowest scoring filters); Horta, V. A. C. & Mileo, A. (2019), "Towards explaining deep
-    neural networks through graph analysis", DEXA workshops.
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston (knockout of the highest vs
+    lowest scoring filters); Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep
+    Neural Networks Through Graph Analysis", DEXA 2019 workshops, CCIS 1062, Springer,
+    doi:10.1007/978-3-030-27684-3_20.
     """
     if seeds < 1:
         raise UsageError("seeds must be >= 1")
@@ -279,7 +281,8 @@ def experiment_activate(
 
     References
     ----------
-    Horta & Mileo (2019), Towards explaining deep neural networks through graph analysis.
+    Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural Networks Through Graph
+    Analysis", DEXA 2019 workshops, CCIS 1062, Springer, doi:10.1007/978-3-030-27684-3_20.
     """
     ks = sorted(set(ks))
     if not ks or ks[0] < 1:

@@ -249,7 +249,8 @@ def explain_feature(
 
     References
     ----------
-    Lo, S. (2018), "Querying deep neural networks with gradients".
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston.
     """
     from deepatlas.explain.query import characteristic_feature
     from deepatlas.report.attribution import feature_figure
@@ -355,7 +356,8 @@ def perturb_sweep(
 
     References
     ----------
-    Lo, S. (2018), "Querying deep neural networks with gradients" (Figs. 4.6, 4.7).
+    Lo, H. Z. (2016), "Querying Deep Neural Networks with Gradients", M.S. thesis, University of
+    Massachusetts Boston (Figs. 4.6, 4.7).
     """
     from deepatlas.explain.query import perturb_toward, single_step_sweep
     from deepatlas.report.attribution import matrix_figure, step_sweep_figure
