@@ -48,9 +48,10 @@ class Graph:
 
     Examples
     --------
-    >>> with Graph() as g:                                   # doctest: +SKIP
-    ...     g.read("RETURN 1 AS one")
-    [{'one': 1}]
+    Against a running server::
+
+        with Graph() as g:
+            g.read("RETURN 1 AS one")    # [{'one': 1}]
     """
 
     def __init__(self, settings: Settings | None = None, *, autostart: bool = True, retry_seconds: float = 30.0) -> None:

@@ -37,7 +37,13 @@ class PredictionGradients:
 
     Examples
     --------
-    >>> pg = PredictionGradients(model).attribute(x, target=3, layer="relu4")   # doctest: +SKIP
+    >>> import torch
+    >>> from deepatlas.models import FashionCNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = FashionCNN(1, 10, (4, 8, 8), 16, 28).eval()
+    >>> x = torch.rand(6, 1, 28, 28)
+    >>> PredictionGradients(model).attribute(x, target=3, layer="relu4").shape
+    torch.Size([6, 16])
 
     References
     ----------

@@ -122,10 +122,16 @@ class Intervention:
 
     Examples
     --------
-    >>> iv = Intervention(model, stats)                                # doctest: +SKIP
-    >>> with iv.knockout({"relu4": [3, 7]}, value="zero"):             # doctest: +SKIP
+    >>> import torch
+    >>> from deepatlas.models import FashionCNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = FashionCNN(1, 10, (4, 8, 8), 16, 28).eval()
+    >>> x = torch.rand(6, 1, 28, 28)
+    >>> iv = Intervention(model)
+    >>> with iv.knockout({"relu4": [3, 7]}, value="zero"):
     ...     preds = model(x).argmax(1)
-    >>> iv.predict(x, {"relu4": [3]}, mode="activate", value="class-mean", target=5)  # doctest: +SKIP
+    >>> preds.shape, iv.predict(x, {"relu4": [3, 7]}).equal(preds)
+    (torch.Size([6]), True)
     """
 
     def __init__(self, model: nn.Module, stats: UnitStats | None = None, *,

@@ -171,8 +171,14 @@ class SwitchGates:
 
     Examples
     --------
-    >>> res = SwitchGates(model, ["pool3"]).fit(x_pos, x_neg, target=5)      # doctest: +SKIP
-    >>> res.kept["pool3"], res.holding_rate                                   # doctest: +SKIP
+    >>> import torch
+    >>> from deepatlas.models import FashionCNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = FashionCNN(1, 10, (4, 8, 8), 16, 28).eval()
+    >>> x = torch.rand(6, 1, 28, 28)
+    >>> res = SwitchGates(model, ["pool3"]).fit(x[:3], x[3:], 5, steps=20)
+    >>> sorted(res.kept), 0.0 <= res.holding_rate <= 1.0
+    (['pool3'], True)
 
     References
     ----------

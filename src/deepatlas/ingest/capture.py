@@ -134,9 +134,15 @@ class ActivationRecorder:
 
     Examples
     --------
-    >>> rec = ActivationRecorder(model, example=x[:1])       # doctest: +SKIP
-    >>> acts, out = rec.record(x)                            # doctest: +SKIP
-    >>> acts.shape == (len(x), rec.n_units)                  # doctest: +SKIP
+    >>> import torch
+    >>> from deepatlas.models import FashionCNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = FashionCNN(1, 10, (4, 8, 8), 16, 28).eval()
+    >>> x = torch.rand(6, 1, 28, 28)
+    >>> rec = ActivationRecorder(model, example=x[:1])
+    >>> acts, out = rec.record(x)
+    >>> acts.shape == (len(x), rec.n_units), tuple(out.shape)
+    (True, (6, 10))
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, *, example: torch.Tensor,
