@@ -29,3 +29,12 @@ def test_doctests_run(name: str) -> None:
     torch.set_num_threads(1)
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0, name
+
+
+@pytest.mark.parametrize("package", ["deepatlas", "deepatlas.data", "deepatlas.models", "deepatlas.ingest",
+                                     "deepatlas.explain", "deepatlas.graphops"])
+def test_every_exported_name_imports(package: str) -> None:
+    module = importlib.import_module(package)
+    assert module.__all__, package
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"

@@ -1,7 +1,7 @@
 """Pure graph algorithms on networkx graphs and arrays; no database, no model.
 
 - :func:`coactivation_graph`  rows -> a networkx graph of the hidden+class subgraph
-- :func:`louvain`             seeded Louvain partition and its modularity
+- :func:`louvain`             seeded Leiden / Louvain partition and its modularity (``ALGORITHMS``)
 - :func:`class_neuron_sets`   each class's neuron set (top-k or threshold)
 - :func:`jaccard_matrix`      Jaccard similarity of every pair of classes' sets
 - :func:`mistakes_matrix`, :func:`overlap_vs_mistakes`   the paper's confusion analysis
@@ -11,7 +11,14 @@
 from __future__ import annotations
 
 from deepatlas.graphops.centrality import centrality
-from deepatlas.graphops.communities import coactivation_graph, louvain
+from deepatlas.graphops.communities import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    NEGATIVE_MODES,
+    Partition,
+    coactivation_graph,
+    louvain,
+)
 from deepatlas.graphops.overlap import (
     OverlapStats,
     class_neuron_sets,
@@ -21,7 +28,11 @@ from deepatlas.graphops.overlap import (
 )
 
 __all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "NEGATIVE_MODES",
     "OverlapStats",
+    "Partition",
     "centrality",
     "class_neuron_sets",
     "coactivation_graph",

@@ -25,8 +25,8 @@ from deepatlas.workspace import Result, Workspace, optional
 
 __all__ = [
     "CompareResult",
+    "CoreUnitsResult",
     "FactorsResult",
-    "SwitchGateResult",
     "default_gate_layer",
     "experiment_switchgate",
     "explain_compare",
@@ -35,7 +35,7 @@ __all__ = [
 
 
 @dataclass
-class SwitchGateResult(Result):
+class CoreUnitsResult(Result):
     """A class's core units by Switch Gates, their holding rates, and random same-size baselines."""
 
     run: str
@@ -135,7 +135,7 @@ def experiment_switchgate(
     batch_size: int = 64,
     figure: bool = True,
     record: bool = True,
-) -> SwitchGateResult:
+) -> CoreUnitsResult:
     """Switch-Gate core units of a class; an Experiment node whose TARGETS are the core units.
 
     D'_c, as in the paper: up to ``per_side`` of the run's images predicted as the class and as
@@ -189,7 +189,7 @@ def experiment_switchgate(
         return {"mean": float(np.mean(values)) if values else float("nan"),
                 "std": float(np.std(values)) if values else float("nan"), "values": values}
 
-    result = SwitchGateResult(
+    result = CoreUnitsResult(
         run=ctx.run.name, class_name=stored, layers=gate_layers, kept=res.kept, n_kept=res.n_kept,
         sizes={n: int(g.numel()) for n, g in res.gates.items()},
         holding_rate=res.holding_rate,
