@@ -2,6 +2,7 @@
 
 - :func:`coactivation_graph`  rows -> a networkx graph of the hidden+class subgraph
 - :func:`louvain`             seeded Leiden / Louvain partition and its modularity (``ALGORITHMS``)
+- :func:`communities`         louvain straight from (a, b, r) rows, no networkx copy for the C backends
 - :func:`class_neuron_sets`   each class's neuron set (top-k or threshold)
 - :func:`jaccard_matrix`      Jaccard similarity of every pair of classes' sets
 - :func:`mistakes_matrix`, :func:`overlap_vs_mistakes`   the paper's confusion analysis
@@ -17,6 +18,7 @@ from deepatlas.graphops.communities import (
     NEGATIVE_MODES,
     Partition,
     coactivation_graph,
+    communities,
     louvain,
 )
 from deepatlas.graphops.overlap import (
@@ -36,6 +38,7 @@ __all__ = [
     "centrality",
     "class_neuron_sets",
     "coactivation_graph",
+    "communities",
     "jaccard_matrix",
     "louvain",
     "mistakes_matrix",

@@ -28,8 +28,8 @@ from deepatlas.graphops import (
     centrality,
     class_neuron_sets,
     coactivation_graph,
+    communities,
     jaccard_matrix,
-    louvain,
     mistakes_matrix,
     overlap_vs_mistakes,
 )
@@ -136,8 +136,9 @@ def complete_edges(ws: Workspace, rg: RunGraph, *, max_matrix_mb: float | None =
 def _communities(rg: RunGraph, resolution: float, seed: int, negative: str,
                  edges: list[tuple[str, str, float]] | None = None, kind: str = "stored",
                  algorithm: str = DEFAULT_ALGORITHM) -> CommunityReport:
-    g = _graph(rg, negative, edges)
-    part = louvain(g, resolution=resolution, seed=seed, algorithm=algorithm)
+    keys = [n["key"] for n in rg.neurons] + [c["key"] for c in rg.classes]
+    part, n_edges = communities(keys, rg.edges if edges is None else edges, negative=negative, resolution=resolution,
+                                seed=seed, algorithm=algorithm)
     names = {c["key"]: c["name"] for c in rg.classes}
     labels = {n["key"]: neuron_label(n) for n in rg.neurons}
     out = []
@@ -151,7 +152,7 @@ def _communities(rg: RunGraph, resolution: float, seed: int, negative: str,
         out.append({"index": i, "size": len(members), "classes": sorted(classes, key=[c["name"] for c in rg.classes].index),
                     "neurons_by_layer": layers})
     params = {"resolution": resolution, "seed": seed, "negative": negative, "graph": kind,
-              "edges": g.number_of_edges(), "algorithm": algorithm}
+              "edges": n_edges, "algorithm": algorithm}
     return CommunityReport(rg.run.name, part.modularity, out, params, part.membership, kind)
 
 

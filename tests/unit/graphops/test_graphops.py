@@ -138,3 +138,27 @@ def test_leiden_communities_are_connected() -> None:
     g.add_edge("u000", "u119", weight=0.01)
     for c in louvain(g, seed=0, algorithm="leiden").communities:
         assert nx.is_connected(g.subgraph(c))
+
+
+@pytest.mark.parametrize("algorithm", ["leiden", "igraph", "python-louvain"])
+def test_communities_from_rows_equal_louvain_on_the_graph_whatever_the_row_order(algorithm: str) -> None:
+    import random
+
+    from deepatlas.graphops import coactivation_graph, communities, louvain
+
+    rng = np.random.default_rng(0)
+    keys = [f"n{i:03d}" for i in range(60)]
+    groups = np.repeat(np.arange(4), 15)
+    rows = [(keys[i], keys[j], float(np.clip((0.7 if groups[i] == groups[j] else -0.1) + rng.normal(0, 0.2), -1, 1)))
+            for i in range(60) for j in range(i + 1, 60)]
+    want = louvain(coactivation_graph([{"key": k} for k in keys], rows), seed=3, algorithm=algorithm)
+    got, n_edges = communities(keys, rows, seed=3, algorithm=algorithm)
+    assert n_edges == sum(1 for _, _, r in rows if r > 0)
+    assert got.modularity == pytest.approx(want.modularity, abs=1e-12)
+    if algorithm != "python-louvain":  # the C backends see one sorted igraph: any row order, one answer
+        assert got.membership == want.membership
+        shuffled = rows[:]
+        random.Random(1).shuffle(shuffled)
+        assert communities(keys, shuffled, seed=3, algorithm=algorithm)[0].membership == got.membership
+    assert len(got.communities) == 4 and {frozenset(c) for c in got.communities} == {
+        frozenset(keys[g * 15:(g + 1) * 15]) for g in range(4)}
