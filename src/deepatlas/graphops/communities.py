@@ -182,18 +182,19 @@ def communities(
         return louvain(g, resolution=resolution, seed=seed, algorithm=algorithm), g.number_of_edges()
     order = sorted(set(nodes))
     index = {n: i for i, n in enumerate(order)}
-    absolute = negative == "abs"
-    pairs: list[tuple[int, int]] = []
-    weights: list[float] = []
-    for a, b, r in edges:  # each unordered pair once (as the run's rows are)
-        ia, ib = index[a], index[b]
-        w = abs(r) if absolute else r
-        if w > 0 and ia != ib:
-            pairs.append((ia, ib) if ia < ib else (ib, ia))
-            weights.append(w)
-    if not pairs:
+    import numpy as np
+
+    rows = list(edges)  # each unordered pair once (as the run's rows are)
+    src = np.fromiter((index[a] for a, _, _ in rows), dtype=np.int64, count=len(rows))
+    dst = np.fromiter((index[b] for _, b, _ in rows), dtype=np.int64, count=len(rows))
+    w = np.fromiter((r for _, _, r in rows), dtype=np.float64, count=len(rows))
+    if negative == "abs":
+        w = np.abs(w)
+    keep = (w > 0) & (src != dst)
+    src, dst, w = np.minimum(src, dst)[keep], np.maximum(src, dst)[keep], w[keep]
+    if len(w) == 0:
         return Partition({n: i for i, n in enumerate(order)}, 0.0), 0
-    return _igraph_run(order, pairs, weights, resolution, seed, algorithm), len(pairs)
+    return _igraph_run(order, src, dst, w, resolution, seed, algorithm), len(w)
 
 
 def _ordered(raw: dict[Any, int]) -> dict[Any, int]:
@@ -218,24 +219,25 @@ def _igraph_partition(g: nx.Graph, weight: str, resolution: float, seed: int, al
             if ia <= ib:
                 edges.append((ia, ib))
                 weights.append(float(d.get(weight, 1.0)))
-    return _igraph_run(nodes, edges, weights, resolution, seed, algorithm)
+    import numpy as np
+
+    pairs = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    return _igraph_run(nodes, pairs[:, 0], pairs[:, 1], np.array(weights, dtype=np.float64), resolution, seed, algorithm)
 
 
-def _igraph_run(nodes: list[str], edges: list[tuple[int, int]], weights: list[float], resolution: float, seed: int,
+def _igraph_run(nodes: list[str], src: Any, dst: Any, weights: Any, resolution: float, seed: int,
                 algorithm: str) -> Partition:
     """Leiden or multilevel Louvain on an igraph of ``len(nodes)`` vertices (``nodes`` sorted) and
-    weighted edges (i < j), the edges sorted first: the same graph gives the same igraph, hence
-    the same partition for a seed, whichever order the edges came in."""
+    weighted edges ``src[k] <= dst[k]`` (integer arrays), sorted first: the same graph gives the
+    same igraph, hence the same partition for a seed, whichever order the edges came in."""
     import random
 
     import igraph as ig
     import numpy as np
 
-    src = np.fromiter((e[0] for e in edges), dtype=np.int64, count=len(edges))
-    dst = np.fromiter((e[1] for e in edges), dtype=np.int64, count=len(edges))
     order = np.argsort(src * len(nodes) + dst, kind="stable")
     h = ig.Graph(n=len(nodes), edges=list(zip(src[order].tolist(), dst[order].tolist(), strict=True)), directed=False)
-    h.es["weight"] = np.asarray(weights, dtype=np.float64)[order].tolist()
+    h.es["weight"] = weights[order].tolist()
     # both draw their node order from igraph's generator: seed it, then restore the default
     ig.set_random_number_generator(random.Random(seed))
     try:
