@@ -37,6 +37,8 @@ def drivers(
     json_out: JsonOpt = False,
 ) -> None:
     """The k hidden neurons most correlated with a class (template class_drivers)."""
+    if k < 1:
+        raise UsageError(f"-k must be at least 1, got {k}")
     with Graph() as g:
         info, stored, rows = class_drivers(g, class_name, k=k, run=run)
     if json_out:
@@ -97,6 +99,10 @@ def run_cmd(
         if key.strip() in raw:
             raise UsageError(f"parameter {key.strip()} given twice")
         raw[key.strip()] = value
+    if "run" in template.params and "run" not in raw:
+        template.bind({**raw, "run": "-"})  # every other parameter checked before connecting
+    else:
+        template.bind(raw)
     with Graph() as g:
         if "run" in template.params and "run" not in raw:
             raw["run"] = resolve_run(g).name

@@ -33,7 +33,7 @@ from deepatlas.graphops import (
     mistakes_matrix,
     overlap_vs_mistakes,
 )
-from deepatlas.graphops.communities import DEFAULT_ALGORITHM
+from deepatlas.graphops.communities import ALGORITHMS, DEFAULT_ALGORITHM, NEGATIVE_MODES
 from deepatlas.workspace import Result, Workspace
 
 __all__ = [
@@ -72,6 +72,14 @@ GRAPH_LABELS = {"complete": "complete correlation graph (every pair, r recompute
 def _graph(rg: RunGraph, negative: str, edges: list[tuple[str, str, float]] | None = None) -> nx.Graph:
     nodes = [dict(r) for r in rg.neurons] + [dict(r) for r in rg.classes]
     return coactivation_graph(nodes, rg.edges if edges is None else edges, negative=negative)
+
+
+def _check_choices(negative: str, algorithm: str = DEFAULT_ALGORITHM) -> None:
+    """Checked before the server or the model is touched (the Workspace opens them lazily)."""
+    if negative not in NEGATIVE_MODES:
+        raise UsageError(f"negative must be one of {', '.join(NEGATIVE_MODES)}, got {negative!r}")
+    if algorithm not in ALGORITHMS:
+        raise UsageError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
 
 
 @dataclass
@@ -189,6 +197,7 @@ def analyze_communities(
     """
     if graph_kind not in COMMUNITY_GRAPHS:
         raise UsageError(f"graph must be one of {', '.join(COMMUNITY_GRAPHS)}, got {graph_kind!r}")
+    _check_choices(negative, algorithm)
     info = ws.run_info()
     rg = read_run_graph(ws.graph, info)
     edges = None
@@ -279,6 +288,7 @@ class CentralityReport(Result):
 
 def analyze_centrality(ws: Workspace, *, negative: str = "drop", k: int = 10, write: bool = True) -> CentralityReport:
     """Degree, degree centrality and strength (weighted degree) of every neuron and class."""
+    _check_choices(negative)
     graph, info = ws.graph, ws.run_info()
     rg = read_run_graph(graph, info)
     cent = centrality(_graph(rg, negative))

@@ -82,6 +82,17 @@ def _context(ws: Workspace) -> _Context:
     return _Context(info, ckpt, data, ckpt.normalize(data.images).to(ws.device), data.labels, ws.device, classes)
 
 
+#: What a knocked-out unit is set to, and what activate-only drives the kept units to.
+KNOCKOUT_VALUES = ("zero", "mean")
+ACTIVATE_VALUES = ("class-mean", "max")
+
+
+def _check_value(value: str, allowed: tuple[str, ...]) -> None:
+    """Checked before the server or the model is touched (the Workspace opens them lazily)."""
+    if value not in allowed:
+        raise UsageError(f"value must be one of {', '.join(allowed)}, got {value!r}")
+
+
 def _default_layer(graph: Graph, ctx: _Context, layer: str | None) -> str:
     if layer is not None:
         return layer
@@ -209,6 +220,7 @@ def experiment_knockout(
         raise UsageError(f"unknown ranking {by!r}; use pg, {', '.join(RANKINGS)}")
     if output not in ("prob", "logit"):
         raise UsageError(f"output must be prob or logit, got {output!r}")
+    _check_value(value, KNOCKOUT_VALUES)
     graph, progress = ws.graph, ws.progress
     ctx = _context(ws)
     stored = resolve_class(graph, ctx.run, class_name)
@@ -287,6 +299,9 @@ def experiment_activate(
     ks = sorted(set(ks))
     if not ks or ks[0] < 1:
         raise UsageError(f"k must be >= 1, got {list(ks)}")
+    _check_value(value, ACTIVATE_VALUES)
+    if by not in RANKINGS:
+        raise UsageError(f"unknown ranking {by!r}; use {', '.join(RANKINGS)}")
     graph, progress = ws.graph, ws.progress
     ctx = _context(ws)
     layer = _default_layer(graph, ctx, layer)
@@ -332,6 +347,7 @@ def _knockout(ctx: _Context, units: list[Unit], value: str) -> Intervention:
 
 def experiment_community(ws: Workspace, community: int, *, value: str = "zero", record: bool = True) -> CommunityKnockoutResult:
     """Knock out every neuron of a Louvain community; error per class before and after."""
+    _check_value(value, KNOCKOUT_VALUES)
     graph = ws.graph
     ctx = _context(ws)
     units = community_units(graph, ctx.run, community)
@@ -359,6 +375,9 @@ def experiment_shared(ws: Workspace, a: str, b: str, *, value: str = "zero", see
 
     A random set of the same size from the same layers (``seeds`` times) is the baseline.
     """
+    _check_value(value, KNOCKOUT_VALUES)
+    if a.strip().lower() == b.strip().lower():
+        raise UsageError("give two different classes")
     graph = ws.graph
     ctx = _context(ws)
     sa, sb = resolve_class(graph, ctx.run, a), resolve_class(graph, ctx.run, b)
