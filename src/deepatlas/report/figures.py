@@ -96,6 +96,7 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path) ->
     order = sorted(groups, key=lambda k: (k < 0, k))
     size_of = {c["index"]: c["size"] for c in comm.communities}
     pos: dict[str, np.ndarray] = {}
+    away: dict[str, np.ndarray] = {}  # where each label goes: out of its own group, else out of the middle
     n_groups = len(order)
     for gi, k in enumerate(order):
         angle = np.pi / 2 - 2 * np.pi * gi / n_groups
@@ -105,6 +106,7 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path) ->
         for mi, name in enumerate(members):
             a = angle + 2 * np.pi * mi / len(members)
             pos[name] = centre + radius * np.array([np.cos(a), np.sin(a)])
+            away[name] = pos[name] - centre if radius > 0 else pos[name]
     g = nx.Graph()
     g.add_nodes_from(ov.class_names)
     for p in ov.pairs:
@@ -126,7 +128,7 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path) ->
         handles.append(ax.scatter(xy[:, 0], xy[:, 1], s=420, c=color, marker=marker, edgecolors="black",
                                   linewidths=1.0, zorder=3, label=label))
     for name, xy in pos.items():
-        out = xy / (np.linalg.norm(xy) or 1.0)  # away from the middle: beside the node, not over it
+        out = away[name] / (np.linalg.norm(away[name]) or 1.0)  # beside the node, away from its neighbours
         ha = "left" if out[0] > 0.35 else "right" if out[0] < -0.35 else "center"
         dx = 14 * np.sign(out[0]) if ha != "center" else 0.0
         dy = 16 * out[1] if ha != "center" else 18 * (1 if out[1] >= 0 else -1)
@@ -148,7 +150,7 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path) ->
     ax.set_aspect("equal")
     ax.margins(0.18)
     ax.axis("off")
-    return save(fig, path)
+    return save(fig, path, bbox_inches="tight")  # the title and the legend below the axes stay in
 
 
 def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "",

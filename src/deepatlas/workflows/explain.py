@@ -117,7 +117,7 @@ def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None,
     from deepatlas.report.attribution import input_score_grid
 
     pred = int(probs.argmax())
-    fig = input_score_grid(raw[0, 0].numpy(), [(f"{names[t]} ({probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
+    fig = input_score_grid(raw[0, 0].numpy(), [(f"{names[t]} (p={probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
                            ws.out / f"heatmap-{method}-{split}-{index}.png",
                            title=f"{data.name}/{split} #{index}: label {names[label]}, predicted {names[pred]} ({method})",
                            label=f"{method} score of the pixel for the class")
