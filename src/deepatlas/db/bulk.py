@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deepatlas.db.graph import Graph
-from deepatlas.db.runs import RunInfo, _property, _verify_counts, ensure_schema, resolve_run
+from deepatlas.db.runs import RunInfo, ensure_schema, property_value, resolve_run, verify_counts
 from deepatlas.db.schema import check_label, check_rel
 from deepatlas.db.server import _ADMIN, LocalServer, _java
 from deepatlas.db.templates import cypher
@@ -92,7 +92,7 @@ def bulk_import(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     run_row = {"key": key, "name": name, "status": "running", "model": model_props["key"],
-               **{k: _property(v) for k, v in run_props.items() if v is not None}}
+               **{k: property_value(v) for k, v in run_props.items() if v is not None}}
     run_row["counts"] = json.dumps({"nodes": tables.node_counts(), "edges": tables.edge_counts()})
     files: list[str] = []
     for label, rows in (("Run", [run_row]), ("Model", [{k: v for k, v in model_props.items() if v is not None}]),
@@ -140,7 +140,7 @@ def bulk_import(
         raise ServerError(f"neo4j-admin import failed:\n{tail}")
     t0 = time.perf_counter()
     ensure_schema(graph)
-    _verify_counts(graph, key, tables.node_counts(), tables.edge_counts())
+    verify_counts(graph, key, tables.node_counts(), tables.edge_counts())
     phases["schema+verify"] = time.perf_counter() - t0
     graph.write(cypher("bulk_complete_run"),
                 {"key": key, "phases": json.dumps(phases)})

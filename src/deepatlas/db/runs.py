@@ -162,7 +162,7 @@ def write_run(
     t_clean = time.perf_counter()
     _purge_unfinished(graph, name)  # refuses while another live process writes this name
     cleaning = time.perf_counter() - t_clean
-    props = {k: _property(v) for k, v in run_props.items()}
+    props = {k: property_value(v) for k, v in run_props.items()}
     expected_nodes = tables.node_counts()
     expected_edges = tables.edge_counts()
     props["counts"] = json.dumps({"nodes": expected_nodes, "edges": expected_edges})
@@ -179,7 +179,7 @@ def write_run(
         for table in tables.edges:
             graph.write_batches(_edge_query(table), table.rows(), batch_size=batch_size, progress=progress)
             _heartbeat(graph, key)
-        _verify_counts(graph, key, expected_nodes, expected_edges)
+        verify_counts(graph, key, expected_nodes, expected_edges)
         rows = graph.write(
             cypher("complete_run"),  # no row if r is gone
             {"key": key, "seconds": time.perf_counter() - started},
@@ -203,14 +203,14 @@ def write_run(
     return resolve_run(graph, name)
 
 
-def _property(value: Any) -> Any:
+def property_value(value: Any) -> Any:
     """Neo4j stores scalars and flat lists of scalars; dicts and nested lists go in as JSON."""
     if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
         return json.dumps(value)
     return value
 
 
-def _verify_counts(graph: Graph, key: str, nodes: dict[str, int], edges: dict[str, int]) -> None:
+def verify_counts(graph: Graph, key: str, nodes: dict[str, int], edges: dict[str, int]) -> None:
     for label, n in nodes.items():
         got = graph.read(cypher("count_nodes", label=check_label(label)), {"key": key})[0]["c"]
         if got != n:

@@ -7,7 +7,6 @@ the ``progress(stage, advance, total)`` callback.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ from deepatlas.db.runs import (
     new_run_key,
     remember_run,
     validate_run_name,
-    write_run,
 )
+from deepatlas.db.writers import run_writer
 from deepatlas.errors import UsageError
 from deepatlas.explain.aggregate import (
     class_gradient_scores,
@@ -154,15 +153,6 @@ def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{stem}-{data.name}-{data.split}")[:100]
 
 
-def _write_batch() -> int:
-    """Rows per write transaction: 5,000, or ``$DEEPATLAS_WRITE_BATCH`` (tuning; the fault tests
-    use small ones to be sure a signal lands mid-write)."""
-    text = os.environ.get("DEEPATLAS_WRITE_BATCH", "5000")
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"DEEPATLAS_WRITE_BATCH must be a positive integer, got {text[:20]!r}")
-    return int(text)
-
-
 def _check_replacement(graph: Graph, name: str, ckpt: Checkpoint, data: ImageSet) -> None:
     """A run of this name from other weights or other data is only replaced when asked."""
     old = find_run(graph, name)
@@ -258,10 +248,8 @@ def ingest(
     g = ws.graph
     if not replace:  # refuse before computing anything
         _check_replacement(g, name, ckpt, images)
-    if bulk:
-        from deepatlas.db.bulk import check_bulk_target
-
-        check_bulk_target(g)
+    writer = run_writer(bulk)
+    writer.check(g)  # e.g. --bulk needs an empty database: refused before any work
     n = len(images)
     result = compute_coactivation(
         ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
@@ -313,17 +301,10 @@ def ingest(
             "confusion": result.confusion.tolist(), "device": str(dev),
         }
     model_node = model_props(ckpt)
-    if bulk:
-        from deepatlas.db.bulk import bulk_import
-        from deepatlas.db.server import LocalServer
-
-        run = bulk_import(g, LocalServer(), tables, key=key, name=name, run_props=run_props, model_props=model_node)
-    else:
-        written: dict[str, float] = {}
-        run = write_run(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
-                        batch_size=_write_batch(),
-                        progress=lambda k: progress("write", k, total_rows), timings=written)
-        timings["clean-up"] = written.get("clean-up", 0.0)  # deleting earlier generations of the name
+    run = writer.write(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
+                       progress=lambda k: progress("write", k, total_rows))
+    if "clean-up" in writer.timings:  # deleting earlier generations of the name
+        timings["clean-up"] = writer.timings["clean-up"]
     timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
     remember_run(g, name)  # commands without --run now default to this run
     return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))
