@@ -37,8 +37,8 @@ def drivers(
     json_out: JsonOpt = False,
 ) -> None:
     """The k hidden neurons most correlated with a class (template class_drivers)."""
-    if k < 1:
-        raise UsageError(f"-k must be at least 1, got {k}")
+    if k <= 0 or k > 100_000:  # as class_drivers checks, but before connecting
+        raise UsageError(f"k must lie in 1..100000, got {k}")
     with Graph() as g:
         info, stored, rows = class_drivers(g, class_name, k=k, run=run)
     if json_out:

@@ -27,7 +27,7 @@ CASES = [
     (["analyze", "communities", "--algorithm", "bogus"], "algorithm must be one of leiden"),
     (["analyze", "communities", "--graph", "bogus"], "graph must be one of complete, stored"),
     (["analyze", "centrality", "--negative", "bogus"], "negative must be one of drop, abs"),
-    (["query", "drivers", "--class", "Bag", "-k", "0"], "-k must be at least 1"),
+    (["query", "drivers", "--class", "Bag", "-k", "0"], "k must lie in 1..100000"),
     (["query", "run", "class_drivers", "-p", "k=abc", "-p", "class=Bag"], "parameter k must be int"),
     (["query", "run", "class_drivers", "-p", "k=3"], "needs -p class"),
     (["query", "run", "nope"], "no template 'nope'"),
