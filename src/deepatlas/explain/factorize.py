@@ -24,13 +24,16 @@ mean over positions, one row per channel (this package's earlier default).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
+from deepatlas.models.sites import hooks
 
 __all__ = ["UNIT_MODES", "CoupledNMF", "activation_matrices", "coupled_nmf", "spectra"]
 
@@ -194,13 +197,13 @@ def activation_matrices(
         raise UsageError(f"units must be one of {UNIT_MODES}, got {units!r}")
     model.eval()
     order: list[str] = []
-    handles = [m.register_forward_hook(lambda _m, _i, _o, n=n: order.append(n))
-               for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    try:
+    leaves = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+
+    def note(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        return lambda _m, _i, _o: order.append(name)
+
+    with hooks(model, forward={n: note(n) for n in leaves}):
         model(inputs[:1])
-    finally:
-        for h in handles:
-            h.remove()
     sources = {name: (_pooled_source(model, name, order) if pooled and units == "maps" else name) for name in layers}
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     shapes: dict[str, tuple[int, ...]] = {}

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from deepatlas.errors import UsageError
+from deepatlas.models.sites import hooks, split_site
 
 __all__ = ["INPUT", "SwitchGateResult", "SwitchGates", "balanced_holding_rate", "center_classifier", "holding_rate", "phi"]
 
@@ -102,8 +103,7 @@ class SwitchGateResult:
 
 @contextmanager
 def _gated(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Multiply each named layer's output (or the input) by its gate vector."""
-    handles = []
+    """Multiply each named site's output (or the input) by its gate vector."""
 
     def scale(t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if b.shape == t.shape[1:]:  # one gate per element (input gating)
@@ -111,16 +111,10 @@ def _gated(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
         shape = (1, -1) + (1,) * (t.ndim - 2)  # one gate per unit / channel
         return t * b.view(shape)
 
-    for name, b in gates.items():
-        if name == INPUT:
-            handles.append(model.register_forward_pre_hook(lambda _m, args, b=b: (scale(args[0], b), *args[1:])))
-        else:
-            handles.append(model.get_submodule(name).register_forward_hook(lambda _m, _i, out, b=b: scale(out, b)))
-    try:
+    pre = {"": lambda _m, args, b=gates[INPUT]: (scale(args[0], b), *args[1:])} if INPUT in gates else {}
+    forward = {name: (lambda _m, _i, out, b=b: scale(out, b)) for name, b in gates.items() if name != INPUT}
+    with hooks(model, forward=forward, pre=pre):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @torch.no_grad()
@@ -192,8 +186,8 @@ class SwitchGates:
         if w <= 0:
             raise UsageError("w must be positive")
         names = dict(model.named_modules())
-        for layer in layers:
-            if layer != INPUT and (layer not in names or not layer):
+        for layer in layers:  # a site: a module, or module#k for the k-th call of a shared one
+            if layer != INPUT and (not layer or split_site(layer)[0] not in names):
                 raise UsageError(f"unknown layer {layer!r}; modules: {', '.join(n for n in names if n)}")
         self.model = model
         self.layers = list(layers)
@@ -201,14 +195,9 @@ class SwitchGates:
 
     def _shapes(self, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {}
-        handles = [self.model.get_submodule(n).register_forward_hook(
-            lambda _m, _i, o, n=n: shapes.__setitem__(n, (o.shape[1],))) for n in self.layers if n != INPUT]
-        try:
-            with torch.no_grad():
-                self.model(example)
-        finally:
-            for h in handles:
-                h.remove()
+        record = {n: (lambda _m, _i, o, n=n: shapes.__setitem__(n, (o.shape[1],))) for n in self.layers if n != INPUT}
+        with hooks(self.model, forward=record), torch.no_grad():
+            self.model(example)
         if INPUT in self.layers:
             shapes[INPUT] = tuple(example.shape[1:])
         return shapes

@@ -137,3 +137,29 @@ def test_phi_and_errors() -> None:
         SwitchGates(_toy(), ["nope"])
     with pytest.raises(UsageError, match="balanced set"):
         SwitchGates(_toy(), ["1"]).fit(torch.zeros(0, 4), torch.rand(3, 4), target=0)
+
+
+def test_gates_on_one_call_of_a_shared_module() -> None:
+    """torchvision's BasicBlock calls one ReLU twice: a gate on ``relu#2`` scales only the second
+    call (the block's output), as the hook sites elsewhere do."""
+    import torchvision
+
+    from deepatlas.explain.switchgate import _gated
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    sg = SwitchGates(net, ["layer1.0.relu#2"])
+    assert sg._shapes(x) == {"layer1.0.relu#2": (64,)}
+    with torch.no_grad():
+        plain = net(x)
+        with _gated(net, {"layer1.0.relu#2": torch.ones(64)}):
+            same = net(x)
+        with _gated(net, {"layer1.0.relu#2": torch.zeros(64)}):
+            closed = net(x)
+        with _gated(net, {"layer1.0.relu#1": torch.zeros(64)}):
+            first_closed = net(x)
+    assert torch.allclose(plain, same) and not torch.allclose(plain, closed)
+    assert not torch.allclose(closed, first_closed)  # the two calls are told apart
+    with pytest.raises(UsageError, match="unknown layer"):
+        SwitchGates(net, ["layer1.0.nope#2"])
