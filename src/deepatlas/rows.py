@@ -14,7 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EdgeTable", "GraphTables", "class_key", "experiment_key", "layer_key", "neuron_key", "pixel_key"]
+__all__ = [
+    "EdgeTable",
+    "GraphTables",
+    "class_key",
+    "community_key",
+    "experiment_key",
+    "layer_key",
+    "neuron_key",
+    "pixel_key",
+]
 
 
 def layer_key(run: str, name: str) -> str:
@@ -27,6 +36,10 @@ def neuron_key(run: str, layer: str, index: int) -> str:
 
 def class_key(run: str, index: int) -> str:
     return f"{run}/class/{index}"
+
+
+def community_key(run: str, index: int) -> str:
+    return f"{run}/community/{index}"
 
 
 def experiment_key(run: str, token: str) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from deepatlas.db.graph import Graph
 from deepatlas.db.runs import RunInfo
 from deepatlas.db.templates import cypher
+from deepatlas.rows import community_key
 
 __all__ = ["RunGraph", "read_pixel_maps", "read_run_export", "read_run_graph", "write_centrality", "write_communities", "write_overlaps"]
 
@@ -80,10 +81,10 @@ def write_communities(graph: Graph, run: RunInfo, membership: dict[str, int], mo
     for c in membership.values():
         sizes[c] = sizes.get(c, 0) + 1
     communities = [
-        {"key": f"{run.key}/community/{c}", "index": c, "size": sizes[c], "classes": classes_by_community[c]}
+        {"key": community_key(run.key, c), "index": c, "size": sizes[c], "classes": classes_by_community[c]}
         for c in sorted(sizes)
     ]
-    members = [{"node": node, "community": f"{run.key}/community/{c}"} for node, c in membership.items()]
+    members = [{"node": node, "community": community_key(run.key, c)} for node, c in membership.items()]
     graph.write_many([
         (cypher("delete_communities"), {"run": run.key}),
         (cypher("create_communities"),
