@@ -216,6 +216,9 @@ def _translate(exc: BaseException, settings: Settings) -> GraphError:
         if any(k in text for k in ("No space left", "TransactionLogError", "DiskFull", "disk full")):
             return GraphError(f"Neo4j cannot write: its disk is full or its transaction log broke ({exc.code}); free space, "
                               "then `deepatlas db stop` and `deepatlas db start`, and check `deepatlas db status`")
+        if "MemoryPoolOutOfMemoryError" in text:
+            return GraphError(f"one write transaction needed more memory than Neo4j allows ({exc.code}, "
+                              "dbms.memory.transaction.total.max); lower DEEPATLAS_WRITE_BATCH or raise that setting")
         if "DatabaseUnavailable" in text:
             return GraphUnavailable(f"the database at {where} is not online ({exc.code}); see `deepatlas db status` and its log")
         return GraphError(f"Neo4j failed ({exc.code}): {_first_line(exc.message)}; try again")

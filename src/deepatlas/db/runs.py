@@ -42,7 +42,7 @@ from deepatlas.rows import EdgeTable, GraphTables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "last_run", "list_runs", "new_run_key", "remember_run", "resolve_run", "run_model_row", "write_run"]
+__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "last_run", "list_runs", "new_run_key", "remember_run", "resolve_run", "rows_per_batch", "run_model_row", "write_run"]
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -174,7 +174,7 @@ def write_run(
     try:
         _claim(graph, key, name)
         for label, rows in (("Layer", tables.layers), ("Neuron", tables.neurons), ("Class", tables.classes), ("Pixel", tables.pixels)):
-            graph.write_batches(_NODE_WRITES[label], rows, batch_size=batch_size, progress=progress)
+            graph.write_batches(_NODE_WRITES[label], rows, batch_size=rows_per_batch(rows, batch_size), progress=progress)
             _heartbeat(graph, key)
         for table in tables.edges:
             graph.write_batches(_edge_query(table), table.rows(), batch_size=batch_size, progress=progress)
@@ -201,6 +201,21 @@ def write_run(
     if timings is not None:
         timings["clean-up"] = cleaning + time.perf_counter() - t_clean
     return resolve_run(graph, name)
+
+
+#: Bytes of list properties one write transaction may carry. Neuron and Class rows hold their
+#: pixel correlations (3x64x64 inputs: 12,288 floats, 98 KB a row); 5,000 such rows in one
+#: transaction exceeded Neo4j's default transaction memory (716.8 MiB) on a ResNet-18 run.
+BATCH_PAYLOAD_BYTES = 32 * 2**20
+
+
+def rows_per_batch(rows: list[dict[str, Any]], batch_size: int) -> int:
+    """``batch_size``, lowered so one batch of ``rows`` carries at most BATCH_PAYLOAD_BYTES of
+    list properties (8 bytes a number; the first row stands for all)."""
+    if not rows:
+        return batch_size
+    row_bytes = 200 + 8 * sum(len(v) for v in rows[0].values() if isinstance(v, list | tuple))
+    return max(1, min(batch_size, BATCH_PAYLOAD_BYTES // row_bytes))
 
 
 def property_value(value: Any) -> Any:

@@ -122,3 +122,13 @@ def test_placeholders_take_only_identifiers() -> None:
         cypher("count_nodes", label="Neuron) DETACH DELETE (m")
     with pytest.raises(ValueError, match="placeholders"):
         cypher("count_nodes")
+
+
+def test_write_batches_shrink_for_rows_with_long_lists() -> None:
+    from deepatlas.db.runs import BATCH_PAYLOAD_BYTES, rows_per_batch
+
+    assert rows_per_batch([{"key": "a", "index": 1}], 5000) == 5000
+    wide = [{"key": "a", "pixel_r": [0.0] * 12_288}]
+    n = rows_per_batch(wide, 5000)
+    assert 1 <= n < 5000 and n * 8 * 12_288 <= BATCH_PAYLOAD_BYTES
+    assert rows_per_batch([{"pixel_r": [0.0] * 10**8}], 5000) == 1 and rows_per_batch([], 7) == 7
