@@ -204,7 +204,7 @@ def write_run(
 
 
 #: Bytes of list properties one write transaction may carry. Neuron and Class rows hold their
-#: pixel correlations (3x64x64 inputs: 12,288 floats, 98 KB a row); 5,000 such rows in one
+#: pixel correlations (a 3x37x37 grid: 4,107 floats, 33 KB a row); 5,000 such rows in one
 #: transaction exceeded Neo4j's default transaction memory (716.8 MiB) on a ResNet-18 run.
 BATCH_PAYLOAD_BYTES = 32 * 2**20
 
