@@ -22,7 +22,7 @@ from deepatlas.errors import IngestError, UsageError
 from deepatlas.models.layers import ACTIVATIONS, NORMS
 from deepatlas.models.sites import Site, hooks, list_sites
 
-__all__ = ["ActivationRecorder", "LayerSpec", "default_layers", "reduce_units", "unit_kind"]
+__all__ = ["CHANNELS_LAST", "ActivationRecorder", "LayerSpec", "default_layers", "reduce_units", "unit_kind"]
 
 
 
@@ -57,6 +57,10 @@ def _leaf_order(model: nn.Module, example: torch.Tensor) -> list[str]:
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
+def _site(sites: list[Site], name: str) -> Site:
+    return next(s for s in sites if s.name == name)
+
+
 def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The post-activation output of every conv and dense layer but the last (the classes).
 
@@ -67,7 +71,9 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     not a post-activation value and is left out; the block's activation after the sum is
     taken through the layer that reaches it. A model with no activation modules at all (it
     applies ``F.relu`` functionally) gets the layers themselves. The final ``Linear`` produces
-    the class scores and is not a hidden layer. Sites are per call (``relu#2``).
+    the class scores and is not a hidden layer. Sites are per call (``relu#2``). A
+    channels-last map made by a Linear (inside ConvNeXt's blocks) is left out: name the blocks
+    (``--layers features.1.0,...``) to capture their outputs.
 
     A model that knows its own structure better names its hidden layers itself with a
     ``capture_layers()`` method returning site names.
@@ -89,7 +95,7 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
             j += 1
         if not functional and j < len(sites) and isinstance(modules[sites[j].module], ACTIVATIONS):
             pick = sites[j].name
-        if pick is not None and pick not in names:
+        if pick is not None and pick not in names and unit_kind(sites, _site(sites, pick), modules) != CHANNELS_LAST:
             names.append(pick)
     if not names:
         raise IngestError("no conv or dense layer of the model is followed by an activation; pass --layers")
@@ -97,14 +103,23 @@ def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 
 def unit_kind(sites: list[Site], site: Site, modules: dict[str, nn.Module]) -> str:
-    """``dense`` for (B, units), ``tokens`` for (B, T, F) after a Linear, else ``conv``."""
+    """``dense`` for (B, units), ``tokens`` for (B, T, F) after a Linear, ``channels-last`` for a
+    (B, H, W, C) map after a Linear (ConvNeXt's block MLP), else ``conv`` (B, C, *spatial)."""
     shape = site.shape
     if len(shape) == 2:
         return "dense"
     before = [s for s in sites if s.order <= site.order and isinstance(modules[s.module], _WEIGHTED)]
-    if len(shape) == 3 and before and isinstance(modules[before[-1].module], nn.Linear):
+    after_linear = bool(before) and isinstance(modules[before[-1].module], nn.Linear)
+    if len(shape) == 3 and after_linear:
         return "tokens"  # (B, T, F): a Linear acts on the last axis, so the units are the features
+    if len(shape) == 4 and after_linear and shape[-1] == modules[before[-1].module].out_features:
+        return CHANNELS_LAST
     return "conv"
+
+
+#: A (B, H, W, C) map a Linear made (ConvNeXt's inverted bottleneck runs channels-last): not
+#: captured (reading it as (B, C, H, W) would make its rows the units); its block's output is.
+CHANNELS_LAST = "channels-last"
 
 
 def reduce_units(out: torch.Tensor, kind: str) -> torch.Tensor:
@@ -180,6 +195,10 @@ class ActivationRecorder:
         for site in chosen:
             if len(site.shape) < 2:
                 raise IngestError(f"layer {site.name!r} does not output a (batch, units, ...) tensor")
+            if unit_kind(sites, site, modules) == CHANNELS_LAST:
+                raise IngestError(f"layer {site.name!r} outputs a channels-last map {tuple(site.shape)} made by a Linear "
+                                  "(as inside ConvNeXt's blocks); deepatlas reads maps as (batch, channels, ...): "
+                                  "capture the block's output instead")
         self.sites: tuple[Site, ...] = tuple(chosen)
         self.layers: tuple[LayerSpec, ...] = tuple(
             LayerSpec(site.name, kind, int(site.shape[-1] if kind == "tokens" else site.shape[1]), i + 1)

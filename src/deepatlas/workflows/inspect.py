@@ -17,7 +17,7 @@ from deepatlas.errors import DeepAtlasError, UsageError
 from deepatlas.explain.gradients import PredictionGradients
 from deepatlas.explain.influence import InfluentialScores
 from deepatlas.explain.interventions import Intervention
-from deepatlas.ingest.capture import ActivationRecorder, default_layers, unit_kind
+from deepatlas.ingest.capture import CHANNELS_LAST, ActivationRecorder, default_layers, unit_kind
 from deepatlas.ingest.coactivation import MAX_MATRIX_MB, pixel_shape, plan_blocks
 from deepatlas.ingest.pairs import SparsifyParams
 from deepatlas.models.sites import list_sites
@@ -150,7 +150,7 @@ def inspect_model(
         kind, units = captured.get(site.name, (None, None))
         if kind is None and len(site.shape) >= 2:
             kind = unit_kind(sites, site, modules)
-            units = int(site.shape[-1] if kind == "tokens" else site.shape[1])
+            units = None if kind == CHANNELS_LAST else int(site.shape[-1] if kind == "tokens" else site.shape[1])
         rows.append(LayerRow(site.name, site.type, site.shape, kind, units, site.name in defaults))
     target = 0
     try:

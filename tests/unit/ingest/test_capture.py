@@ -170,3 +170,22 @@ def test_autocast_records_in_reduced_precision_close_to_float32() -> None:
     assert amp.dtype == torch.float32 and out.dtype == torch.float32
     assert not torch.equal(amp, exact)  # it really ran in bfloat16
     assert torch.allclose(amp, exact, rtol=0.05, atol=0.02)
+
+
+def test_channels_last_maps_are_not_read_as_conv_maps() -> None:
+    """ConvNeXt's block MLP runs on (B, H, W, C): reading it as (B, C, H, W) made its rows the
+    units (16 "units" for 384 features at 64x64). It is refused by name and left out of the
+    default set; the blocks themselves (channels-first) are captured."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.convnext_tiny(num_classes=3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(IngestError, match="pass --layers"):
+        default_layers(net, x)
+    with pytest.raises(IngestError, match="channels-last"):
+        ActivationRecorder(net, ["features.1.0.block.4"], example=x)
+    rec = ActivationRecorder(net, ["features.1.0", "features.3.1"], example=x)
+    assert [(s.kind, s.size) for s in rec.layers] == [("conv", 96), ("conv", 192)]
+    acts, out = rec.record(x)
+    assert acts.shape == (2, 96 + 192) and out.shape == (2, 3)
