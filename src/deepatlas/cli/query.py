@@ -72,7 +72,8 @@ def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
 
 @app.command()
 def style() -> None:
-    """Print the Neo4j Browser style (colours by label, captions): paste it after `:style`."""
+    """Print the Neo4j Browser style (colours by label, captions): save it as a .grass file and drop
+    it onto the Browser window (pasting it after `:style` in the editor is another format)."""
     from importlib import resources
 
     print(resources.files("deepatlas.cypher").joinpath("browser-style.grass").read_text(), end="")
