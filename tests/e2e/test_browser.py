@@ -1,8 +1,11 @@
-"""A real browser: headless Chromium logs into the local Neo4j Browser and runs a template."""
+"""A real browser: headless Chromium logs into the local Neo4j Browser, runs a template, and
+shows the graph view with the shipped style dropped onto it (README, "Neo4j Browser")."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -55,8 +58,34 @@ def test_class_drivers_template_runs_in_neo4j_browser(neo4j_server: LocalServer,
             page.wait_for_selector("text=Started streaming 3 records", timeout=30_000)
             page.screenshot(path=str(shot))
             table = page.locator("table").first.inner_text()
+
+            # the README's route for the style: drop the .grass file onto the Browser window
+            drop_file(page, "browser-style.grass", GRASS)
+            page.wait_for_selector("text=node.Neuron", timeout=30_000)  # the :style frame it opens
+            keys = json.dumps([row["key"] for row in want])
+            run(f"MATCH (n:Neuron) WHERE n.key IN {keys} RETURN n")
+            page.wait_for_selector("svg g.node", timeout=30_000)
+            page.wait_for_timeout(1500)  # the force layout settles; captions are drawn with the nodes
+            captions = page.eval_on_selector_all("svg g.node text", "els => els.map(e => e.textContent)")
+            edge_captions = page.eval_on_selector_all("svg g.relationship text", "els => els.map(e => e.textContent)")
+            page.screenshot(path=str(ARTIFACTS / "neo4j-browser-graph.png"))
         finally:
             browser.close()
     for row in want:  # the Browser shows the same three drivers the CLI finds
         assert f'"{row["layer"]}"' in table and str(row["unit"]) in table and f'{row["key"]}' in table
     assert shot.stat().st_size > 20_000
+    # the graph view names each neuron as the style promises ({layer}/{index}), not by a float
+    assert sorted(c.strip() for c in captions if c and c.strip()) == sorted(f'{row["layer"]}/{row["unit"]}' for row in want), captions
+    # and the edges Browser draws between them name their quantity (three drivers co-activate)
+    assert any(c and c.strip().startswith("r=") for c in edge_captions), edge_captions
+
+
+GRASS = resources.files("deepatlas.cypher").joinpath("browser-style.grass").read_text()
+
+
+def drop_file(page, name: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Drop one file onto the Browser's window, as a user dragging it from their desktop does."""
+    transfer = page.evaluate_handle(
+        "([name, text]) => { const t = new DataTransfer(); t.items.add(new File([text], name)); return t; }", [name, text])
+    page.dispatch_event(".filedrop", "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(".filedrop", "drop", {"dataTransfer": transfer})

@@ -268,71 +268,43 @@ def compute_coactivation(
         raise UsageError(f"batch_size must be positive, got {batch_size}")
     if len(data) < 2:
         raise UsageError("co-activation needs at least 2 images")
-    device = torch.device(device)
-    model = model.to(device).eval()
-    prep = normalize or (lambda t: t)
     t0 = time.perf_counter()
-    example = prep(data.images[:2]).to(device)
-    try:
-        recorder = ActivationRecorder(model, layers, example=example, autocast=amp)
-    except RuntimeError as exc:
-        raise IngestError(f"the model cannot take images of shape {tuple(data.images.shape[1:])}: {str(exc).splitlines()[0]}") from exc
-    with torch.no_grad():
-        logits = model(example)
-    n_out = logits.shape[-1]
-    n_classes = len(data.class_names)
-    if n_out != n_classes:
-        raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
-    m = recorder.n_units + n_classes
+    stream = _Stream.open(model, data, layers=layers, batch_size=batch_size, device=torch.device(device),
+                          normalize=normalize, class_values=class_values, amp=amp, progress=progress)
+    m = stream.n_nodes
     grid = pixel_shape(data.input_shape, pixel_grid, n_nodes=m, max_matrix_mb=max_matrix_mb)
-    p = grid[0] * grid[1] * grid[2]
-    rows = plan_blocks(m, max_matrix_mb, dtype.itemsize, p)
+    rows = plan_blocks(m, max_matrix_mb, dtype.itemsize, grid[0] * grid[1] * grid[2])
     blocks = [(s, min(s + rows, m)) for s in range(0, m, rows)]
-    dense = len(blocks) == 1
-    store = None if dense else _NodeStore.open(len(data), m, logits.dtype, cache_mb, spill)
-    total = len(data) * (len(blocks) if not dense and store is None else 1)
-    units = CoMoments(m, dtype=dtype, device=device) if dense else CoMoments(blocks[0][1], m, dtype=dtype, device=device)
-    pixels = CoMoments(p, m, dtype=dtype, device=device)
-    confusion = Confusion(n_classes, device=device)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
+    if len(blocks) > 1:
+        stream.keep(_NodeStore.open(len(data), m, stream.dtype, cache_mb, spill), passes=len(blocks))
     seconds = {"setup": time.perf_counter() - t0}
+    try:
+        return _passes(stream, data, grid, blocks, dtype, sparsify, seconds)
+    finally:
+        stream.close()  # the node store's temporary file goes, whatever happened
 
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(raw images, labels, node values) per batch; node values = [units..., classes...]."""
-        nonlocal bad
-        for start in range(0, len(data), batch_size):
-            raw = data.images[start : start + batch_size].to(device, non_blocking=True)
-            labels = data.labels[start : start + batch_size].to(device, non_blocking=True)
-            acts, out = recorder.record(prep(raw))
-            bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
-            cls = out.softmax(1) if class_values == "probs" else out
-            nodes = torch.cat([acts, cls], dim=1)
-            if store is not None:
-                store.put(start, nodes)
-            yield raw, labels, nodes
-            if progress is not None:
-                progress(int(raw.shape[0]), total)
 
-    def node_batches() -> Iterator[torch.Tensor]:
-        """The node values again: from the store, or by running the model once more."""
-        if store is not None:
-            for start in range(0, len(data), batch_size):
-                yield store.get(start, start + batch_size, device)
-        else:
-            for _raw, _labels, nodes in batches():
-                yield nodes
-
+def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks: list[tuple[int, int]], dtype: torch.dtype,
+            sparsify: SparsifyParams | None, seconds: dict[str, float]) -> CoactivationResult:
+    """The first pass over the data, then (blockwise) the later blocks: see the module docstring."""
+    m, n_classes, dense = stream.n_nodes, len(data.class_names), len(blocks) == 1
+    p = grid[0] * grid[1] * grid[2]
+    # first pass: the pixel statistics, the confusion matrix and the first block of co-moments
     t0 = time.perf_counter()
-    for raw, labels, nodes in batches():
+    first = blocks[0][1]
+    units = CoMoments(m, dtype=dtype, device=stream.device) if dense else CoMoments(first, m, dtype=dtype, device=stream.device)
+    pixels = CoMoments(p, m, dtype=dtype, device=stream.device)
+    confusion = Confusion(n_classes, device=stream.device)
+    for raw, labels, nodes in stream.batches():
         if dense:
             units.update(nodes)
         else:
-            units.update(nodes[:, : blocks[0][1]], nodes)
+            units.update(nodes[:, :first], nodes)
         pixels.update(_pixels(raw, grid), nodes)
         confusion.update(nodes[:, -n_classes:].argmax(1), labels)
-    if bool(bad):
-        raise IngestError("the model produced NaN or Inf outputs on this data; nothing was stored")
+    stream.check_finite()
     seconds["forward+stats"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     pixel_corr = _to_cpu(pixels.compute(inplace=True))
     selected: SelectedPairs | None = None
@@ -343,28 +315,13 @@ def compute_coactivation(
         unit_corr = Correlation(None, pixel_corr.mean_y, pixel_corr.std_y, pixel_corr.dead_y, pixel_corr.mean_y,
                                 pixel_corr.std_y, pixel_corr.dead_y, pixel_corr.n)
         params = sparsify or SparsifyParams()
-        is_class = np.arange(m) >= m - n_classes
-        dead = pixel_corr.dead_y.numpy()
-        parts = []
-        seconds["more passes"] = 0.0
-        for k, (lo, hi) in enumerate(blocks):
-            if k > 0:
-                t1 = time.perf_counter()
-                units = CoMoments(hi - lo, m, dtype=dtype, device=device)
-                for nodes in node_batches():
-                    units.update(nodes[:, lo:hi], nodes)
-                seconds["more passes"] += time.perf_counter() - t1
-            block_r = units.compute(inplace=True).r
-            assert block_r is not None
-            parts.append(select_block(block_r.cpu().numpy(), lo, is_class, dead, params))
-            del units, block_r
-        i, j, r = merge_pairs(parts, m)
-        selected = SelectedPairs(i, j, r, params)
-        if store is not None:
-            store.close()
+        is_class, dead = np.arange(m) >= m - n_classes, pixel_corr.dead_y.numpy()
+        first_pairs = _select(units, 0, is_class, dead, params)
+        del units  # before the next block is allocated
+        selected = _blockwise_pairs(stream, first_pairs, blocks[1:], is_class, dead, params, dtype, seconds)
     seconds["correlate"] = time.perf_counter() - t0 - seconds.get("more passes", 0.0)
     return CoactivationResult(
-        layers=recorder.layers,
+        layers=stream.recorder.layers,
         class_names=data.class_names,
         units=unit_corr,
         pixels=pixel_corr,
@@ -372,13 +329,126 @@ def compute_coactivation(
         input_shape=data.input_shape,
         pixel_shape=grid,
         n_samples=len(data),
-        class_values=class_values,
+        class_values=stream.class_values,
         seconds=seconds,
         pairs=selected,
         passes=len(blocks),
-        forward_passes=1 if dense or store is not None else len(blocks),
-        cache="none" if store is None else store.where,
+        forward_passes=stream.forward_passes,
+        cache=stream.cache,
     )
+
+
+def _select(units: CoMoments, lo: int, is_class: np.ndarray, dead: np.ndarray,
+            params: SparsifyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs chosen from one block of co-moment rows starting at node ``lo`` (r computed in place)."""
+    block_r = units.compute(inplace=True).r
+    assert block_r is not None
+    return select_block(block_r.cpu().numpy(), lo, is_class, dead, params)
+
+
+def _blockwise_pairs(stream: _Stream, first: tuple[np.ndarray, np.ndarray, np.ndarray], rest: list[tuple[int, int]],
+                     is_class: np.ndarray, dead: np.ndarray, params: SparsifyParams, dtype: torch.dtype,
+                     seconds: dict[str, float]) -> SelectedPairs:
+    """All chosen unit pairs: ``first`` (the first block's, from the first pass), then each block of ``rest``.
+
+    Each later block reads the node values again from ``stream`` (its store, or one more
+    forward pass); its r rows go to :func:`select_block` and are dropped.
+    """
+    parts = [first]
+    seconds["more passes"] = 0.0
+    for lo, hi in rest:
+        t1 = time.perf_counter()
+        units = CoMoments(hi - lo, stream.n_nodes, dtype=dtype, device=stream.device)
+        for nodes in stream.node_batches():
+            units.update(nodes[:, lo:hi], nodes)
+        seconds["more passes"] += time.perf_counter() - t1
+        parts.append(_select(units, lo, is_class, dead, params))
+        del units
+    i, j, r = merge_pairs(parts, stream.n_nodes)
+    return SelectedPairs(i, j, r, params)
+
+
+class _Stream:
+    """The model over the data, batch by batch: raw images, labels and node values.
+
+    Node values are [hidden units..., classes...] per image. After :meth:`keep`, the first pass
+    also writes them to a :class:`_NodeStore` that :meth:`node_batches` reads back; without a
+    store, :meth:`node_batches` runs the model again.
+    """
+
+    def __init__(self, recorder: ActivationRecorder, data: ImageSet, prep: Callable[[torch.Tensor], torch.Tensor],
+                 device: torch.device, batch_size: int, class_values: str, dtype: torch.dtype,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.recorder, self.data, self.prep, self.device = recorder, data, prep, device
+        self.batch_size, self.class_values, self.dtype, self.progress = batch_size, class_values, dtype, progress
+        self.n_nodes = recorder.n_units + len(data.class_names)
+        self.store: _NodeStore | None = None
+        self.total = len(data)
+        self.forward_passes = 0
+        self._bad = torch.zeros((), dtype=torch.bool, device=device)
+
+    @classmethod
+    def open(cls, model: nn.Module, data: ImageSet, *, layers: Sequence[str] | None, batch_size: int, device: torch.device,
+             normalize: Callable[[torch.Tensor], torch.Tensor] | None, class_values: str, amp: bool,
+             progress: Callable[[int, int], None] | None) -> _Stream:
+        """Hook ``layers`` of ``model`` and check it on two images: their shape and its output width."""
+        model = model.to(device).eval()
+        prep = normalize or (lambda t: t)
+        example = prep(data.images[:2]).to(device)
+        try:
+            recorder = ActivationRecorder(model, layers, example=example, autocast=amp)
+        except RuntimeError as exc:
+            raise IngestError(f"the model cannot take images of shape {tuple(data.images.shape[1:])}: {str(exc).splitlines()[0]}") from exc
+        with torch.no_grad():
+            logits = model(example)
+        n_out, n_classes = logits.shape[-1], len(data.class_names)
+        if n_out != n_classes:
+            raise IngestError(f"the model outputs {n_out} scores but the data set has {n_classes} classes")
+        return cls(recorder, data, prep, device, batch_size, class_values, logits.dtype, progress)
+
+    def keep(self, store: _NodeStore | None, passes: int) -> None:
+        """Keep the first pass's node values in ``store``; without one, ``passes`` passes run the model."""
+        self.store = store
+        self.total = len(self.data) * (1 if store is not None else passes)
+
+    @property
+    def cache(self) -> str:
+        return "none" if self.store is None else self.store.where
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(raw images, labels, node values) per batch, from one forward pass of the model."""
+        self.forward_passes += 1
+        data, b = self.data, self.batch_size
+        for start in range(0, len(data), b):
+            raw = data.images[start : start + b].to(self.device, non_blocking=True)
+            labels = data.labels[start : start + b].to(self.device, non_blocking=True)
+            acts, out = self.recorder.record(self.prep(raw))
+            self._bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
+            cls = out.softmax(1) if self.class_values == "probs" else out
+            nodes = torch.cat([acts, cls], dim=1)
+            if self.store is not None and self.forward_passes == 1:
+                self.store.put(start, nodes)
+            yield raw, labels, nodes
+            if self.progress is not None:
+                self.progress(int(raw.shape[0]), self.total)
+
+    def node_batches(self) -> Iterator[torch.Tensor]:
+        """The node values again: from the store, or by running the model once more."""
+        if self.store is not None:
+            for start in range(0, len(self.data), self.batch_size):
+                yield self.store.get(start, start + self.batch_size, self.device)
+        else:
+            for _raw, _labels, nodes in self.batches():
+                yield nodes
+
+    def check_finite(self) -> None:
+        if bool(self._bad):
+            raise IngestError("the model produced NaN or Inf outputs on this data; nothing was stored")
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 class _NodeStore:

@@ -62,98 +62,133 @@ def build_tables(
     GraphTables
     """
     params = params or SparsifyParams()
-    units = result.units
-    r = units.r.numpy() if units.r is not None else None
-    dead = units.dead_x.numpy()
-    n_hidden = result.n_hidden
-    n_classes = len(result.class_names)
     keys, labels = _node_ids(result, run)
-    is_class = np.array([lab == "Class" for lab in labels])
-    mean, std = units.mean_x.numpy(), units.std_x.numpy()
     assert result.pixels.r is not None, "pixel correlations are always computed whole"
-    pr = result.pixels.r.numpy()  # (P, M)
-    pr_t = np.round(pr.T, 5)  # (M, P): one pixel vector per node
-    c, h, w = result.pixel_shape if any(result.pixel_shape) else result.input_shape
+    grid = result.pixel_shape if any(result.pixel_shape) else result.input_shape
+    pixel_keys = [pixel_key(run, ch, y, x) for ch in range(grid[0]) for y in range(grid[1]) for x in range(grid[2])]
+    edges: dict[tuple[str, str], EdgeTable] = {}
+    _unit_pair_edges(edges, result, params, keys, labels)
+    if params.pixel_top_k > 0:
+        _pixel_edges(edges, result, params.pixel_top_k, keys, labels, pixel_keys)
+    pr_t = np.round(result.pixels.r.numpy().T, 5)  # (M, P): one pixel vector per node, as stored
+    return GraphTables(_layer_rows(result, run, grid), _neuron_rows(result, run, keys, pr_t), _class_rows(result, run, keys, pr_t),
+                       _pixel_rows(result, run, grid, pixel_keys), [*edges.values(), _confusion_edges(result, keys)])
 
+
+def _layer_rows(result: CoactivationResult, run: str, grid: tuple[int, int, int]) -> list[dict[str, Any]]:
+    """One row per captured layer, between an ``input`` layer (the pixels) and an ``output`` one (the classes)."""
+    c, h, w = grid
     layers = [
         {"key": layer_key(run, s.name), "run": run, "name": s.name, "position": s.position, "kind": s.kind, "size": s.size}
         for s in result.layers
     ]
     layers.insert(0, {"key": layer_key(run, "input"), "run": run, "name": "input", "position": 0, "kind": "input", "size": c * h * w})
     layers.append({"key": layer_key(run, "output"), "run": run, "name": "output", "position": len(result.layers) + 1,
-                   "kind": "output", "size": n_classes})
-    neurons: list[dict[str, Any]] = []
+                   "kind": "output", "size": len(result.class_names)})
+    return layers
+
+
+def _neuron_rows(result: CoactivationResult, run: str, keys: list[str], pr_t: np.ndarray) -> list[dict[str, Any]]:
+    """One row per hidden unit: its statistics and its pixel correlation vector ``pr_t[j]``."""
+    units = result.units
+    mean, std, dead = units.mean_x.numpy(), units.std_x.numpy(), units.dead_x.numpy()
+    rows: list[dict[str, Any]] = []
     j = 0
     for s in result.layers:
         for i in range(s.size):
-            neurons.append({
+            rows.append({
                 "key": keys[j], "run": run, "layer": s.name, "layer_key": layer_key(run, s.name), "index": i,
                 "kind": s.kind, "mean": float(mean[j]), "std": float(std[j]), "dead": bool(dead[j]),
                 "pixel_r": pr_t[j].tolist(),
             })
             j += 1
-    support = result.confusion.sum(1).tolist()
-    predicted = result.confusion.sum(0).tolist()
-    classes = [
-        {"key": keys[n_hidden + k], "run": run, "index": k, "name": name, "mean": float(mean[n_hidden + k]),
-         "std": float(std[n_hidden + k]), "dead": bool(dead[n_hidden + k]), "support": int(support[k]),
-         "predicted": int(predicted[k]), "pixel_r": pr_t[n_hidden + k].tolist(), "layer_key": layer_key(run, "output")}
+    return rows
+
+
+def _class_rows(result: CoactivationResult, run: str, keys: list[str], pr_t: np.ndarray) -> list[dict[str, Any]]:
+    """One row per class: its statistics, support (true count), predicted count and pixel vector."""
+    units, h = result.units, result.n_hidden
+    mean, std, dead = units.mean_x.numpy(), units.std_x.numpy(), units.dead_x.numpy()
+    support, predicted = result.confusion.sum(1).tolist(), result.confusion.sum(0).tolist()
+    return [
+        {"key": keys[h + k], "run": run, "index": k, "name": name, "mean": float(mean[h + k]),
+         "std": float(std[h + k]), "dead": bool(dead[h + k]), "support": int(support[k]),
+         "predicted": int(predicted[k]), "pixel_r": pr_t[h + k].tolist(), "layer_key": layer_key(run, "output")}
         for k, name in enumerate(result.class_names)
     ]
-    pmean, pstd, pdead = result.pixels.mean_x.numpy(), result.pixels.std_x.numpy(), result.pixels.dead_x.numpy()
-    pixel_keys = [pixel_key(run, ch, y, x) for ch in range(c) for y in range(h) for x in range(w)]
-    pixels = [
+
+
+def _pixel_rows(result: CoactivationResult, run: str, grid: tuple[int, int, int], pixel_keys: list[str]) -> list[dict[str, Any]]:
+    _, h, w = grid
+    px = result.pixels
+    pmean, pstd, pdead = px.mean_x.numpy(), px.std_x.numpy(), px.dead_x.numpy()
+    return [
         {"key": k, "run": run, "channel": idx // (h * w), "y": (idx // w) % h, "x": idx % w,
          "mean": float(pmean[idx]), "std": float(pstd[idx]), "dead": bool(pdead[idx])}
         for idx, k in enumerate(pixel_keys)
     ]
 
-    edges: dict[tuple[str, str], EdgeTable] = {}
 
-    def table(src_label: str, dst_label: str) -> EdgeTable:
-        """The COACTIVATES table for one (source label, target label) pair."""
-        return edges.setdefault((src_label, dst_label), EdgeTable("COACTIVATES", src_label, dst_label, props={"r": []}))
+def _coactivates(edges: dict[tuple[str, str], EdgeTable], src_label: str, dst_label: str) -> EdgeTable:
+    """The COACTIVATES table for one (source label, target label) pair."""
+    return edges.setdefault((src_label, dst_label), EdgeTable("COACTIVATES", src_label, dst_label, props={"r": []}))
 
+
+def _unit_pair_edges(edges: dict[tuple[str, str], EdgeTable], result: CoactivationResult, params: SparsifyParams,
+                     keys: list[str], labels: list[str]) -> None:
+    """Unit-unit and unit-class COACTIVATES rows: the pairs a blockwise pass chose, or those chosen now from r."""
     if result.pairs is not None:
         if result.pairs.params != params:
             raise UsageError("the co-activation pairs were chosen with other sparsify parameters; compute them again")
         ii, jj, rv = result.pairs.i, result.pairs.j, result.pairs.r
     else:
-        assert r is not None, "a dense result carries its r matrix"
-        ii, jj = select_pairs(r, is_class, dead, params)
+        assert result.units.r is not None, "a dense result carries its r matrix"
+        r = result.units.r.numpy()
+        is_class = np.array([lab == "Class" for lab in labels])
+        ii, jj = select_pairs(r, is_class, result.units.dead_x.numpy(), params)
         rv = r[ii, jj]
     for i, jx, rij in zip(ii.tolist(), jj.tolist(), rv.tolist(), strict=True):
-        t = table(labels[i], labels[jx])
+        t = _coactivates(edges, labels[i], labels[jx])
         t.src.append(keys[i])
         t.dst.append(keys[jx])
         t.props["r"].append(round(rij, 6))
 
-    if params.pixel_top_k > 0:
-        live_px = ~pdead
-        a = np.abs(pr)
-        a[~live_px, :] = -1.0
-        k = min(params.pixel_top_k, int(live_px.sum()))
-        for node in range(len(keys)):
-            if dead[node] or k == 0:
-                continue
-            top = np.argpartition(-a[:, node], kth=k - 1)[:k]
-            t = table("Pixel", labels[node])
-            for px in top.tolist():
-                t.src.append(pixel_keys[px])
-                t.dst.append(keys[node])
-                t.props["r"].append(round(float(pr[px, node]), 6))
 
+def _pixel_edges(edges: dict[tuple[str, str], EdgeTable], result: CoactivationResult, top_k: int, keys: list[str],
+                 labels: list[str], pixel_keys: list[str]) -> None:
+    """Pixel -> node COACTIVATES rows: each live node's ``top_k`` live pixels by |r|."""
+    assert result.pixels.r is not None
+    pr, pdead, dead = result.pixels.r.numpy(), result.pixels.dead_x.numpy(), result.units.dead_x.numpy()
+    a = np.abs(pr)
+    a[pdead, :] = -1.0
+    k = min(top_k, int((~pdead).sum()))
+    if k == 0:
+        return
+    for node in range(len(keys)):
+        if dead[node]:
+            continue
+        top = np.argpartition(-a[:, node], kth=k - 1)[:k]
+        t = _coactivates(edges, "Pixel", labels[node])
+        for px in top.tolist():
+            t.src.append(pixel_keys[px])
+            t.dst.append(keys[node])
+            t.props["r"].append(round(float(pr[px, node]), 6))
+
+
+def _confusion_edges(result: CoactivationResult, keys: list[str]) -> EdgeTable:
+    """CONFUSED_WITH rows: every (true, predicted) pair of distinct classes seen at least once."""
     conf = EdgeTable("CONFUSED_WITH", "Class", "Class", props={"count": [], "rate": []})
-    cm = result.confusion
-    for a_i in range(n_classes):
-        for b_i in range(n_classes):
+    cm, h = result.confusion, result.n_hidden
+    support = cm.sum(1).tolist()
+    for a_i in range(cm.shape[0]):
+        for b_i in range(cm.shape[1]):
             count = int(cm[a_i, b_i])
             if a_i != b_i and count > 0:
-                conf.src.append(keys[n_hidden + a_i])
-                conf.dst.append(keys[n_hidden + b_i])
+                conf.src.append(keys[h + a_i])
+                conf.dst.append(keys[h + b_i])
                 conf.props["count"].append(count)
                 conf.props["rate"].append(count / max(1, int(support[a_i])))
-    return GraphTables(layers, neurons, classes, pixels, [*edges.values(), conf])
+    return conf
 
 
 def params_dict(params: SparsifyParams) -> dict[str, Any]:

@@ -60,6 +60,8 @@ def test_every_caption_survives_browsers_parser() -> None:
     assert rules["node.Class"]["caption"] == "{name}"
     assert rules["node.Pixel"]["caption"] == "{y},{x}"
     assert rules["relationship"]["caption"] == "<type>"
+    assert rules["relationship.COACTIVATES"]["caption"] == "r={r}"  # an edge says which number it shows
+    assert rules["relationship.INFLUENCES"]["caption"] == "influence={score}"
     assert rules["node"]["diameter"] == "40px"  # the first selector is not swallowed by a leading comment
     for selector in rules:
         assert re.fullmatch(r"(node|relationship)(\.[A-Z_a-z]+)?", selector), selector

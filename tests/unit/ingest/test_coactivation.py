@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -128,6 +130,29 @@ def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, 
     assert a.edge_counts() == b.edge_counts()
     with pytest.raises(UsageError, match="other sparsify"):
         build_tables(block, "run", SparsifyParams(top_k=params.top_k + 1))
+
+
+def test_the_spilled_node_values_are_removed_when_a_blockwise_pass_fails(digits_mlp, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    model, data = digits_mlp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    calls = 0
+
+    def fail_late(_module, _inputs, _output) -> None:  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls > 4:  # after the node store was opened and written to
+            raise RuntimeError("the device went away")
+
+    seen: list[str] = []
+    handle = model.register_forward_hook(fail_late)
+    try:
+        with pytest.raises(RuntimeError, match="went away") as failure:  # its traceback keeps the frames alive
+            compute_coactivation(model, data, batch_size=100, max_matrix_mb=(5 + 64) * 46 * 8 / 2**20, pixel_grid=(8, 8),
+                                 cache_mb=0.0, progress=lambda *_: seen.extend(p.name for p in tmp_path.iterdir()))
+    finally:
+        handle.remove()
+    assert any(name.startswith("deepatlas-nodes-") for name in seen)  # it did spill to disk
+    assert list(tmp_path.iterdir()) == [], failure  # and the file went with the failure, not at garbage collection
 
 
 def test_a_budget_below_one_row_is_refused() -> None:
