@@ -44,6 +44,10 @@ def ingest(
     attribution_per_class: Annotated[int, typer.Option(min=1, help="Images per class averaged for INFLUENCES/GRADIENT edges.")] = 100,
     between_samples: Annotated[int, typer.Option(min=0, help="Images averaged for neuron->neuron INFLUENCES (about one backward pass "
                                                  "per batch and layer pair); 0 skips them (ResNet-18: 1.26M edges).")] = 200,
+    influence_top_k: Annotated[int, typer.Option(min=0, help="Keep only each upper unit's k strongest lower units in the "
+                                                 "neuron->neuron INFLUENCES (0: all pairs, the default; on ResNet-18 "
+                                                 "k=32 keeps 10% of the edges and a third of the influence, see "
+                                                 "docs/ARCHITECTURE.md).")] = 0,
     max_matrix_mb: Annotated[float, typer.Option(min=0.001, help="Memory for the unit x unit co-moments; above it, co-activation "
                                                  "goes blockwise, one pass over the data per block of rows.")] = 512.0,
     pixel_grid: Annotated[str, typer.Option(help="Pixel nodes: auto (every pixel up to 64x64, else a 32x32 grid of "
@@ -74,7 +78,7 @@ def ingest(
     with ws, progress_bars(not json_out) as ws.progress:
         report = run_ingest(
             ws, layers=layer_list, batch_size=batch_size,
-            sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k),
+            sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k, pixel_top_k=pixel_top_k, influence_top_k=influence_top_k),
             class_values=class_values, edges=[e.strip() for e in edges.split(",") if e.strip()],
             attribution_per_class=attribution_per_class, between_samples=between_samples,
             max_matrix_mb=max_matrix_mb, bulk=bulk, pixel_grid=grid, amp=amp, replace=replace,

@@ -36,17 +36,27 @@ class SparsifyParams:
         Keep each node's ``top_k`` strongest non-class pairs; 0 disables.
     pixel_top_k : int, default 16
         Pixel edges kept per unit and class; 0 stores none (``pixel_r`` is always stored).
+    influence_top_k : int, default 0
+        Neuron->neuron INFLUENCES edges kept per upper unit: its ``influence_top_k`` lower
+        units of largest |score|; 0 keeps every pair (the paper's J[l, l+1] in full). Not a
+        co-activation rule: it applies where :func:`deepatlas.ingest.tables.attribution_tables`
+        writes the influence rows (what it keeps and costs on ResNet-18: docs/ARCHITECTURE.md).
     """
 
     min_abs_r: float | None = 0.5
     top_k: int = 8
     pixel_top_k: int = 16
+    influence_top_k: int = 0
 
     def __post_init__(self) -> None:
         if self.min_abs_r is not None and not 0.0 <= self.min_abs_r <= 1.0:
             raise UsageError(f"min_abs_r must lie in [0, 1], got {self.min_abs_r}")
-        if self.top_k < 0 or self.pixel_top_k < 0:
-            raise UsageError("top_k and pixel_top_k must be >= 0")
+        if self.top_k < 0 or self.pixel_top_k < 0 or self.influence_top_k < 0:
+            raise UsageError("top_k, pixel_top_k and influence_top_k must be >= 0")
+
+    def same_pairs(self, other: SparsifyParams) -> bool:
+        """Whether ``other`` chooses the same unit-unit co-activation pairs (the rules a blockwise pass applies)."""
+        return (self.min_abs_r, self.top_k) == (other.min_abs_r, other.top_k)
 
 
 def select_block(

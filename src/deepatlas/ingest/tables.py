@@ -138,7 +138,7 @@ def _unit_pair_edges(edges: dict[tuple[str, str], EdgeTable], result: Coactivati
                      keys: list[str], labels: list[str]) -> None:
     """Unit-unit and unit-class COACTIVATES rows: the pairs a blockwise pass chose, or those chosen now from r."""
     if result.pairs is not None:
-        if result.pairs.params != params:
+        if not result.pairs.params.same_pairs(params):
             raise UsageError("the co-activation pairs were chosen with other sparsify parameters; compute them again")
         ii, jj, rv = result.pairs.i, result.pairs.j, result.pairs.r
     else:
@@ -202,11 +202,14 @@ def attribution_tables(
     gradient: dict[str, Any] | None = None,
     influence: dict[str, Any] | None = None,
     between: dict[tuple[str, str], Any] | None = None,
+    influence_top_k: int = 0,
 ) -> list[EdgeTable]:
     """GRADIENT and INFLUENCES edges from class-level attribution matrices.
 
     ``gradient`` / ``influence``: {layer: (n_classes, units)}; ``between``: {(lower, upper):
     (units_lower, units_upper)}. Dead units get no edges; exact zeros are not stored.
+    ``influence_top_k`` > 0 keeps, per upper unit, only its that many lower units of largest
+    |score| (see :class:`SparsifyParams`).
     """
     dead: dict[str, np.ndarray] = {}
     j = 0
@@ -219,26 +222,30 @@ def attribution_tables(
         if not mats:
             continue
         t = EdgeTable(rel, "Neuron", "Class", props={prop: []})
+        classes = [class_key(run, c) for c in range(len(result.class_names))]
         for layer, mat in mats.items():
-            m = np.asarray(mat)
-            for c in range(m.shape[0]):
-                for i in range(m.shape[1]):
-                    if not dead[layer][i] and m[c, i] != 0:
-                        t.src.append(neuron_key(run, layer, i))
-                        t.dst.append(class_key(run, c))
-                        t.props[prop].append(round(float(m[c, i]), 7))
+            m = np.asarray(mat, dtype=np.float64)  # (classes, units)
+            cc, ii = np.nonzero((m != 0) & ~dead[layer][None, :])
+            units = [neuron_key(run, layer, i) for i in range(m.shape[1])]
+            t.src.extend(units[i] for i in ii.tolist())
+            t.dst.extend(classes[c] for c in cc.tolist())
+            t.props[prop].extend(round(v, 7) for v in m[cc, ii].tolist())
         tables.append(t)
     if between:
         t = EdgeTable("INFLUENCES", "Neuron", "Neuron", props={"score": []})
         for (lower, upper), mat in between.items():
-            m = np.asarray(mat)
-            for i in range(m.shape[0]):
-                if dead[lower][i]:
-                    continue
-                for k in range(m.shape[1]):
-                    if not dead[upper][k] and m[i, k] != 0:
-                        t.src.append(neuron_key(run, lower, i))
-                        t.dst.append(neuron_key(run, upper, k))
-                        t.props["score"].append(round(float(m[i, k]), 7))
+            m = np.asarray(mat, dtype=np.float64)  # (lower units, upper units)
+            keep = (m != 0) & ~dead[lower][:, None] & ~dead[upper][None, :]
+            if 0 < influence_top_k < m.shape[0]:
+                strongest = np.argpartition(-np.where(keep, np.abs(m), -1.0), influence_top_k - 1, axis=0)[:influence_top_k]
+                top = np.zeros_like(keep)
+                np.put_along_axis(top, strongest, True, axis=0)
+                keep &= top
+            ii, kk = np.nonzero(keep)
+            lows = [neuron_key(run, lower, i) for i in range(m.shape[0])]
+            ups = [neuron_key(run, upper, k) for k in range(m.shape[1])]
+            t.src.extend(lows[i] for i in ii.tolist())
+            t.dst.extend(ups[k] for k in kk.tolist())
+            t.props["score"].extend(round(v, 7) for v in m[ii, kk].tolist())
         tables.append(t)
     return tables

@@ -29,13 +29,27 @@ def rmse_figure(per_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     return save(fig, path)
 
 
+#: Spectra are drawn down to this share of the largest singular value; smaller ones are zero up to
+#: rounding (a dead unit makes one) and would stretch the axis over 15 decades.
+SPECTRUM_FLOOR = 1e-6
+
+
 def spectra_figure(per_model: dict[str, dict[str, list[float]]], path: Path) -> Path:
+    """One panel per layer: each model's singular values / the largest, on a log axis cut at
+    :data:`SPECTRUM_FLOOR` (the panel says how many fell below it)."""
     layers = sorted({layer for sp in per_model.values() for layer in sp})
-    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.4), dpi=110, squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
+        below = 0
         for name, sp in per_model.items():
             if layer in sp:
-                ax.semilogy(np.arange(1, len(sp[layer]) + 1), sp[layer], label=name, lw=1)
+                values = np.asarray(sp[layer], dtype=float)
+                below = max(below, int((values < SPECTRUM_FLOOR).sum()))
+                ax.semilogy(np.arange(1, len(values) + 1), np.maximum(values, SPECTRUM_FLOOR), label=name, lw=1)
+        ax.set_ylim(bottom=SPECTRUM_FLOOR / 2)
+        if below:
+            ax.text(0.97, 0.04, f"{below} value(s) < {SPECTRUM_FLOOR:g}\n(zero: dead units) drawn at the floor",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5)
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("singular value number (1 = largest)", fontsize=8)
         ax.grid(alpha=0.3)

@@ -159,8 +159,10 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int
     """Image-shaped maps on one shared scale (default: pixel correlations, red +, blue -, a
     colour-blind-safe diverging map); ``label`` names the colour bar's quantity."""
     n = len(maps)
+    columns = max(1, min(columns, n))
     rows = max(1, (n + columns - 1) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), dpi=110, squeeze=False)
+    # room for the colour bar and its label beside even a single map
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns + 1.4, 2.4 * rows + 0.4), dpi=110, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     im = None
@@ -169,6 +171,6 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int
         ax.set_title(name, fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=label)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return save(fig, path, tight=False)
+    if title:  # above the top edge, clear of the panel titles; the tight box takes it in
+        fig.suptitle(title, fontsize=10, y=0.97, va="bottom")
+    return save(fig, path, tight=False, bbox_inches="tight")  # nothing drawn is cut at the edge

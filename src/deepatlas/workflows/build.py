@@ -206,7 +206,8 @@ def ingest(
         Images averaged for the neuron->neuron INFLUENCES edges (on by default for every
         architecture, ResNets included: consecutive captured layers cost about one backward
         pass per batch, see :meth:`deepatlas.explain.influence.InfluentialScores.between`);
-        0 writes no neuron->neuron INFLUENCES (the neuron->class ones still are).
+        0 writes no neuron->neuron INFLUENCES (the neuron->class ones still are);
+        ``sparsify.influence_top_k`` keeps only each upper unit's strongest lower units.
     max_matrix_mb : float, default 512
         Memory budget of the unit-unit co-moment matrix; beyond it co-activation goes
         blockwise, one pass over the data per block of rows (see
@@ -287,7 +288,8 @@ def ingest(
                                    samples=between_samples, device=dev,
                                    progress=lambda k: progress("between", k, n_sweeps))
         timings["influence"] = time.perf_counter() - t0
-    tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw)
+    tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw,
+                                       influence_top_k=sparsify.influence_top_k)
     total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
     t0 = time.perf_counter()
     run_props = {

@@ -233,9 +233,9 @@ def experiment_switchgate(
 
         g = res.gates[INPUT].cpu().numpy()
         img = g.reshape(g.shape[-2], g.shape[-1]) if g.ndim >= 2 else g
-        result.figure = str(heatmap_grid([(f"{stored}: input gates", img)], ws.out / f"switchgate-input-{c}.png",
-                                            columns=1, title=f"informative pixels: {stored}", cmap="Greens", vmin=0.0,
-                                            vmax=1.0, label="gate value"))
+        result.figure = str(heatmap_grid([("gate of each input pixel", img)], ws.out / f"switchgate-input-{c}.png",
+                                            columns=1, title=f"{ctx.run.name}\npixels that keep {stored}'s predictions",
+                                            cmap="Greens", vmin=0.0, vmax=1.0, label="gate (0 closed, 1 open)"))
     if record:
         captured = unit_layers(graph, ctx.run)
         targets = []

@@ -8,7 +8,7 @@ from deepatlas.ingest.capture import LayerSpec
 from deepatlas.ingest.coactivation import CoactivationResult
 from deepatlas.ingest.pairs import SparsifyParams, select_pairs
 from deepatlas.ingest.stats import Correlation
-from deepatlas.ingest.tables import build_tables
+from deepatlas.ingest.tables import attribution_tables, build_tables
 
 # 4 hidden units (0..3) and 2 classes (4, 5); unit 2 is dead.
 R = np.array([
@@ -109,3 +109,37 @@ def test_any_row_blocking_gives_the_rules_pair_set(block_rows: int) -> None:
     for p in (SparsifyParams(), SparsifyParams(min_abs_r=None, top_k=2), SparsifyParams(min_abs_r=0.3, top_k=0)):
         i, j = select_pairs(r, is_class, dead, p, block_rows=block_rows)
         assert list(zip(i.tolist(), j.tolist(), strict=True)) == sorted(_reference_pairs(r, is_class, dead, p))
+
+
+def _reference_attribution(run: str, result: CoactivationResult, gradient: dict, between: dict, k: int) -> list[list[tuple]]:  # type: ignore[type-arg]
+    """The rows as the definition reads, one loop per score (slow, obviously right)."""
+    dead, j = {}, 0
+    for spec in result.layers:
+        dead[spec.name] = result.units.dead_x.numpy()[j : j + spec.size]
+        j += spec.size
+    grad = [(f"{run}/n/{layer}/{i}", f"{run}/class/{c}", round(float(m[c, i]), 7))
+            for layer, m in gradient.items() for c in range(m.shape[0]) for i in range(m.shape[1])
+            if not dead[layer][i] and m[c, i] != 0]
+    betw = []
+    for (lo, up), m in between.items():
+        for u in range(m.shape[1]):
+            live = [i for i in range(m.shape[0]) if not dead[lo][i] and not dead[up][u] and m[i, u] != 0]
+            for i in sorted(live, key=lambda i: -abs(m[i, u]))[: k or None]:
+                betw.append((f"{run}/n/{lo}/{i}", f"{run}/n/{up}/{u}", round(float(m[i, u]), 7)))
+    return [grad, betw]
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_attribution_rows_follow_the_definition_and_influence_top_k_keeps_each_upper_units_strongest(k: int) -> None:
+    result = _result()  # layers c (units c/0, c/1) and d (d/0 dead, d/1)
+    rng = np.random.default_rng(k)
+    gradient = {"c": rng.normal(size=(2, 2)).astype(np.float32), "d": rng.normal(size=(2, 2)).astype(np.float32)}
+    gradient["c"][1, 0] = 0.0  # exact zeros are not stored
+    between = {("c", "d"): rng.normal(size=(2, 2)), ("d", "c"): rng.normal(size=(2, 2)), ("c", "c"): rng.normal(size=(2, 2))}
+    between[("c", "c")][1, 0] = 0.0
+    tables = attribution_tables("run@1", result, gradient=gradient, between=between, influence_top_k=k)
+    got = [sorted(zip(t.src, t.dst, next(iter(t.props.values())), strict=True)) for t in tables]
+    assert got == [sorted(rows) for rows in _reference_attribution("run@1", result, gradient, between, k)]
+    assert all("/n/d/0" not in (a, b) for rows in got for a, b, _ in rows)  # the dead unit has no edges
+    if k == 1:  # each live upper unit of each pair keeps exactly one lower unit
+        assert len(got[1]) == 2 + 2 + 1
