@@ -202,6 +202,35 @@ class _Notices(logging.Handler):
                   markup=False, highlight=False, soft_wrap=True)
 
 
+def reflow_help(app: typer.Typer) -> None:
+    """Let every command's help wrap to the terminal: join the lines inside each paragraph of its
+    docstring (Typer's rich help keeps a docstring's line breaks, which at 80 columns ends lines
+    mid-sentence). List items (``-``, ``*``, ``1.``) and indented lines keep their own line."""
+    for info in app.registered_commands:
+        doc = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if doc:
+            info.help = _reflow(doc)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
+
+
+def _reflow(doc: str) -> str:
+    paragraphs = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for line in para.split("\n"):
+            starts_item = line[:2] in ("- ", "* ") or line[:1] in (" ", "\b") or line.split(" ", 1)[0].rstrip(".").isdigit()
+            if lines and not starts_item and not lines[-1].startswith("\b"):
+                lines[-1] = f"{lines[-1]} {line.strip()}"
+            elif lines and starts_item and line.startswith(" ") and lines[-1][:1] in ("-", "*"):
+                lines[-1] = f"{lines[-1]} {line.strip()}"  # a list item's continuation line
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 def setup_logging(driver_log: Path | None = None) -> None:
     """Route deepatlas's notices to stderr and the Neo4j driver's own log lines (its retry
     messages while a server dies) to ``driver_log`` or nowhere, never to the terminal."""

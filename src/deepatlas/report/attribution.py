@@ -59,8 +59,9 @@ def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str 
 
 
 def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, act: np.ndarray, grad: np.ndarray,
-                   path: Path, *, title: str = "") -> Path:
-    """The image with the characteristic region outlined, the unit's activation and PG maps."""
+                   path: Path, *, title: str = "", gradient_label: str = "d output / d activation") -> Path:
+    """The image with the characteristic region outlined, the unit's activation and PG maps
+    (``gradient_label`` names the gradient's quantity on its colour bar)."""
     from matplotlib.patches import Rectangle
 
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), dpi=110)
@@ -68,14 +69,14 @@ def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, 
     if region is not None:
         x0, y0, x1, y1 = region
         axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="#e74c3c", lw=2))
-    axes[0].set_title("image and region", fontsize=8)
+    axes[0].set_title("image, the unit's region outlined", fontsize=8)
     im = axes[1].imshow(np.atleast_2d(act), cmap="viridis")
     axes[1].set_title("the unit's activation map", fontsize=8)
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03).set_label("activation", fontsize=8)
     lim = float(np.abs(grad).max()) or 1.0
     im = axes[2].imshow(np.atleast_2d(grad), cmap="RdBu_r", vmin=-lim, vmax=lim)
     axes[2].set_title("its prediction gradient map", fontsize=8)
-    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03).set_label("d output / d activation", fontsize=8)
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03).set_label(gradient_label, fontsize=8)
     for ax in axes:
         ax.axis("off")
     if title:

@@ -267,7 +267,10 @@ def explain_feature(
     names = data.class_names
     fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
                          ws.out / f"feature-{data.split}-{index}-{target}.png",
-                         title=f"#{index} ({names[label]}): what makes it {names[target]}? {feat.layer}:{feat.unit}")
+                         title=(f"{one.ckpt.name}, {data.name} {data.split} image #{index} ({names[label]}): what makes it "
+                                f"{names[target]}?\nunit {feat.layer}:{feat.unit}, the largest "
+                                f"{'prediction gradient' if score == 'pg' else 'activation x prediction gradient'}"),
+                         gradient_label=f"d {'logit' if output == 'logit' else 'P'}({names[target]}) / d activation")
     return FeatureResult(image=index, label=names[label], class_name=names[target], unit=f"{feat.layer}:{feat.unit}",
                          layer=feat.layer, index=feat.unit, position=list(feat.position) if feat.position else None,
                          region=list(feat.region) if feat.region else None, score=feat.score, score_kind=score,
