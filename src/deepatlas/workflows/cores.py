@@ -227,7 +227,8 @@ def experiment_switchgate(
             from deepatlas.report.experiments import removal_figure
 
             result.removal_figure = str(removal_figure(
-                curve, f"{ctx.run.name}: {stored}, units of {name} removed by gate value", ws.out / f"switchgate-removal-{c}.png"))
+                curve, f"{ctx.run.name}: {stored}, units of {name} removed by gate value", ws.out / f"switchgate-removal-{c}.png",
+                ylabel=f"share of {stored} images still predicted {stored}\n(positives of D'_c)"))
     if figure and INPUT in res.gates:
         from deepatlas.report.figures import heatmap_grid
 

@@ -401,8 +401,8 @@ def perturb_sweep(
                       for t in range(n)}
         grad_max = sorted(g for part in parts for g in part["grad_max"])
         fig = step_sweep_figure(list(step_sizes), success, induced, ws.out / f"perturb-single-step-{output}.png",
-                                title=f"one step along d {'p' if output == 'prob' else 'logit'}(target)/dx: "
-                                      f"{len(chosen)} images x {n - 1} targets",
+                                title=f"{ckpt.name} on {data.name} {data.split}: one step along "
+                                      f"d {'p' if output == 'prob' else 'logit'}(target)/dx, {len(chosen)} images x {n - 1} targets",
                                 xlabel=f"step size eps (x' = x + eps * d {'p' if output == 'prob' else 'logit'}/dx)")
         return SweepResult(mode=mode, output=output, images=len(chosen), pairs=len(x_all), class_names=names,
                            step_sizes=list(step_sizes), success=success, induced_error=induced, target_success=per_target,
@@ -420,7 +420,9 @@ def perturb_sweep(
         progress("perturb", 1, len(chosen))
     rate = np.where(tries > 0, wins / np.maximum(tries, 1), np.nan)
     fig = matrix_figure(rate, names, ws.out / f"perturb-sweep-{steps}x{step_size}.png",
-                        title=f"flip success within {steps} steps of {step_size} ({len(chosen)} images)",
+                        title=f"{ckpt.name} on {data.name} {data.split}: images pushed toward each other class\n"
+                              f"along the gradient, at most {steps} steps of {step_size} per pixel "
+                              f"({len(chosen)} correctly classified images)",
                         xlabel="target class", ylabel="true class", label="share of the images flipped to the target")
     easiest = np.nanmean(rate, axis=0)
     return SweepResult(mode=mode, images=len(chosen), steps=steps, step_size=step_size, class_names=names,
