@@ -265,3 +265,51 @@ def test_stock_architecture_through_the_cli(neo4j_server, photos: Path, tmp_path
                             "--class", "green", "--device", "cpu", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     assert Path(json.loads(r.stdout)["figure"]).stat().st_size > 5_000
+
+
+VIT = '''
+from torchvision.models import VisionTransformer
+
+
+def tiny_vit(num_classes=3):
+    return VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=24,
+                             num_classes=num_classes)
+'''
+
+
+def test_a_vision_transformer_gets_one_gradient_edge_per_feature(neo4j_server, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """torchvision's VisionTransformer (a tiny configuration, seeded random weights): its MLP
+    activation is (B, 5 tokens, 24 features), captured as 24 units; the GRADIENT edges must go
+    to those 24 features (before: one score per token position, 5 of them, written onto units
+    0-4). Influence is refused for attention, so the ingest asks for the other two edge kinds."""
+    (tmp_path / "vit.py").write_text(VIT)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("own_vit", tmp_path / "vit.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    net = module.tiny_vit(3)
+    nn.init.normal_(net.heads.head.weight, std=0.5)  # torchvision starts the head at zero: every gradient would be 0
+    weights = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    flags = ["--model", f"{tmp_path}/vit.py:tiny_vit", "--weights", str(weights), "--input-size", "3x32x32",
+             "--class-names", ",".join(CLASSES)]
+    runner = CliRunner()
+    r = runner.invoke(app, ["inspect", *flags, "--images", "60", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["methods"]["influence"] and report["methods"]["gradient"] is None  # refused, and says why
+    r = runner.invoke(app, ["ingest", *flags, "--data", f"imagefolder:{photos}", "--split", "all", "--edges",
+                            "coactivation,gradient", "--attribution-per-class", "4", "--run", "vit", "--device", "cpu",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["nodes"]["Neuron"] == 24 and out["edges"]["GRADIENT"] == 3 * 24, out
+    with Graph(autostart=False) as g:
+        rows = g.read("MATCH (r:Run {name: 'vit'}) MATCH (n:Neuron {run: r.key})-[e:GRADIENT]->(c:Class) "
+                      "RETURN c.name AS class, count(e) AS edges, collect(n.index) AS units")
+    assert sorted(row["class"] for row in rows) == sorted(CLASSES)
+    for row in rows:  # every feature of the token layer scored for every class
+        assert row["edges"] == 24 and sorted(row["units"]) == list(range(24)), row

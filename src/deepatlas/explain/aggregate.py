@@ -12,13 +12,18 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from deepatlas.data.base import ImageSet
-from deepatlas.explain.gradients import PredictionGradients, class_mean_maps, unit_scores
+from deepatlas.explain.gradients import (
+    PredictionGradients,
+    class_mean_maps,
+    unit_scores,
+    units_first,
+)
 from deepatlas.explain.influence import InfluentialScores
 
 __all__ = ["class_gradient_scores", "class_influence_scores", "layer_influence"]
@@ -28,22 +33,31 @@ Normalize = Callable[[torch.Tensor], torch.Tensor] | None
 
 def class_gradient_scores(model: nn.Module, data: ImageSet, layers: Sequence[str], *, normalize: Normalize = None,
                           per_class: int | None = 100, device: str | torch.device = "cpu",
-                          progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-    """{layer: (n_classes, units)} prediction-gradient scores (Lo)."""
+                          progress: Callable[[int], None] | None = None,
+                          kinds: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """{layer: (n_classes, units)} prediction-gradient scores (Lo). ``kinds``: {layer: unit
+    kind} (see :class:`deepatlas.ingest.capture.LayerSpec`); a "tokens" layer's units are its
+    features, not its token positions."""
     pg = PredictionGradients(model)
     maps, _ = class_mean_maps(pg.attribute_layers, data, layers, normalize=normalize, per_class=per_class,
                               device=device, progress=progress)
-    return {n: unit_scores(m).float() for n, m in maps.items()}
+    return {n: unit_scores(m, (kinds or {}).get(n, "conv")).float() for n, m in maps.items()}
 
 
 def class_influence_scores(model: nn.Module, data: ImageSet, layers: Sequence[str], *, normalize: Normalize = None,
                            per_class: int | None = 100, device: str | torch.device = "cpu",
-                           progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-    """{layer: (n_classes, units)} mean influential score of each unit on each class."""
+                           progress: Callable[[int], None] | None = None,
+                           kinds: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """{layer: (n_classes, units)} mean influential score of each unit on each class (summed
+    over its positions; ``kinds`` as in :func:`class_gradient_scores`)."""
     inf = InfluentialScores(model)
     maps, _ = class_mean_maps(inf.attribute_layers, data, layers, normalize=normalize, per_class=per_class,
                               device=device, progress=progress)
-    return {n: (m.flatten(2).sum(2) if m.ndim > 2 else m).float() for n, m in maps.items()}
+    out = {}
+    for n, m in maps.items():
+        m = units_first(m, (kinds or {}).get(n, "conv"))
+        out[n] = (m.flatten(2).sum(2) if m.ndim > 2 else m).float()
+    return out
 
 
 def layer_influence(model: nn.Module, data: ImageSet, layers: Sequence[str], *, normalize: Normalize = None,

@@ -5,7 +5,7 @@ Pure functions of a model, tensors and unit orderings; nothing here reads the gr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ def pg_ranking(
     *,
     output: str = "prob",
     batch_size: int = 200,
+    kinds: Mapping[str, str] | None = None,
 ) -> list[tuple[str, int, float]]:
     """Units of ``layers`` ranked by the L2 norm of their class-averaged prediction gradient.
 
@@ -47,6 +48,8 @@ def pg_ranking(
     ----------
     output : {"prob", "logit"}, default "prob"
         y is the class's softmax probability (the thesis' y) or its logit.
+    kinds : mapping of str to str, optional
+        {layer: unit kind}; a "tokens" layer's units are its features (norm over the tokens).
 
     References
     ----------
@@ -67,7 +70,7 @@ def pg_ranking(
     rows: list[tuple[str, int, float]] = []
     for name, total in zip(layers, sums, strict=True):
         mean = (total / len(inputs))[None]
-        scores = unit_scores(mean)[0].abs()  # conv: Frobenius norm of the mean map; dense: |mean PG|
+        scores = unit_scores(mean, (kinds or {}).get(name, "conv"))[0].abs()  # conv: Frobenius norm of the mean map; dense: |mean PG|
         rows += [(name, i, float(v)) for i, v in enumerate(scores.cpu())]
     position = {name: i for i, name in enumerate(layers)}
     return sorted(rows, key=lambda r: (-r[2], position[r[0]], r[1]))

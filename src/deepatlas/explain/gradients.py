@@ -79,11 +79,20 @@ class PredictionGradients:
         return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wrt, grads, strict=True)]
 
 
-def unit_scores(mean_maps: torch.Tensor) -> torch.Tensor:
+def units_first(maps: torch.Tensor, kind: str = "conv") -> torch.Tensor:
+    """(n, units, *positions) from a layer's (n, ...) maps: a token layer's (n, T, F) becomes
+    (n, F, T), its units being the features (see :func:`deepatlas.ingest.capture.unit_kind`);
+    conv and dense maps already have the units on axis 1."""
+    return maps.transpose(1, 2) if kind == "tokens" and maps.ndim == 3 else maps
+
+
+def unit_scores(mean_maps: torch.Tensor, kind: str = "conv") -> torch.Tensor:
     """(n_classes, units, *spatial) averaged PG -> (n_classes, units) scores.
 
-    Dense: the averaged PG itself. Conv: the Frobenius norm of the averaged PG map.
+    Dense: the averaged PG itself. Conv: the Frobenius norm of the averaged PG map. Tokens
+    (``kind="tokens"``, maps (n_classes, T, F)): per feature, the norm over the tokens.
     """
+    mean_maps = units_first(mean_maps, kind)
     if mean_maps.ndim == 2:
         return mean_maps
     return mean_maps.flatten(2).norm(dim=2)

@@ -269,18 +269,19 @@ def ingest(
         tables.edges = [t for t in tables.edges if t.rel != "COACTIVATES"]
     timings["tables"] = time.perf_counter() - t0
     layer_names = [s.name for s in result.layers]
+    kinds = {s.name: s.kind for s in result.layers}  # a token layer's units are its features
     per_class_total = sum(min(attribution_per_class, int((images.labels == c).sum())) for c in range(len(images.class_names)))
     grad = infl = betw = None
     if "gradient" in edges:
         t0 = time.perf_counter()
         grad = class_gradient_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                     per_class=attribution_per_class, device=dev,
+                                     per_class=attribution_per_class, device=dev, kinds=kinds,
                                      progress=lambda k: progress("gradient", k, per_class_total))
         timings["gradient"] = time.perf_counter() - t0
     if "influence" in edges:
         t0 = time.perf_counter()
         infl = class_influence_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                      per_class=attribution_per_class, device=dev,
+                                      per_class=attribution_per_class, device=dev, kinds=kinds,
                                       progress=lambda k: progress("influence", k, per_class_total))
         if between_samples > 0:
             n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))

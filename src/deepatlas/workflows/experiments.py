@@ -233,7 +233,8 @@ def experiment_knockout(
         layer = layer or "all"
         ranked_layers = ([row["name"] for row in captured if row["kind"] == "conv"] or names) if layer == "all" else [layer]
         idx = torch.nonzero(ctx.labels == c).flatten()[:pg_images]
-        ranking = pg_ranking(ctx.ckpt.model, ctx.inputs[idx.to(ctx.inputs.device)], c, ranked_layers, output=output)
+        ranking = pg_ranking(ctx.ckpt.model, ctx.inputs[idx.to(ctx.inputs.device)], c, ranked_layers, output=output,
+                             kinds={row["name"]: row["kind"] for row in captured})
     else:
         layer = _default_layer(graph, ctx, layer)
         ranked_layers = names if layer == "all" else [layer]
