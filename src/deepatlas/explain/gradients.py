@@ -80,10 +80,10 @@ class PredictionGradients:
 
 
 def units_first(maps: torch.Tensor, kind: str = "conv") -> torch.Tensor:
-    """(n, units, *positions) from a layer's (n, ...) maps: a token layer's (n, T, F) becomes
-    (n, F, T), its units being the features (see :func:`deepatlas.ingest.capture.unit_kind`);
-    conv and dense maps already have the units on axis 1."""
-    return maps.transpose(1, 2) if kind == "tokens" and maps.ndim == 3 else maps
+    """(n, units, *positions) from a layer's (n, ...) maps, as a view: a token layer's (n, T, F)
+    becomes (n, F, T), its units being the features (see :func:`deepatlas.ingest.capture.unit_kind`);
+    conv and dense maps already have the units on axis 1. Writes to the view reach ``maps``."""
+    return maps.movedim(-1, 1) if kind == "tokens" else maps
 
 
 def unit_scores(mean_maps: torch.Tensor, kind: str = "conv") -> torch.Tensor:

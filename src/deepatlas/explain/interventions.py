@@ -30,6 +30,7 @@ from torch import nn
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
+from deepatlas.explain.gradients import units_first
 from deepatlas.models.sites import hooks, split_site
 
 __all__ = ["Intervention", "UnitSet", "UnitStats", "parse_units", "unit_statistics"]
@@ -96,14 +97,14 @@ def unit_statistics(model: nn.Module, data: ImageSet, layers: Sequence[str], *,
             onehot = torch.nn.functional.one_hot(y, n_classes).to(torch.float64)
             counts += onehot.sum(0).to(counts.dtype)
             for n in layers:
-                out = _unit_view(store[n], kinds.get(n, "conv")).to(torch.float64)
+                out = units_first(store[n], kinds.get(n, "conv")).to(torch.float64)
                 flat = out.flatten(1)
                 sums[n] = sums.get(n, torch.zeros_like(flat[0])) + flat.sum(0)
                 csums[n] = csums.get(n, torch.zeros(n_classes, flat.shape[1], dtype=torch.float64, device=device)) + onehot.T @ flat
                 spatial = out.flatten(2).mean(2) if out.ndim > 2 else out
                 batch_max = spatial.max(0).values
                 maxes[n] = torch.maximum(maxes[n], batch_max) if n in maxes else batch_max
-    shapes = {n: _unit_view(store[n], kinds.get(n, "conv")).shape[1:] for n in layers}
+    shapes = {n: units_first(store[n], kinds.get(n, "conv")).shape[1:] for n in layers}
     return UnitStats(
         mean={n: (sums[n] / len(data)).reshape(shapes[n]).float() for n in layers},
         class_mean={n: (csums[n] / counts.clamp_min(1)[:, None].to(torch.float64)).reshape(n_classes, *shapes[n]).float() for n in layers},
@@ -169,7 +170,7 @@ class Intervention:
         def make(layer: str, idx: torch.Tensor):
             def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
                 out = out.clone()
-                units = _unit_view(out, self.kinds.get(layer, "conv"))  # a view: writes reach out
+                units = units_first(out, self.kinds.get(layer, "conv"))  # a view: writes reach out
                 _bounds(layer, idx, units)
                 i = idx.to(out.device)
                 if value == "zero":
@@ -195,7 +196,7 @@ class Intervention:
         def make(layer: str, idx: torch.Tensor):
             def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
                 result = torch.zeros_like(out)
-                new = _unit_view(result, self.kinds.get(layer, "conv"))  # a view: writes reach result
+                new = units_first(result, self.kinds.get(layer, "conv"))  # a view: writes reach result
                 _bounds(layer, idx, new)
                 i = idx.to(out.device)
                 if value == "class-mean":
@@ -243,11 +244,6 @@ class Intervention:
             for s in range(0, len(inputs), batch_size):
                 preds.append(self.model(inputs[s : s + batch_size]).argmax(1).cpu())
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
-
-
-def _unit_view(out: torch.Tensor, kind: str) -> torch.Tensor:
-    """``out`` with its unit axis at 1 (a token layer's features are its last axis); a view."""
-    return out.movedim(-1, 1) if kind == "tokens" else out
 
 
 def _bounds(layer: str, idx: torch.Tensor, out: torch.Tensor) -> None:
