@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ArrayReader, ImageSet
 from deepatlas.errors import DataError
 
 __all__ = ["load_digits"]
@@ -36,8 +36,8 @@ def load_digits(split: str = "test") -> ImageSet:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise DataError("the digits data set needs scikit-learn: pip install 'deepatlas[digits]'") from exc
     bunch = _sk_load()
-    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(bunch.target, dtype=torch.int64)
-    idx = torch.arange(len(y))
+    x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None]
+    y = np.asarray(bunch.target, dtype=np.int64)
+    idx = np.arange(len(y))
     keep = (idx % _TEST_EVERY == 0) if split == "test" else (idx % _TEST_EVERY != 0)
-    return ImageSet(x[keep], y[keep], tuple(str(d) for d in range(10)), "digits", split)
+    return ImageSet(ArrayReader(x[keep]), y[keep], tuple(str(d) for d in range(10)), "digits", split)

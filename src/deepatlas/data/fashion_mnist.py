@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ArrayReader, ImageSet
 from deepatlas.data.idx import read_idx
 from deepatlas.errors import DataError
 
@@ -64,7 +62,7 @@ def load_fashion_mnist(split: str = "test", *, data_dir: str | Path | None = Non
     Returns
     -------
     ImageSet
-        Images (N, 1, 28, 28) float32 in [0, 1], labels int64, the ten class names.
+        Images (N, 1, 28, 28) uint8, read on demand; labels int64; the ten class names.
 
     Raises
     ------
@@ -86,6 +84,4 @@ def load_fashion_mnist(split: str = "test", *, data_dir: str | Path | None = Non
         raise DataError(f"{images.shape[0]} images but {labels.shape[0]} labels in {directory}")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"Fashion-MNIST labels must lie in 0..9; found {labels.min()}..{labels.max()}")
-    x = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
-    y = torch.from_numpy(labels.astype("int64"))
-    return ImageSet(x, y, FASHION_CLASSES, "fashion-mnist", split)
+    return ImageSet(ArrayReader(images[:, None]), labels.astype("int64"), FASHION_CLASSES, "fashion-mnist", split)

@@ -1,5 +1,5 @@
-"""The image data people have: ImageFolder trees, CIFAR-10/100 and MNIST as torchvision stores
-them, and ``.npz`` arrays; fitted to the model's input shape.
+"""The image data people have: ImageFolder trees, ImageNet, WebDataset shards, CIFAR-10/100 and
+MNIST as torchvision stores them, and ``.npz`` arrays; delivered at the model's input shape.
 
 ``load_data(spec, split, input_shape=...)`` accepts (``--data`` on the CLI):
 
@@ -8,7 +8,16 @@ them, and ``.npz`` arrays; fitted to the model's input shape.
 ``imagefolder:DIR``
     one sub-folder per class holding PNG/JPEG files (torchvision's ImageFolder layout; classes
     are the sorted sub-folder names). When ``DIR/train`` and ``DIR/test`` exist the split picks
-    one; otherwise ``DIR`` itself is the data (split ``all``).
+    one; otherwise ``DIR`` itself is the data (split ``all``). Images are taken round-robin over
+    the classes, so ``--limit`` keeps every class.
+``imagenet:DIR``
+    ImageNet's layout: ``DIR/train/n01440764/*.JPEG`` and ``DIR/val/n01440764/*.JPEG`` (the
+    validation images in synset folders, as ``torchvision.datasets.ImageNet`` arranges them);
+    ``--split val`` (or ``test``) or ``train``. Class names from ``DIR/LOC_synset_mapping.txt``
+    or ``DIR/synset_words.txt`` when present (``tench``), else the synset ids.
+``webdataset:SHARDS``
+    WebDataset tar shards (:mod:`deepatlas.data.shards`): a folder of ``.tar`` files, one file,
+    or a brace range ``shards-{000000..000099}.tar``.
 ``cifar10:DIR`` / ``cifar100:DIR``
     the "python version" batches (``cifar-10-batches-py/`` or ``cifar-100-python/``, in
     ``DIR`` or ``DIR`` itself). Those files are pickles of numpy arrays: they are read with an
@@ -20,73 +29,41 @@ them, and ``.npz`` arrays; fitted to the model's input shape.
     arrays ``x`` (N,H,W), (N,H,W,C) or (N,C,H,W), uint8 0..255 or float 0..1; ``y`` integer
     labels; optional ``classes`` (strings). Read with ``allow_pickle=False``.
 
-Fitting (:func:`fit_images`): grey -> RGB by repeating the channel, RGB -> grey as the ITU-R
-BT.601 luminance, then a bilinear, antialiased resize to (H, W). Conversion to float32 is done
-in chunks of 256 images so the peak is one float32 copy of the fitted set plus one chunk; with
-``limit`` only the chosen images are decoded at all (ImageFolder picks them round-robin over
-the classes, so a limit keeps every class).
+Nothing is decoded here: files and shards are listed (and shards' tar headers indexed), array
+formats are read into one uint8 array (their files are that array), and images are decoded and
+fitted to the model (:func:`deepatlas.data.base.fit_images`: grey <-> RGB, bilinear antialiased
+resize) batch by batch as :meth:`ImageSet.batches` reads them, in DataLoader worker processes.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ArrayReader, ImageSet, fit_images
 from deepatlas.data.digits import load_digits
 from deepatlas.data.fashion_mnist import load_fashion_mnist
+from deepatlas.data.files import FileReader, check_root, imagefolder_files, read_synset_names
 from deepatlas.data.idx import read_idx
 from deepatlas.errors import DataError, UsageError
 
-__all__ = ["DATASETS", "DATA_KINDS", "fit_images", "load_data", "load_dataset"]
+__all__ = ["DATASETS", "DATA_KINDS", "MAX_CLASSES", "fit_images", "load_data", "load_dataset"]
 
 #: Built-in data set names that ``load_dataset`` accepts (``--data`` also takes the specs of
 #: :func:`load_data`).
 DATASETS = ("fashion-mnist", "digits")
 
 #: Spec prefixes ``load_data`` accepts besides the built-in names.
-DATA_KINDS = ("imagefolder", "cifar10", "cifar100", "mnist", "npz")
+DATA_KINDS = ("imagefolder", "imagenet", "webdataset", "cifar10", "cifar100", "mnist", "npz")
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
-_CHUNK = 256
+#: More classes than this is refused as a malformed label file (ImageNet-21k has 21,841).
+MAX_CLASSES = 100_000
 
-
-def fit_images(x: np.ndarray | torch.Tensor, shape: tuple[int, int, int] | list[int] | None) -> torch.Tensor:
-    """(N, C, H, W) uint8 or float images -> float32 in [0, 1] of ``shape`` (C, H, W).
-
-    ``shape`` None keeps the images as they are; a channel count of 0 keeps the channels.
-    """
-    if isinstance(x, np.ndarray):
-        x = np.ascontiguousarray(x)
-        t = torch.from_numpy(x if x.flags.writeable else x.copy())
-    else:
-        t = x
-    if t.ndim != 4:
-        raise DataError(f"images must be (N, C, H, W); got {tuple(t.shape)}")
-    n, c, h, w = t.shape
-    tc, th, tw = (c, h, w) if shape is None else (int(shape[0]) or c, int(shape[1]), int(shape[2]))
-    if c not in (1, 3) and tc != c:
-        raise DataError(f"cannot turn {c}-channel images into {tc} channels")
-    if tc not in (1, 3) and tc != c:
-        raise DataError(f"the model wants {tc} channels; only 1 (grey) and 3 (RGB) are converted")
-    out = torch.empty((n, tc, th, tw), dtype=torch.float32)
-    for s in range(0, n, _CHUNK):
-        chunk = t[s : s + _CHUNK]
-        chunk = chunk.float().div_(255.0) if chunk.dtype == torch.uint8 else chunk.float()
-        if tc == 3 and c == 1:
-            chunk = chunk.expand(-1, 3, -1, -1)
-        elif tc == 1 and c == 3:
-            chunk = (0.299 * chunk[:, 0:1] + 0.587 * chunk[:, 1:2] + 0.114 * chunk[:, 2:3])
-        if (th, tw) != (h, w):
-            chunk = F.interpolate(chunk, size=(th, tw), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-        out[s : s + len(chunk)] = chunk
-    return out
 
 def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None = None) -> ImageSet:
     """Load a data set by name.
@@ -121,29 +98,30 @@ def load_data(
     split: str = "test",
     *,
     data_dir: str | Path | None = None,
-    input_shape: tuple[int, int, int] | list[int] | None = None,
+    input_shape: tuple[int, int, int] | Sequence[int] | None = None,
     limit: int | None = None,
 ) -> ImageSet:
-    """Load a data set from a ``--data`` spec and fit it to ``input_shape``.
+    """Open a data set from a ``--data`` spec, delivered at ``input_shape``.
 
     Parameters
     ----------
     spec : str
         See the module docstring.
-    split : {"train", "test", "all"}
-        ``all`` only for an ImageFolder without train/test sub-folders and for ``npz``.
+    split : {"train", "test", "val", "all"}
+        ``all`` only for an ImageFolder without train/test sub-folders, ``npz`` and shards;
+        ``val`` for ImageNet (``test`` is taken as ``val`` there).
     data_dir : path, optional
         Fashion-MNIST's folder (built-in set only).
     input_shape : (C, H, W), optional
         The model's input; C = 0 keeps the data's channels. None keeps the images as stored.
     limit : int, optional
-        Only this many images (decoded lazily where the format allows).
+        Only this many images (the others are never read).
 
     Returns
     -------
     ImageSet
-        ``name`` is short (e.g. ``imagefolder-flowers``), ``source`` the spec with an absolute
-        path, which reloads the same data.
+        Read on demand. ``name`` is short (e.g. ``imagefolder-flowers``), ``source`` the spec
+        with an absolute path, which opens the same data again.
 
     Raises
     ------
@@ -154,26 +132,31 @@ def load_data(
     """
     if limit is not None and limit <= 0:
         raise UsageError(f"limit must be positive, got {limit}")
+    shape = None if input_shape is None else (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
     kind, sep, rest = spec.partition(":")
     kind = kind.lower()
     if not sep:
         data = load_dataset(spec, split, data_dir=data_dir)
-        if limit is not None:
-            data = data.subset(limit)
-        if input_shape is not None and tuple(input_shape) != data.input_shape:
-            data = ImageSet(fit_images(data.images, input_shape), data.labels, data.class_names, data.name, data.split)
-        return data
+        if shape is not None and shape != data.input_shape:
+            assert isinstance(data.reader, ArrayReader)
+            data = ImageSet(data.reader.fitted(shape), data._labels, data.class_names, data.name, data.split, data.source)
+        return data.subset(limit) if limit is not None else data
     if kind not in DATA_KINDS:
         raise UsageError(f"unknown data spec {spec!r}; use fashion-mnist, digits, or one of "
                          f"{', '.join(k + ':PATH' for k in DATA_KINDS)}")
     if not rest:
         raise UsageError(f"--data {kind}: needs a path, e.g. {kind}:/data/my-set")
+    if split not in ("train", "test", "val", "all"):
+        raise UsageError(f"unknown split {split!r}; use train, test, val or all")
+    if kind == "webdataset":
+        data = _webdataset(rest, shape)
+        return data.subset(limit) if limit is not None else data
     path = Path(rest).expanduser().resolve()
-    if split not in ("train", "test", "all"):
-        raise UsageError(f"unknown split {split!r}; use train, test or all")
-    if kind == "imagefolder":
-        x, y, classes, split = _imagefolder(path, split, input_shape, limit)
-        return ImageSet(x, y, classes, f"imagefolder-{path.name}", split, f"imagefolder:{path}")
+    if kind in ("imagefolder", "imagenet"):
+        data = _imagefolder(path, split, shape, limit, kind)
+        return data
+    if split == "val":
+        raise UsageError(f"{kind} has a train and a test split; pick --split train or test")
     if kind in ("cifar10", "cifar100"):
         raw, labels, classes = _cifar(path, split, kind)
     elif kind == "mnist":
@@ -181,67 +164,49 @@ def load_data(
     else:
         raw, labels, classes = _npz(path)
         split = "all"
-    if limit is not None:
-        raw, labels = raw[:limit], labels[:limit]
     if len(labels) == 0:
         raise DataError(f"{spec} holds no images")
     name = f"{kind}-{path.stem}" if kind == "npz" else kind
-    return ImageSet(fit_images(raw, input_shape), torch.from_numpy(labels.astype(np.int64)), classes, name, split,
-                    f"{kind}:{path}")
+    data = ImageSet(ArrayReader(raw, shape), labels.astype(np.int64), classes, name, split, f"{kind}:{path}")
+    return data.subset(limit) if limit is not None else data
 
 
-def _imagefolder(
-    root: Path, split: str, shape: tuple[int, int, int] | list[int] | None, limit: int | None
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], str]:
-    from PIL import Image, UnidentifiedImageError
-
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; it needs one sub-folder per class with PNG/JPEG files")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        if split == "all":
-            raise UsageError(f"{root} has train/ and test/; pick --split train or test")
-        root = root / split
-    else:
-        split = "all"
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+def _imagefolder(root: Path, split: str, shape: tuple[int, int, int] | None, limit: int | None, kind: str) -> ImageSet:
+    """An ImageFolder (or ImageNet) tree: listed, not decoded; ``limit`` cuts the listing."""
+    folder, split = check_root(root, split, kind)
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise DataError(f"{root} has no class sub-folders; ImageFolder layout: {root}/CLASS/IMAGE.png")
-    files = [sorted(f for f in (root / c).rglob("*") if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES) for c in classes]
-    empty = [c for c, fs in zip(classes, files, strict=True) if not fs]
-    if empty:
-        raise DataError(f"class folder(s) without PNG/JPEG images in {root}: {', '.join(empty)}")
-    # round-robin over the classes, so a limit keeps every class (and the order is fixed)
-    order: list[tuple[Path, int]] = []
-    for i in range(max(len(fs) for fs in files)):
-        order += [(fs[i], c) for c, fs in enumerate(files) if i < len(fs)]
+        raise DataError(f"{folder} has no class sub-folders; ImageFolder layout: {folder}/CLASS/IMAGE.png")
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"{folder} has {len(classes):,} class folders; deepatlas takes at most {MAX_CLASSES:,}")
+    files, labels = imagefolder_files(folder, classes)
     if limit is not None:
-        order = order[:limit]
-    target = None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
-    out: torch.Tensor | None = None
-    for k, (file, _) in enumerate(order):
-        try:
-            with Image.open(file) as im:
-                im.load()
-                mode = "L" if im.mode in ("1", "L", "I;16", "I", "F") else "RGB"
-                arr = np.asarray(im.convert(mode if target is None or target[0] == 0 else ("L" if target[0] == 1 else "RGB")))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{file} is not a readable image ({exc})") from None
-        chw = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-        if target is None:
-            target = (chw.shape[0], chw.shape[1], chw.shape[2])
-        elif target[0] == 0:
-            target = (chw.shape[0], target[1], target[2])
-        if out is None:
-            out = torch.empty((len(order), *target), dtype=torch.float32)
-        if chw.shape[0] != target[0] and shape is None:
-            raise DataError(f"{file} has {chw.shape[0]} channels, the first image {target[0]}; pass --input-size CxHxW")
-        if chw.shape[1:] != target[1:] and shape is None:
-            raise DataError(f"{file} is {chw.shape[2]}x{chw.shape[1]}, the first image {target[2]}x{target[1]}; "
-                            "pass --input-size HxW to resize them all")
-        out[k] = fit_images(chw[None], target)[0]
-    assert out is not None
-    labels = torch.tensor([c for _, c in order], dtype=torch.int64)
-    return out, labels, tuple(classes), split
+        files, labels = files[:limit], labels[:limit]
+    names = (read_synset_names(root, classes) if kind == "imagenet" else None) or classes
+    name = f"imagenet-{root.name}" if kind == "imagenet" else f"imagefolder-{root.name}"
+    return ImageSet(FileReader(folder, files, shape), labels, names, name, split, f"{kind}:{root}")
+
+
+def _webdataset(spec: str, shape: tuple[int, int, int] | None) -> ImageSet:
+    """WebDataset shards, indexed (:mod:`deepatlas.data.shards`)."""
+    from deepatlas.data.shards import ShardReader, expand_shards, index_shards
+
+    paths = expand_shards(spec)
+    shard_ids, offsets, sizes, labels, keys = index_shards(paths)
+    if labels.min() < 0 or labels.max() >= MAX_CLASSES:
+        raise DataError(f"shard labels must lie in 0..{MAX_CLASSES - 1}; found {labels.min()}..{labels.max()}")
+    names_file = paths[0].parent / "classes.txt"
+    n_classes = int(labels.max()) + 1
+    if names_file.is_file():
+        classes = tuple(line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip())
+        if len(classes) < n_classes:
+            raise DataError(f"{names_file} names {len(classes)} classes but the shards hold labels up to {n_classes - 1}")
+    else:
+        classes = tuple(str(i) for i in range(n_classes))
+    source = spec if "{" in spec else str(Path(spec).expanduser().resolve())
+    stem = paths[0].parent.name if len(paths) > 1 or Path(spec).expanduser().is_dir() else paths[0].stem
+    return ImageSet(ShardReader(paths, shard_ids, offsets, sizes, keys, shape), labels, classes, f"webdataset-{stem}", "all",
+                    f"webdataset:{source}")
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -349,11 +314,16 @@ def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     if x.dtype != np.uint8:
         if not np.issubdtype(x.dtype, np.floating):
             raise DataError(f"{path}: x must be uint8 (0..255) or float (0..1), got {x.dtype}")
+        if x.size and not np.isfinite(x).all():
+            raise DataError(f"{path}: x holds NaN or infinite values; images must be finite")
         if x.size and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
             raise DataError(f"{path}: float images must lie in [0, 1]; found {float(x.min()):.3g}..{float(x.max()):.3g}")
         x = x.astype(np.float32)
     if not np.issubdtype(y.dtype, np.integer) or y.shape != (x.shape[0],):
         raise DataError(f"{path}: y must be {x.shape[0]} integer labels, got {y.dtype} {y.shape}")
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
+        raise DataError(f"{path}: labels must lie in 0..{MAX_CLASSES - 1} (at most {MAX_CLASSES:,} classes); "
+                        f"found {int(y.min())}..{int(y.max())}")
     if "classes" in arrays:
         classes = tuple(str(c) for c in arrays["classes"].tolist())
     else:

@@ -10,10 +10,12 @@ check the counts, and only then mark the run complete (it is imported as ``runni
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,7 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _write_nodes(path: Path, label: str, rows: list[dict[str, Any]], drop: tuple[str, ...] = ()) -> None:
+def _write_nodes(path: Path, label: str, rows: Sequence[dict[str, Any]], drop: tuple[str, ...] = ()) -> None:
     cols = [c for c in rows[0] if c != "key" and c not in drop]
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -106,7 +108,7 @@ def bulk_import(
         w = csv.writer(fh)
         w.writerow([":START_ID", ":END_ID", ":TYPE"])
         w.writerow([key, model_props["key"], check_rel("OF_MODEL")])
-        for row in [*tables.neurons, *tables.classes]:
+        for row in itertools.chain(tables.neurons, tables.classes):
             w.writerow([row["key"], row["layer_key"], check_rel("IN_LAYER")])
     files.append(f"--relationships={rel_path}")
     for i, table in enumerate(tables.edges):
@@ -114,11 +116,13 @@ def bulk_import(
             continue
         path = folder / f"rels-{i}-{table.rel}.csv"
         props = list(table.props)
+        rows = table.rows()
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow([":START_ID", ":END_ID", ":TYPE", *(_typed(p, table.props[p][0]) for p in props)])
-            for j in range(len(table)):
-                w.writerow([table.src[j], table.dst[j], check_rel(table.rel), *(_cell(table.props[p][j]) for p in props)])
+            w.writerow([":START_ID", ":END_ID", ":TYPE", *(_typed(p, rows[0][p]) for p in props)])
+            rel = check_rel(table.rel)
+            for row in rows:
+                w.writerow([row["a"], row["b"], rel, *(_cell(row[p]) for p in props)])
         files.append(f"--relationships={path}")
     phases["csv"] = time.perf_counter() - t0
     t0 = time.perf_counter()

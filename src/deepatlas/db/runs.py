@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +209,7 @@ def write_run(
 BATCH_PAYLOAD_BYTES = 32 * 2**20
 
 
-def rows_per_batch(rows: list[dict[str, Any]], batch_size: int) -> int:
+def rows_per_batch(rows: Sequence[dict[str, Any]], batch_size: int) -> int:
     """``batch_size``, lowered so one batch of ``rows`` carries at most BATCH_PAYLOAD_BYTES of
     list properties (8 bytes a number; the first row stands for all)."""
     if not rows:

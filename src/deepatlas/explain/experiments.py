@@ -5,14 +5,15 @@ Pure functions of a model, tensors and unit orderings; nothing here reads the gr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from deepatlas.data.base import Stream
 from deepatlas.errors import UsageError
-from deepatlas.explain.interventions import Intervention
+from deepatlas.explain.interventions import Intervention, predictions
 
 __all__ = ["activate_only_sweep", "error_rates", "group_units", "knockout_curve", "pg_ranking", "random_orders"]
 
@@ -28,7 +29,7 @@ def group_units(units: Sequence[Unit]) -> dict[str, list[int]]:
 
 def pg_ranking(
     model: torch.nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | Stream,
     target: int,
     layers: Sequence[str],
     *,
@@ -63,8 +64,10 @@ def pg_ranking(
         raise UsageError("no images of the class to average the prediction gradients over")
     pg = PredictionGradients(model, output=output)
     sums: list[torch.Tensor] = []
-    for s in range(0, len(inputs), batch_size):
-        grads = pg.attribute_layers(inputs[s : s + batch_size], target, list(layers))
+    chunks: Iterable[torch.Tensor] = ((inputs[s : s + batch_size] for s in range(0, len(inputs), batch_size))
+                                      if isinstance(inputs, torch.Tensor) else (x for x, _ in inputs))
+    for x in chunks:
+        grads = pg.attribute_layers(x, target, list(layers))
         batch = [g.to(torch.float64).sum(0) for g in grads]
         sums = batch if not sums else [a + b for a, b in zip(sums, batch, strict=True)]
     rows: list[tuple[str, int, float]] = []
@@ -90,7 +93,7 @@ def confusion(preds: torch.Tensor, labels: torch.Tensor, n_classes: int) -> np.n
 
 def knockout_curve(
     iv: Intervention,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | Stream,
     labels: torch.Tensor,
     order: Sequence[Unit],
     ks: Sequence[int],
@@ -102,6 +105,7 @@ def knockout_curve(
     """Knock out the first k units of ``order`` for each k; per-class and overall error.
 
     k = 0 is the unmodified model. A k beyond ``len(order)`` is clipped (and reported as such).
+    ``inputs``: prepared images, or a :class:`~deepatlas.data.base.Stream` read once per k.
     """
     rows = []
     for k in ks:
@@ -109,8 +113,7 @@ def knockout_curve(
             raise UsageError(f"k must be >= 0, got {k}")
         kk = min(k, len(order))
         if kk == 0:
-            with torch.no_grad():
-                preds = torch.cat([iv.model(inputs[s : s + 1000]).argmax(1).cpu() for s in range(0, len(inputs), 1000)])
+            preds = predictions(iv.model, inputs)
         else:
             preds = iv.predict(inputs, group_units(order[:kk]), mode="knockout", value=value)
         per, overall = error_rates(preds, labels.cpu(), n_classes)

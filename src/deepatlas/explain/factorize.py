@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepatlas.data.base import Stream
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
 from deepatlas.models.sites import hooks
@@ -163,7 +164,7 @@ def _pooled_source(model: nn.Module, layer: str, order: list[str]) -> str:
 @torch.no_grad()
 def activation_matrices(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | Stream,
     layers: list[str],
     *,
     units: str = "maps",
@@ -175,7 +176,7 @@ def activation_matrices(
     Parameters
     ----------
     model : nn.Module
-    inputs : Tensor (N, C, H, W), already normalised for the model
+    inputs : Tensor (N, C, H, W) already normalised for the model, or a Stream of such batches
     layers : module names (their outputs)
     units : {"maps", "channel-means"}, default "maps"
         "maps": a conv output becomes channels x positions rows (every neuron of every feature
@@ -203,13 +204,15 @@ def activation_matrices(
         return lambda _m, _i, _o: order.append(name)
 
     with hooks(model, forward={n: note(n) for n in leaves}):
-        model(inputs[:1])
+        model(inputs[:1] if isinstance(inputs, torch.Tensor) else inputs.take([0]))
     sources = {name: (_pooled_source(model, name, order) if pooled and units == "maps" else name) for name in layers}
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     shapes: dict[str, tuple[int, ...]] = {}
     with capture_outputs(model, sorted(set(sources.values()))) as captured:
-        for s in range(0, len(inputs), batch_size):
-            model(inputs[s : s + batch_size])
+        batches = ((inputs[s : s + batch_size] for s in range(0, len(inputs), batch_size)) if isinstance(inputs, torch.Tensor)
+                   else (x for x, _ in inputs))
+        for x in batches:
+            model(x)
             for name, src in sources.items():
                 out = captured[src].detach()
                 shapes[name] = tuple(out.shape[1:])

@@ -108,28 +108,64 @@ def class_mean_maps(
     batch_size: int = 200,
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
+    classes: Sequence[int] | None = None,
+    reduce: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    shard: tuple[int, int] | None = None,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """For each class c, the mean over (up to ``per_class``) images of class c of
-    ``attribute(x, c)`` at each layer: {layer: (n_classes, units, *spatial)}, and the counts."""
+    ``attribute(x, c)`` at each layer: {layer: (n_classes, units, *spatial)}, and the counts.
+
+    The images stream from ``data`` (only the chosen ones are read). Classes are done one at a
+    time; ``reduce(layer, mean_map)`` turns a class's mean map into what is kept (say, one score
+    per unit), so memory holds one class's maps, never n_classes of them. ``classes``: only
+    those classes (the other rows stay 0). ``shard`` (rank, world) and ``all_reduce`` (a sum
+    over processes) let torch.distributed processes split each class's images.
+    """
     device = torch.device(device)
     prep = normalize or (lambda t: t)
     subset = data.subset(per_class=per_class) if per_class else data
     n_classes = len(data.class_names)
-    sums: dict[str, torch.Tensor] = {}
+    todo = range(n_classes) if classes is None else classes
+    out: dict[str, torch.Tensor] = {}
     counts = torch.zeros(n_classes, dtype=torch.float64)
-    for c in range(n_classes):
-        idx = torch.nonzero(subset.labels == c).flatten()
-        counts[c] = len(idx)
-        for s in range(0, len(idx), batch_size):
-            x = prep(subset.images[idx[s : s + batch_size]]).to(device)
+    labels = subset.labels
+    for c in todo:
+        positions = torch.nonzero(labels == c).flatten()
+        one = subset.subset(positions=positions)
+        sums: dict[str, torch.Tensor] = {}
+        seen = torch.zeros((), dtype=torch.float64, device=device)
+        for batch in one.batches(batch_size, device=device, shard=shard):
+            x = prep(batch.images)
             target = torch.full((len(x),), c, dtype=torch.long, device=device)
             outs = attribute(x, target, list(layers))
             for name, g in zip(layers, outs, strict=True):
                 total = g.to(torch.float64).sum(0)
-                if name not in sums:
-                    sums[name] = torch.zeros((n_classes, *total.shape), dtype=torch.float64, device=device)
-                sums[name][c] += total
+                sums[name] = sums[name] + total if name in sums else total
+            seen += len(x)
             if progress is not None:
                 progress(len(x))
-    means = {n: (v / counts.clamp_min(1).view(-1, *([1] * (v.ndim - 1))).to(v.device)).cpu() for n, v in sums.items()}
-    return means, counts
+        if all_reduce is not None:
+            all_reduce(seen)
+            for name in layers:
+                if name not in sums:  # this process had none of the class's images
+                    sums[name] = _zeros_like_layer(attribute, data, layers, name, prep, device)
+                all_reduce(sums[name])
+        counts[c] = float(seen)
+        for name, total in sums.items():
+            mean = (total / max(1.0, float(seen))).cpu()
+            kept = reduce(name, mean) if reduce is not None else mean
+            if name not in out:
+                out[name] = torch.zeros((n_classes, *kept.shape), dtype=kept.dtype)
+            out[name][c] = kept
+    return out, counts
+
+
+def _zeros_like_layer(attribute: Callable[[torch.Tensor, torch.Tensor, list[str | None]], list[torch.Tensor]], data: ImageSet,
+                      layers: Sequence[str], name: str, prep: Callable[[torch.Tensor], torch.Tensor],
+                      device: torch.device) -> torch.Tensor:
+    """Zeros of one image's attribution shape at ``name`` (a process without images of a class
+    still joins the sum)."""
+    x = prep(data.take([0]).to(device))
+    g = attribute(x, torch.zeros(1, dtype=torch.long, device=device), [name])[0]
+    return torch.zeros(g.shape[1:], dtype=torch.float64, device=device)

@@ -424,6 +424,15 @@ class InfluentialScores:
         return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wrt, grads, strict=True)]
 
 
+    def one_sweep(self, inputs: torch.Tensor, lower: str, upper: str) -> bool:
+        """Whether :meth:`between` does ``lower`` -> ``upper`` in one backward sweep (one weighted
+        layer between them) rather than one sweep per unit of ``upper`` (tried on ``inputs``)."""
+        self.model.eval()
+        with torch.enable_grad(), self._rules():
+            with capture_outputs(self.model, [lower, upper]) as captured:
+                self.model(inputs.detach().clone().requires_grad_(True))
+            return _single_weighted_layer(captured[upper], captured[lower]) is not None
+
     def between(
         self, inputs: torch.Tensor, lower: str, upper: str, *, progress: Any = None, chunk_mb: float = 256.0
     ) -> torch.Tensor:

@@ -19,7 +19,7 @@ This is the co-activation paper's "activate only the top-k neurons of a class" e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ImageSet, Stream
 from deepatlas.errors import UsageError
 from deepatlas.explain._hooks import capture_outputs
 from deepatlas.explain.gradients import units_first
 from deepatlas.models.sites import hooks, split_site
 
-__all__ = ["Intervention", "UnitSet", "UnitStats", "parse_units", "unit_statistics"]
+__all__ = ["Intervention", "UnitSet", "UnitStats", "parse_units", "predictions", "unit_statistics"]
 
 KNOCKOUT_VALUES = ("zero", "mean")
 ACTIVATE_VALUES = ("class-mean", "max")
@@ -90,9 +90,8 @@ def unit_statistics(model: nn.Module, data: ImageSet, layers: Sequence[str], *,
     maxes: dict[str, torch.Tensor] = {}
     counts = torch.zeros(n_classes, device=device)
     with capture_outputs(model, layers) as store:
-        for s in range(0, len(data), batch_size):
-            x = prep(data.images[s : s + batch_size]).to(device)
-            y = data.labels[s : s + batch_size].to(device)
+        for batch in data.batches(batch_size, device=device):
+            x, y = prep(batch.images), batch.labels
             model(x)
             onehot = torch.nn.functional.one_hot(y, n_classes).to(torch.float64)
             counts += onehot.sum(0).to(counts.dtype)
@@ -226,7 +225,7 @@ class Intervention:
     @torch.no_grad()
     def predict(
         self,
-        inputs: torch.Tensor,
+        inputs: torch.Tensor | Stream,
         units: UnitSet,
         *,
         mode: str = "knockout",
@@ -234,16 +233,27 @@ class Intervention:
         target: int | None = None,
         batch_size: int = 1000,
     ) -> torch.Tensor:
-        """Predicted classes (N,) under the intervention; the model is unchanged afterwards."""
+        """Predicted classes (N,) under the intervention; the model is unchanged afterwards.
+
+        ``inputs``: a tensor of prepared images, or a :class:`~deepatlas.data.base.Stream` (the
+        images are then read batch by batch)."""
         if mode not in ("knockout", "activate"):
             raise UsageError(f"mode must be knockout or activate, got {mode!r}")
         self.model.eval()
         ctx = self.knockout(units, value=value) if mode == "knockout" else self.activate_only(units, value=value, target=target)
-        preds = []
         with ctx:
-            for s in range(0, len(inputs), batch_size):
-                preds.append(self.model(inputs[s : s + batch_size]).argmax(1).cpu())
-        return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+            return predictions(self.model, inputs, batch_size=batch_size)
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, inputs: torch.Tensor | Stream, *, batch_size: int = 1000) -> torch.Tensor:
+    """The model's predicted class (N,) for a tensor of prepared images or a Stream, on the CPU."""
+    if isinstance(inputs, torch.Tensor):
+        batches: Iterable[torch.Tensor] = (inputs[s : s + batch_size] for s in range(0, len(inputs), batch_size))
+    else:
+        batches = (x for x, _ in inputs)
+    preds = [model(x).argmax(1).cpu() for x in batches]
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 
 def _bounds(layer: str, idx: torch.Tensor, out: torch.Tensor) -> None:

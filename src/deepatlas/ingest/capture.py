@@ -22,7 +22,8 @@ from deepatlas.errors import IngestError, UsageError
 from deepatlas.models.layers import ACTIVATIONS, NORMS
 from deepatlas.models.sites import Site, hooks, list_sites
 
-__all__ = ["CHANNELS_LAST", "ActivationRecorder", "LayerSpec", "default_layers", "reduce_units", "unit_kind"]
+__all__ = ["BLOCK_TYPES", "CHANNELS_LAST", "ActivationRecorder", "LayerSpec", "block_of", "blocks", "default_layers",
+           "is_block", "reduce_units", "unit_kind"]
 
 
 
@@ -61,45 +62,113 @@ def _site(sites: list[Site], name: str) -> Site:
     return next(s for s in sites if s.name == name)
 
 
-def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """The post-activation output of every conv and dense layer but the last (the classes).
+#: Module classes that are one block of a stock architecture (torchvision, timm): the default
+#: capture set takes a block's output, not the activations inside it (what a person calls the
+#: model's layers; a squeeze-excite gate or a bottleneck's inner ReLU only when named).
+BLOCK_TYPES = frozenset({
+    "BasicBlock", "Bottleneck",  # ResNet, ResNeXt, Wide ResNet (torchvision and timm)
+    "_DenseBlock", "_Transition",  # DenseNet: the dense blocks and the transitions between them
+    "MBConv", "FusedMBConv",  # EfficientNet (v1, v2)
+    "InvertedResidual",  # MobileNetV2/V3, ShuffleNetV2, MNASNet's _InvertedResidual below, timm's
+    "_InvertedResidual",
+    "CNBlock", "ConvNeXtBlock",  # ConvNeXt (torchvision, timm)
+    "ResBottleneckBlock",  # RegNet
+    "EncoderBlock",  # torchvision's VisionTransformer
+    "Fire",  # SqueezeNet
+    "InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE", "Inception",  # Inception v3, GoogLeNet
+    "SwinTransformerBlock", "SwinTransformerBlockV2",  # Swin
+    "MaxVitBlock",  # MaxViT
+    "DepthwiseSeparableConv", "EdgeResidual",  # timm's EfficientNet family
+})
 
-    For each ``Conv1d/2d/3d`` or ``Linear`` call in execution order, the activation module
-    that runs next, with only normalisation layers (BatchNorm, LayerNorm, GroupNorm) between,
-    is taken (ReLU, GELU, ...). A layer whose output meets no activation that way (a ResNet's
-    downsample conv and the conv before a residual sum, a MobileNet's linear bottleneck) is
-    not a post-activation value and is left out; the block's activation after the sum is
-    taken through the layer that reaches it. A model with no activation modules at all (it
-    applies ``F.relu`` functionally) gets the layers themselves. The final ``Linear`` produces
-    the class scores and is not a hidden layer. Sites are per call (``relu#2``). A
-    channels-last map made by a Linear (inside ConvNeXt's blocks) is left out: name the blocks
-    (``--layers features.1.0,...``) to capture their outputs.
+#: Blocks whose class name is too common to trust alone: (module path prefix, class name).
+QUALIFIED_BLOCKS = frozenset({
+    ("timm.models", "Block"),  # timm's ViT, DeiT, BEiT ... transformer blocks
+    ("timm.layers", "Block"),
+})
+
+
+def is_block(module: nn.Module) -> bool:
+    """Whether ``module`` is one block of a stock architecture (:data:`BLOCK_TYPES`)."""
+    name = type(module).__name__
+    if name in BLOCK_TYPES:
+        return True
+    where = type(module).__module__
+    return any(where.startswith(prefix) and name == cls for prefix, cls in QUALIFIED_BLOCKS)
+
+
+def blocks(model: nn.Module) -> list[str]:
+    """Qualified names of the outermost blocks of ``model`` (a block inside a block is not listed)."""
+    found: list[str] = []
+    for name, module in model.named_modules():
+        if name and is_block(module) and not any(name.startswith(b + ".") for b in found):
+            found.append(name)
+    return found
+
+
+def block_of(site_module: str, block_names: Sequence[str]) -> str | None:
+    """The outermost block that holds a leaf module, if any."""
+    return next((b for b in block_names if site_module == b or site_module.startswith(b + ".")), None)
+
+
+def default_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The model's layers as a person would name them: its blocks, and the post-activation output
+    of every conv and dense layer outside a block, but the last (the classes).
+
+    Blocks (:data:`BLOCK_TYPES`: ResNet blocks, DenseNet dense blocks and transitions,
+    EfficientNet/MobileNet inverted residuals, ConvNeXt and RegNet blocks, ViT encoder blocks
+    ...) are captured as a whole: their output. Outside blocks (a stem, a classifier's hidden
+    layers, and every layer of a model without blocks, such as the reference CNN or VGG), for
+    each ``Conv1d/2d/3d`` or ``Linear`` call in execution order the activation module that runs
+    next, with only normalisation layers between, is taken (ReLU, GELU, ...). A layer whose
+    output meets no activation that way is not a post-activation value and is left out. A model
+    with no activation modules at all (it applies ``F.relu`` functionally) gets the layers
+    themselves. The final ``Linear`` produces the class scores and is not a hidden layer. Sites
+    are per call (``relu#2``). A channels-last map made by a Linear (inside ConvNeXt's blocks)
+    is never a default.
 
     A model that knows its own structure better names its hidden layers itself with a
     ``capture_layers()`` method returning site names.
+
+    Raises
+    ------
+    IngestError
+        Nothing to capture; the message lists the layers that could be named.
     """
     own = getattr(model, "capture_layers", None)
     if callable(own):
         return list(own())
     sites = list_sites(model, example)
     modules = dict(model.named_modules())
+    block_names = blocks(model)
     weighted = [i for i, s in enumerate(sites) if isinstance(modules[s.module], _WEIGHTED)]
     if not weighted:
-        raise IngestError("the model has no Conv or Linear layer to capture; pass --layers")
+        raise IngestError("the model has no Conv or Linear layer to capture; pass --layers (`deepatlas inspect` lists them)")
     functional = not any(isinstance(modules[s.module], ACTIVATIONS) for s in sites)
-    names: list[str] = []
+    last_of_block: dict[str, int] = {}
+    for s in sites:
+        b = block_of(s.module, block_names)
+        if b is not None:
+            last_of_block[b] = s.order
+    picks: list[tuple[int, str]] = [(order, b) for b, order in last_of_block.items() if order < sites[weighted[-1]].order]
     for i in weighted[:-1]:
+        if block_of(sites[i].module, block_names) is not None:
+            continue
         pick = sites[i].name if functional else None
         j = i + 1
         while not functional and j < len(sites) and isinstance(modules[sites[j].module], NORMS):
             j += 1
         if not functional and j < len(sites) and isinstance(modules[sites[j].module], ACTIVATIONS):
             pick = sites[j].name
-        if pick is not None and pick not in names and unit_kind(sites, _site(sites, pick), modules) != CHANNELS_LAST:
-            names.append(pick)
-    if not names:
-        raise IngestError("no conv or dense layer of the model is followed by an activation; pass --layers")
-    return names
+        if pick is None or any(p == pick for _, p in picks) or block_of(_site(sites, pick).module, block_names):
+            continue
+        if unit_kind(sites, _site(sites, pick), modules) != CHANNELS_LAST:
+            picks.append((_site(sites, pick).order, pick))
+    if not picks:
+        choices = [s.name for s in sites if isinstance(modules[s.module], _WEIGHTED)][:-1] + block_names
+        raise IngestError("no conv or dense layer of the model is followed by an activation; pass --layers, e.g. "
+                          + ", ".join(choices[:12]) + (" ..." if len(choices) > 12 else ""))
+    return [name for _, name in sorted(picks)]
 
 
 def unit_kind(sites: list[Site], site: Site, modules: dict[str, nn.Module]) -> str:
@@ -175,6 +244,7 @@ class ActivationRecorder:
         by_name = {s.name: s for s in sites}
         modules = dict(model.named_modules())
         chosen = []
+        containers: dict[str, list[Site]] = {}
         for n in names:
             if n in by_name:
                 chosen.append(by_name[n])
@@ -187,10 +257,11 @@ class ActivationRecorder:
                 inner = [s for s in sites if s.module.startswith(n + ".")]
                 if not inner:
                     raise IngestError(f"layer {n!r} does not run in the forward pass")
-                chosen.append(self._container_site(n, inner, example))
+                containers[n] = inner
                 continue
             valid = ", ".join(s.name for s in sites)
             raise IngestError(f"unknown layer {n!r}; the model's layers are: {valid}")
+        chosen += self._container_sites(containers, example)
         chosen.sort(key=lambda s: s.order)
         for site in chosen:
             if len(site.shape) < 2:
@@ -206,21 +277,26 @@ class ActivationRecorder:
             for kind in [unit_kind(sites, site, modules)]
         )
 
-    def _container_site(self, name: str, inner: list[Site], example: torch.Tensor) -> Site:
-        """A non-leaf module (a whole block): its output, placed where its last leaf runs."""
-        shape: tuple[int, ...] = ()
+    def _container_sites(self, containers: dict[str, list[Site]], example: torch.Tensor) -> list[Site]:
+        """Non-leaf modules (whole blocks): their outputs, each placed where its last leaf runs
+        (one forward pass for all of them)."""
+        if not containers:
+            return []
+        shapes: dict[str, tuple[int, ...]] = {}
 
-        def grab(_m: nn.Module, _i: object, out: object) -> None:
-            nonlocal shape
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+        def grab(name: str) -> Callable[[nn.Module, object, object], None]:
+            def hook(_m: nn.Module, _i: object, out: object) -> None:
+                shapes[name] = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+
+            return hook
 
         try:
-            with hooks(self.model, forward={name: grab}), torch.no_grad():
+            with hooks(self.model, forward={n: grab(n) for n in containers}), torch.no_grad():
                 self.model(example)
         except UsageError as exc:
             raise IngestError(str(exc)) from None
-        last = inner[-1]
-        return Site(name, name, 1, 1, type(self.model.get_submodule(name)).__name__, shape, last.order)
+        return [Site(n, n, 1, 1, type(self.model.get_submodule(n)).__name__, shapes.get(n, ()), inner[-1].order)
+                for n, inner in containers.items()]
 
     @property
     def n_units(self) -> int:

@@ -7,10 +7,14 @@ neither holds more than its running sums, so an N x M activation matrix never ex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deepatlas.errors import IngestError
+
+if TYPE_CHECKING:
+    from deepatlas.ingest.distributed import Dist
 
 __all__ = ["CoMoments", "Confusion", "Correlation"]
 
@@ -176,6 +180,60 @@ class CoMoments:
             self.mean_y += dy * (b.n / n)
         self.n = n
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums (for a checkpoint), on the CPU."""
+        state: dict[str, Any] = {"n": self.n, "mean_x": self.mean_x.cpu(), "m2_x": self.m2_x.cpu(), "cxy": self.cxy.cpu()}
+        if not self.symmetric:
+            state.update(mean_y=self.mean_y.cpu(), m2_y=self.m2_y.cpu())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (same shape)."""
+        if tuple(state["cxy"].shape) != (self.dim_x, self.dim_y):
+            raise IngestError(f"checkpointed co-moments are {tuple(state['cxy'].shape)}, expected {(self.dim_x, self.dim_y)}")
+        self.n = int(state["n"])
+        self.mean_x.copy_(state["mean_x"])
+        self.m2_x.copy_(state["m2_x"])
+        self.cxy.copy_(state["cxy"])
+        if not self.symmetric:
+            self.mean_y.copy_(state["mean_y"])
+            self.m2_y.copy_(state["m2_y"])
+
+    def all_reduce_(self, dist: Dist) -> CoMoments:
+        """Merge the accumulators of every torch.distributed process into each, in place.
+
+        Exact, by the parallel-axis identity: with the global means mu, nu,
+        ``C = sum_r [C_r + n_r (mu_r - mu)(nu_r - nu)^T]``; each process shifts its own
+        co-moments to the global means, then one sum (all-reduce) of C and of the variances.
+        """
+        if dist.world == 1:
+            return self
+        n_r = float(self.n)
+        n = dist.total(n_r)
+        if n == 0:
+            return self
+        mean_x = dist.all_reduce_(self.mean_x * n_r) / n
+        dx = self.mean_x - mean_x
+        if self.symmetric:
+            mean_y, dy = mean_x, dx
+        else:
+            mean_y = dist.all_reduce_(self.mean_y * n_r) / n
+            dy = self.mean_y - mean_y
+        if n_r:
+            self.cxy.addr_(dx, dy, alpha=n_r)
+        self.m2_x += dx * dx * n_r
+        dist.all_reduce_(self.cxy)
+        dist.all_reduce_(self.m2_x)
+        self.mean_x = mean_x
+        if self.symmetric:
+            self.mean_y, self.m2_y = self.mean_x, self.m2_x
+        else:
+            self.m2_y += dy * dy * n_r
+            dist.all_reduce_(self.m2_y)
+            self.mean_y = mean_y
+        self.n = round(n)
+        return self
+
     def compute(self, *, inplace: bool = False) -> Correlation:
         """Pearson r with dead (constant) variables set to 0 and flagged.
 
@@ -243,6 +301,11 @@ class Confusion:
 
     def merge(self, other: Confusion) -> Confusion:
         self.counts += other.counts.to(self.counts.device)
+        return self
+
+    def all_reduce_(self, dist: Dist) -> Confusion:
+        """Sum the counts of every torch.distributed process into each."""
+        dist.all_reduce_(self.counts)
         return self
 
     def compute(self) -> torch.Tensor:

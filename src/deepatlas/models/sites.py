@@ -25,6 +25,7 @@ torch.Size([3, 2])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from torch import nn
 
 from deepatlas.errors import UsageError
 
-__all__ = ["Site", "hooks", "list_sites", "split_site"]
+__all__ = ["Site", "hooks", "list_sites", "output_bytes", "split_site"]
 
 ForwardHook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
 PreHook = Callable[[nn.Module, tuple[Any, ...]], Any]
@@ -109,6 +110,15 @@ def list_sites(model: nn.Module, example: torch.Tensor) -> list[Site]:
         name = n if total[n] == 1 else f"{n}#{seen[n]}"
         sites.append(Site(name, n, seen[n], total[n], kind, shape, i + 1))
     return sites
+
+
+def output_bytes(model: nn.Module, example: torch.Tensor) -> float:
+    """Bytes that one image's module outputs take in one forward pass (every leaf module call,
+    summed; ``example``'s dtype): what autograd keeps for a backward pass, and an upper bound
+    of what a no-grad pass holds at once."""
+    sites = list_sites(model, example)
+    per = sum(math.prod(s.shape[1:]) for s in sites if len(s.shape) >= 1)
+    return float(per * example.element_size())
 
 
 def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, int | None]:

@@ -12,7 +12,7 @@ from torch import nn
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import UsageError
 
-__all__ = ["TrainResult", "evaluate", "train_model"]
+__all__ = ["TrainResult", "evaluate", "pixel_mean_std", "train_model"]
 
 #: Called after every batch with (epoch, batches done in epoch, batches per epoch, loss).
 ProgressFn = Callable[[int, int, int, float], None]
@@ -81,10 +81,10 @@ def train_model(
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
         correct = 0
-        for step in range(steps):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            x = ((data.images[idx] - mean) / std).to(device, non_blocking=True)
-            y = data.labels[idx].to(device, non_blocking=True)
+        shuffled = data.subset(positions=order)  # a view: the images are read batch by batch
+        for step, batch in enumerate(shuffled.batches(batch_size, device=device)):
+            x = (batch.images - mean) / std
+            y = batch.labels
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = loss_fn(logits, y)
@@ -101,6 +101,22 @@ def train_model(
 
 
 @torch.no_grad()
+def pixel_mean_std(data: ImageSet, batch_size: int = 4096) -> tuple[float, float]:
+    """Mean and (sample) standard deviation of every pixel of ``data`` in [0, 1], streamed."""
+    total = squares = 0.0
+    count = 0
+    for batch in data.batches(batch_size):
+        x = batch.images.to(torch.float64)
+        total += float(x.sum())
+        squares += float((x * x).sum())
+        count += x.numel()
+    if count < 2:
+        raise UsageError("the training set needs at least 2 pixels")
+    mean = total / count
+    return float(mean), float(max(0.0, (squares - count * mean * mean) / (count - 1)) ** 0.5)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: ImageSet,
@@ -114,8 +130,6 @@ def evaluate(
     device = torch.device(device)
     model.to(device).eval()
     correct = 0
-    for start in range(0, len(data), batch_size):
-        x = ((data.images[start : start + batch_size] - mean) / std).to(device)
-        y = data.labels[start : start + batch_size].to(device)
-        correct += int((model(x).argmax(1) == y).sum())
+    for batch in data.batches(batch_size, device=device):
+        correct += int((model((batch.images - mean) / std).argmax(1) == batch.labels).sum())
     return correct / max(1, len(data))

@@ -7,6 +7,8 @@ the ``progress(stage, advance, total)`` callback.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 import time
 from collections.abc import Sequence
@@ -28,18 +30,26 @@ from deepatlas.db.runs import (
     validate_run_name,
 )
 from deepatlas.db.writers import run_writer
-from deepatlas.errors import UsageError
+from deepatlas.errors import DeepAtlasError, UsageError
 from deepatlas.explain.aggregate import (
+    between_subset,
     class_gradient_scores,
     class_influence_scores,
     layer_influence,
 )
-from deepatlas.ingest.coactivation import MAX_MATRIX_MB, compute_coactivation
-from deepatlas.ingest.tables import SparsifyParams, attribution_tables, build_tables, params_dict
+from deepatlas.ingest.coactivation import auto_batch_size, compute_coactivation
+from deepatlas.ingest.tables import (
+    AttributionCounts,
+    SparsifyParams,
+    attribution_tables,
+    build_tables,
+    class_edges_per_class,
+    params_dict,
+)
 from deepatlas.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from deepatlas.models.loading import complete_metadata, model_props
 from deepatlas.models.reference import build_model
-from deepatlas.models.train import evaluate, train_model
+from deepatlas.models.train import evaluate, pixel_mean_std, train_model
 from deepatlas.workspace import Result, Workspace, no_progress, pick_device
 
 __all__ = ["EDGE_KINDS", "IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
@@ -96,13 +106,12 @@ def train_reference(
         if bad or not classes:
             raise UsageError(f"classes must be indices 0..{len(train.class_names) - 1}, got {list(classes)}")
         keep = torch.isin(train.labels, torch.tensor(list(classes)))
-        train = ImageSet(train.images[keep], train.labels[keep], train.class_names, train.name, train.split)
+        train = train.subset(positions=torch.nonzero(keep).flatten())
     if fraction < 1.0:
         # a seeded random fraction of the training images (the factorisation paper's diagnostic)
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: max(1, int(fraction * len(train)))]
-        idx = idx.sort().values
-        train = ImageSet(train.images[idx], train.labels[idx], train.class_names, train.name, train.split)
-    mean, std = float(train.images.mean()), float(train.images.std())
+        train = train.subset(positions=idx.sort().values)
+    mean, std = pixel_mean_std(train)
     torch.manual_seed(seed)
     config: dict[str, Any]
     if arch == "fashion_cnn":
@@ -132,7 +141,8 @@ def train_reference(
 
 @dataclass
 class IngestReport(Result):
-    """The run written, its node and edge counts, and where the time went."""
+    """The run written, its node and edge counts, where the time and the memory went, how many
+    pairs passed each filter, and what was skipped (with the flag that gets it)."""
 
     run: RunInfo
     nodes: dict[str, int]
@@ -140,10 +150,21 @@ class IngestReport(Result):
     seconds: dict[str, float] = field(default_factory=dict)
     accuracy: float = 0.0
     device: str = "cpu"
+    memory_mb: dict[str, float] = field(default_factory=dict)
+    pairs: dict[str, Any] = field(default_factory=dict)
+    attribution: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    batch_size: int = 0
+    processes: int = 1
+    resumed: bool = False
+    class_names: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.run.name, "key": self.run.key, "accuracy": self.accuracy, "device": self.device,
-                "nodes": self.nodes, "edges": self.edges, "seconds": self.seconds}
+                "nodes": self.nodes, "edges": self.edges, "seconds": self.seconds, "memory_mb": self.memory_mb,
+                "pairs": self.pairs, "attribution": self.attribution, "skipped": self.skipped,
+                "batch_size": self.batch_size, "processes": self.processes, "resumed": self.resumed,
+                "class_names": self.class_names}
 
 
 def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
@@ -158,27 +179,58 @@ def _check_replacement(graph: Graph, name: str, ckpt: Checkpoint, data: ImageSet
     old = find_run(graph, name)
     if old is None:
         return
-    same = (old.model == ckpt.sha256 and (old.dataset, old.split, old.n_samples) == (data.name, data.split, len(data)))
+    same = (old.model == ckpt.sha256 and (old.dataset, old.split, old.n_samples) == (data.source or data.name, data.split, len(data)))
     if not same:
         what = f"{old.n_samples} images of {old.dataset}/{old.split} from weights {str(old.model)[:12]}"
         raise UsageError(f"run {name!r} already holds {what}; pass --replace to replace it, or choose another --run")
+
+
+#: Memory for everything an ingest holds besides the model's own forward pass (MB): the
+#: co-moments get a quarter (``max_matrix_mb``), a blockwise pass's node values half
+#: (``cache_mb``; beyond it they go to a file), the rest covers the pair selection, the edge
+#: arrays and the attribution sums, which the caps of :mod:`deepatlas.ingest.pairs` bound.
+MEMORY_MB = 2048.0
+
+#: Neuron->neuron influence is computed by default only when it costs at most this many
+#: backward sweeps (a pair with one weighted layer between costs one sweep per batch; other
+#: pairs one per upper unit and batch).
+BETWEEN_SWEEPS = 1_000
+
+
+def _between_plan(model: Any, example: torch.Tensor, layers: Sequence[str], sizes: Sequence[int], samples: int,
+                  batch_size: int) -> tuple[int, bool]:
+    """Backward sweeps neuron->neuron influence would take, and whether every pair is one sweep."""
+    from deepatlas.explain.influence import InfluentialScores
+
+    inf = InfluentialScores(model)
+    batches = max(1, -(-samples // batch_size))
+    sweeps, all_fast = 0, True
+    for (lower, upper), n_up in zip(itertools.pairwise(layers), sizes[1:], strict=True):
+        fast = inf.one_sweep(example, lower, upper)
+        all_fast &= fast
+        sweeps += batches * (1 if fast else n_up)
+    return sweeps, all_fast
 
 
 def ingest(
     ws: Workspace,
     *,
     layers: Sequence[str] | None = None,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     sparsify: SparsifyParams | None = None,
     class_values: str = "probs",
     edges: Sequence[str] = EDGE_KINDS,
     attribution_per_class: int = 100,
-    between_samples: int = 200,
-    max_matrix_mb: float | None = MAX_MATRIX_MB,
+    between_samples: int | None = None,
+    memory_mb: float = MEMORY_MB,
+    max_matrix_mb: float | None = None,
     bulk: bool = False,
     pixel_grid: str | tuple[int, int] = "auto",
     amp: bool = False,
     replace: bool = False,
+    workers: int | None = None,
+    resume: bool = False,
+    restart: bool = False,
 ) -> IngestReport:
     """Model + data -> a complete Run in Neo4j (the co-activation graph).
 
@@ -188,30 +240,33 @@ def ingest(
         ``ws.model``: the model (a deepatlas checkpoint, ``torchvision:NAME`` ..., or a loaded
         Checkpoint; missing input shape and class names are taken from the data set).
         ``ws.data``: the images (a ``--data`` spec, split and limit, see
-        :func:`deepatlas.data.formats.load_data`, fitted to the model's input shape; or a loaded
-        ImageSet). ``ws.run``: the run's name, default ``{weights file stem}-{dataset}-{split}``;
-        an existing complete run of that name from the same weights and data is replaced
-        atomically, one from other weights or data only with ``replace``. ``ws.graph``,
-        ``ws.device`` and ``ws.progress`` as usual.
+        :func:`deepatlas.data.formats.load_data`, read in batches at the model's input shape;
+        or a loaded ImageSet). ``ws.run``: the run's name, default
+        ``{weights file stem}-{dataset}-{split}``; an existing complete run of that name from
+        the same weights and data is replaced atomically, one from other weights or data only
+        with ``replace``. ``ws.graph``, ``ws.device`` and ``ws.progress`` as usual.
     layers : sequence of str, optional
-        Module names to capture; default every conv/dense layer's post-activation output.
-    batch_size, class_values : see :func:`deepatlas.ingest.compute_coactivation`
+        Sites or modules to capture; default the model's blocks and the post-activation output
+        of each conv/dense layer outside them (:func:`deepatlas.ingest.capture.default_layers`).
+    batch_size : int, optional
+        Images per forward pass; default from the model's size (:func:`auto_batch_size`).
+    class_values : see :func:`deepatlas.ingest.compute_coactivation`
     sparsify : SparsifyParams, optional
+        The edge rules and caps (:mod:`deepatlas.ingest.pairs`).
     edges : sequence of {"coactivation", "influence", "gradient"}, default all three
         COACTIVATES (Pearson r), INFLUENCES (influential scores, neuron->class and between
         consecutive captured layers) and GRADIENT (prediction gradients, neuron->class).
     attribution_per_class : int, default 100
         Images per class averaged for the INFLUENCES and GRADIENT neuron->class edges.
-    between_samples : int, default 200
-        Images averaged for the neuron->neuron INFLUENCES edges (on by default for every
-        architecture, ResNets included: consecutive captured layers cost about one backward
-        pass per batch, see :meth:`deepatlas.explain.influence.InfluentialScores.between`);
-        0 writes no neuron->neuron INFLUENCES (the neuron->class ones still are);
-        ``sparsify.influence_top_k`` keeps only each upper unit's strongest lower units.
-    max_matrix_mb : float, default 512
-        Memory budget of the unit-unit co-moment matrix; beyond it co-activation goes
-        blockwise, one pass over the data per block of rows (see
-        :mod:`deepatlas.ingest.coactivation`).
+    between_samples : int, optional
+        Images averaged for the neuron->neuron INFLUENCES edges. Default: 200 when that costs
+        at most :data:`BETWEEN_SWEEPS` backward sweeps (every pair of the reference CNN), else
+        none, and the report says so (ResNet blocks: one sweep per upper unit); 0: none.
+    memory_mb : float, default :data:`MEMORY_MB`
+        The budget for everything but the model's forward pass (see :data:`MEMORY_MB`).
+    max_matrix_mb : float, optional
+        The co-moments' share (default a quarter of ``memory_mb``); beyond it co-activation goes
+        blockwise (:mod:`deepatlas.ingest.coactivation`).
     bulk : bool, default False
         Write through neo4j-admin's CSV import instead of Bolt: only into an EMPTY managed local
         database (the server is stopped for the import and started again).
@@ -220,94 +275,217 @@ def ingest(
     amp : bool, default False
         Mixed precision for the co-activation forward pass (statistics stay in float64).
     replace : bool, default False
-        Replace a complete run of the same name that came from other weights or other data
-        (the same weights on the same data are always re-ingested in place).
+        Replace a complete run of the same name that came from other weights or other data.
+    workers : int, optional
+        DataLoader worker processes decoding images (default from the CPU count).
+    resume, restart : bool, default False
+        Continue a killed ingest of this run from its checkpoints, or discard them
+        (:class:`deepatlas.ingest.resume.ResumeState`).
+
+    Under ``torchrun`` every process runs this function on its share of the images; only rank
+    0 reads and writes the graph (:mod:`deepatlas.ingest.distributed`).
 
     Returns
     -------
     IngestReport
     """
+    from deepatlas.ingest.distributed import from_env
+    from deepatlas.ingest.resume import ResumeState
+    from deepatlas.memory import StageMeter
+    from deepatlas.models.sites import output_bytes
+
+    meter = StageMeter()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    ckpt, images, progress = ws.checkpoint(), ws.images(), ws.progress
-    complete_metadata(ckpt, images.input_shape, images.class_names, images.name)
-    expected = tuple(ckpt.meta.get("input_shape", images.input_shape))
-    if images.input_shape != expected:
-        raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
-    if len(ckpt.class_names) != len(images.class_names):
-        raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
-    name = validate_run_name(ws.run if ws.run is not None else _default_run_name(ckpt, images))
     unknown = [e for e in edges if e not in EDGE_KINDS]
     if unknown or not edges:
         raise UsageError(f"--edges takes a comma-separated subset of {', '.join(EDGE_KINDS)}; got {', '.join(edges) or 'nothing'}")
-    if attribution_per_class <= 0 or between_samples < 0:
+    if attribution_per_class <= 0 or (between_samples is not None and between_samples < 0):
         raise UsageError("attribution_per_class must be positive and between_samples not negative")
+    if memory_mb <= 0:
+        raise UsageError(f"memory_mb must be positive, got {memory_mb}")
     sparsify = sparsify or SparsifyParams()
-    dev = ws.device
+    with meter.stage("load"):
+        ckpt, images, progress = ws.checkpoint(), ws.images(), ws.progress
+        complete_metadata(ckpt, images.input_shape, images.class_names, images.name)
+        expected = tuple(ckpt.meta.get("input_shape", images.input_shape))
+        if images.input_shape != expected:
+            raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
+        if len(ckpt.class_names) != len(images.class_names):
+            raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
+        name = validate_run_name(ws.run if ws.run is not None else _default_run_name(ckpt, images))
+        dev = ws.device
+        dist = from_env(dev)
+        if dist.world > 1 and dev.type == "cuda":
+            dev = torch.device("cuda", torch.cuda.current_device())
     timings["load"] = time.perf_counter() - t0
+    matrix_mb = max_matrix_mb if max_matrix_mb is not None else memory_mb / 4
 
-    g = ws.graph
-    if not replace:  # refuse before computing anything
-        _check_replacement(g, name, ckpt, images)
     writer = run_writer(bulk)
-    writer.check(g)  # e.g. --bulk needs an empty database: refused before any work
-    n = len(images)
+    problem = None
+    if dist.main:
+        try:
+            g = ws.graph
+            if not replace:  # refuse before computing anything
+                _check_replacement(g, name, ckpt, images)
+            writer.check(g)  # e.g. --bulk needs an empty database: refused before any work
+        except DeepAtlasError as exc:
+            problem = exc
+    dist.agree(problem)
+    fingerprint = {"model": ckpt.sha256, "data": images.source or images.name, "split": images.split, "images": len(images),
+                   "layers": list(layers) if layers else None, "class_values": class_values, "sparsify": params_dict(sparsify),
+                   "pixel_grid": list(pixel_grid) if isinstance(pixel_grid, tuple) else pixel_grid, "max_matrix_mb": matrix_mb,
+                   "edges": sorted(edges), "attribution_per_class": attribution_per_class,
+                   "between_samples": between_samples, "processes": dist.world}
+    state = _open_state(name, fingerprint, resume, restart, dist, ResumeState)
+
     result = compute_coactivation(
         ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
-        class_values=class_values, max_matrix_mb=max_matrix_mb, sparsify=sparsify,
-        progress=lambda k, total: progress("capture", k, total), pixel_grid=pixel_grid, amp=amp,
+        class_values=class_values, max_matrix_mb=matrix_mb, sparsify=sparsify, cache_mb=memory_mb / 2,
+        progress=lambda k, total: progress("capture", k, total) if dist.main else None, pixel_grid=pixel_grid, amp=amp,
+        workers=workers, dist=dist, state=state, meter=meter,
     )
-    ckpt.model.cpu()
-    timings["capture+stats"] = result.seconds.get("forward+stats", 0.0) + result.seconds.get("setup", 0.0)
-    if result.passes > 1:
-        timings["blockwise passes"] = result.seconds.get("more passes", 0.0)
-    timings["correlate"] = result.seconds.get("correlate", 0.0)
-    t0 = time.perf_counter()
+    timings.update(result.seconds)  # setup, forward+stats, more passes (blockwise), correlate+select
     key = new_run_key(name)
-    tables = build_tables(result, key, sparsify)
-    if "coactivation" not in edges:
-        tables.edges = [t for t in tables.edges if t.rel != "COACTIVATES"]
+    t0 = time.perf_counter()
+    with meter.stage("tables"):
+        tables = build_tables(result, key, sparsify)
+        result.units = dataclasses.replace(result.units, r=None)  # the pairs are chosen: r is no longer needed
+        if "coactivation" not in edges:
+            tables.edges = [t for t in tables.edges if t.rel != "COACTIVATES"]
     timings["tables"] = time.perf_counter() - t0
+
     layer_names = [s.name for s in result.layers]
     kinds = {s.name: s.kind for s in result.layers}  # a token layer's units are its features
-    per_class_total = sum(min(attribution_per_class, int((images.labels == c).sum())) for c in range(len(images.class_names)))
+    example = ckpt.normalize(images.take([0]).to(dev))
+    back_batch = auto_batch_size(output_bytes(ckpt.model, example), dev, factor=4.0, most=200)
+    skipped: list[str] = []
+    all_reduce = dist.all_reduce_ if dist.world > 1 else None
+    per_class_total = sum(min(attribution_per_class, n) for n in images.class_counts())
     grad = infl = betw = None
     if "gradient" in edges:
         t0 = time.perf_counter()
-        grad = class_gradient_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                     per_class=attribution_per_class, device=dev, kinds=kinds,
-                                     progress=lambda k: progress("gradient", k, per_class_total))
+        with meter.stage("gradient"):
+            grad = _per_class_stage(state, "gradient", len(images.class_names), lambda classes: class_gradient_scores(
+                ckpt.model, images, layer_names, normalize=ckpt.normalize, per_class=attribution_per_class, device=dev,
+                kinds=kinds, batch_size=back_batch, classes=classes, shard=dist.shard, all_reduce=all_reduce,
+                progress=lambda k: progress("gradient", k * dist.world, per_class_total) if dist.main else None))
         timings["gradient"] = time.perf_counter() - t0
     if "influence" in edges:
         t0 = time.perf_counter()
-        infl = class_influence_scores(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                      per_class=attribution_per_class, device=dev, kinds=kinds,
-                                      progress=lambda k: progress("influence", k, per_class_total))
-        if between_samples > 0:
-            n_sweeps = sum(s.size for s in result.layers[1:]) * max(1, -(-min(between_samples, len(images)) // 100))
-            betw = layer_influence(ckpt.model, images, layer_names, normalize=ckpt.normalize,
-                                   samples=between_samples, device=dev,
-                                   progress=lambda k: progress("between", k, n_sweeps))
+        with meter.stage("influence"):
+            infl = _per_class_stage(state, "influence", len(images.class_names), lambda classes: class_influence_scores(
+                ckpt.model, images, layer_names, normalize=ckpt.normalize, per_class=attribution_per_class, device=dev,
+                kinds=kinds, batch_size=back_batch, classes=classes, shard=dist.shard, all_reduce=all_reduce,
+                progress=lambda k: progress("influence", k * dist.world, per_class_total) if dist.main else None))
         timings["influence"] = time.perf_counter() - t0
-    tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw,
-                                       influence_top_k=sparsify.influence_top_k)
-    total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
-    t0 = time.perf_counter()
+        samples = between_samples
+        if len(layer_names) > 1 and samples != 0:
+            with meter.stage("between"):
+                sizes = [s.size for s in result.layers]
+                want = 200 if samples is None else samples
+                n_between = len(between_subset(images, want))
+                sweeps, _ = _between_plan(ckpt.model, example, layer_names, sizes, n_between, min(back_batch, 100))
+                if samples is None and sweeps > BETWEEN_SWEEPS:
+                    skipped.append(f"neuron->neuron INFLUENCES: {sweeps:,} backward sweeps (one per unit of each upper layer "
+                                   f"and batch, {n_between} images); pass --between-samples {want} to compute them")
+                else:
+                    t0 = time.perf_counter()
+                    betw = _between_stage(state, layer_names, lambda pair: layer_influence(
+                        ckpt.model, images, pair, normalize=ckpt.normalize, samples=want, device=dev,
+                        batch_size=min(back_batch, 100), shard=dist.shard, all_reduce=all_reduce),
+                        progress=lambda k: progress("between", k, len(layer_names) - 1) if dist.main else None)
+                    timings["between"] = time.perf_counter() - t0
+    counts = AttributionCounts()
+    with meter.stage("tables"):
+        tables.edges += attribution_tables(key, result, gradient=grad, influence=infl, between=betw,
+                                           influence_top_k=sparsify.influence_top_k,
+                                           per_class=class_edges_per_class(sparsify, result), counts=counts)
+    ckpt.model.cpu()
+    pairs = result.pairs
+    pair_counts = dataclasses.asdict(pairs.counts) if pairs is not None else {}
+    attribution = {"gradient": {"stored": counts.gradient[0], "pairs": counts.gradient[1]},
+                   "influence_class": {"stored": counts.influence_class[0], "pairs": counts.influence_class[1]},
+                   "influence_between": {"stored": counts.influence_between[0], "pairs": counts.influence_between[1],
+                                         "share_of_influence_kept": round(counts.between_mass_kept, 4)}}
     run_props = {
-            "dataset": images.source or images.name, "split": images.split, "n_samples": n, "accuracy": result.accuracy,
-            "layers": [s.name for s in result.layers], "class_values": class_values,
-            "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
-            "params": {**params_dict(sparsify), "batch_size": batch_size, "class_values": class_values,
-                       "layers": [s.name for s in result.layers], "edges": list(edges),
-                       "attribution_per_class": attribution_per_class, "between_samples": between_samples,
-                       "gradient_output": "logit"},
-            "confusion": result.confusion.tolist(), "device": str(dev),
-        }
-    model_node = model_props(ckpt)
-    run = writer.write(g, tables, key=key, name=name, run_props=run_props, model_props=model_node,
-                       progress=lambda k: progress("write", k, total_rows))
-    if "clean-up" in writer.timings:  # deleting earlier generations of the name
-        timings["clean-up"] = writer.timings["clean-up"]
-    timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
-    remember_run(g, name)  # commands without --run now default to this run
-    return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev))
+        "dataset": images.source or images.name, "split": images.split, "n_samples": result.n_samples,
+        "accuracy": result.accuracy, "layers": layer_names, "class_values": class_values,
+        "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
+        "params": {**params_dict(sparsify), "batch_size": result.batch_size, "class_values": class_values,
+                   "layers": layer_names, "edges": list(edges), "attribution_per_class": attribution_per_class,
+                   "between_samples": 0 if betw is None else (200 if between_samples is None else between_samples),
+                   "gradient_output": "logit", "noise_floor": pairs.counts.floor if pairs is not None else 0.0,
+                   "processes": dist.world},
+        "confusion": result.confusion.tolist(), "device": str(dev),
+    }
+    run: RunInfo | None = None
+    if dist.main:
+        total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
+        t0 = time.perf_counter()
+        with meter.stage("write"):
+            run = writer.write(ws.graph, tables, key=key, name=name, run_props=run_props, model_props=model_props(ckpt),
+                               progress=lambda k: progress("write", k, total_rows))
+        if "clean-up" in writer.timings:  # deleting earlier generations of the name
+            timings["clean-up"] = writer.timings["clean-up"]
+        timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
+        remember_run(ws.graph, name)  # commands without --run now default to this run
+    dist.barrier()
+    if state is not None:
+        state.finish()
+    if run is None:  # another process of a torchrun job: rank 0 wrote the run
+        run = RunInfo(key=key, name=name, status="complete", model=ckpt.sha256, dataset=images.source or images.name,
+                      split=images.split, n_samples=result.n_samples, accuracy=result.accuracy, created_at=None,
+                      completed_at=None, params={}, counts={})
+    return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev),
+                        meter.rounded(), pair_counts, attribution, skipped, result.batch_size, dist.world,
+                        state is not None and state.resumed, list(result.class_names))
+
+
+def _open_state(name: str, fingerprint: dict[str, Any], resume: bool, restart: bool, dist: Any, cls: Any) -> Any:
+    """The run's checkpoints (:class:`ResumeState`), rank 0 first (it clears a discarded one)."""
+    problem = None
+    state = None
+    if dist.main:
+        try:
+            state = cls(name, fingerprint, resume=resume, restart=restart, rank=0)
+        except DeepAtlasError as exc:
+            problem = exc
+    dist.agree(problem)
+    if not dist.main:
+        state = cls(name, fingerprint, resume=resume, restart=False, rank=dist.rank)
+    return state
+
+
+def _per_class_stage(state: Any, stage: str, n_classes: int, run: Any) -> dict[str, torch.Tensor]:
+    """Run a class-level attribution class by class, saving the rows done (when due) so a
+    resumed ingest does only the classes left; {layer: (n_classes, units)}."""
+    saved = state.load(stage) if state is not None else None
+    out: dict[str, torch.Tensor] = dict(saved["maps"]) if saved else {}
+    done = list(saved["done"]) if saved else []
+    for c in range(n_classes):
+        if c in done:
+            continue
+        rows = run([c])
+        for layer, mat in rows.items():
+            if layer not in out:
+                out[layer] = torch.zeros_like(mat)
+            out[layer][c] = mat[c]
+        done.append(c)
+        if state is not None and (state.due() or len(done) == n_classes):
+            state.save(stage, {"maps": out, "done": done})
+    return out
+
+
+def _between_stage(state: Any, layers: Sequence[str], run: Any, progress: Any) -> dict[tuple[str, str], torch.Tensor]:
+    """Neuron->neuron influence pair by pair, saving the pairs done (when due)."""
+    saved = state.load("between") if state is not None else None
+    done: dict[str, torch.Tensor] = dict(saved["pairs"]) if saved else {}
+    for lower, upper in itertools.pairwise(layers):
+        tag = f"{lower}->{upper}"
+        if tag not in done:
+            done[tag] = run([lower, upper])[(lower, upper)]
+            if state is not None and state.due():
+                state.save("between", {"pairs": done})
+        progress(1)
+    return {(lo, up): done[f"{lo}->{up}"] for lo, up in itertools.pairwise(layers)}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ImageSet, Stream
 from deepatlas.db.experiments import unit_layers, write_experiment
 from deepatlas.db.queries import resolve_class
 from deepatlas.errors import CheckpointError, UsageError
@@ -164,7 +164,7 @@ def experiment_switchgate(
     stored = resolve_class(graph, ctx.run, class_name)
     c = ctx.classes.index(stored)
     net = ctx.ckpt.model
-    gate_layers = list(layers) if layers else [default_gate_layer(net, ctx.inputs[:1])]
+    gate_layers = list(layers) if layers else [default_gate_layer(net, ctx.inputs.take([0]))]
     preds = _base_predictions(ctx)
     positives = torch.nonzero(preds == c).flatten()
     others = torch.nonzero(preds != c).flatten()
@@ -180,10 +180,14 @@ def experiment_switchgate(
         gen = torch.Generator().manual_seed(seed + rep)
         pos_idx = positives[torch.randperm(len(positives), generator=gen)[:per_side]].sort().values
         neg_idx = others[torch.randperm(len(others), generator=gen)[: len(pos_idx)]].sort().values
-        fits.append((pos_idx, neg_idx, sg.fit(
-            ctx.inputs[pos_idx], ctx.inputs[neg_idx], c, alpha=alpha, lam=lam, steps=steps, batch_size=batch_size,
+        pos_x = ctx.inputs.take(pos_idx)  # D'_c, drawn by position: only these images are read
+        fits.append((pos_idx, pos_x if rep == 0 else None, sg.fit(
+            pos_x, ctx.inputs.take(neg_idx), c, alpha=alpha, lam=lam, steps=steps, batch_size=batch_size,
             seed=seed + rep, random_seeds=range(seeds), progress=lambda n: progress("gates", n, steps * repeats))))
-    pos_idx, neg_idx, res = fits[0]
+    pos_idx, first_x, res = fits[0]
+    assert first_x is not None
+    pos_x = first_x
+    neg_count = min(len(pos_idx), len(others))
 
     def spread(values: list[float]) -> dict[str, Any]:
         return {"mean": float(np.mean(values)) if values else float("nan"),
@@ -198,7 +202,7 @@ def experiment_switchgate(
         positive_holding_rate=res.positive_holding_rate,
         random_holding_rate=spread(res.random_holding_rates),
         random_positive_holding_rate=spread(res.random_positive_holding_rates),
-        positives=len(pos_idx), negatives=len(neg_idx), final_fit=res.fit_history[-1], w_b=res.w_b,
+        positives=len(pos_idx), negatives=neg_count, final_fit=res.fit_history[-1], w_b=res.w_b,
         params={**res.params, "repeats": repeats, "per_side": per_side},
     )
     if repeats > 1:
@@ -221,7 +225,7 @@ def experiment_switchgate(
         name = unit_layers_gated[0]
         gates = res.gates[name].flatten()
         order = [int(i) for i in torch.argsort(gates, stable=True)]  # the least important (lowest gate) first
-        curve = removal_curve(net, ctx.inputs[pos_idx], c, name, order, len(order), seeds=range(seeds))
+        curve = removal_curve(net, pos_x, c, name, order, len(order), seeds=range(seeds))
         result.removal_curve = {"layer": name, **curve}
         if figure:
             from deepatlas.report.experiments import removal_figure
@@ -241,7 +245,7 @@ def experiment_switchgate(
         captured = unit_layers(graph, ctx.run)
         targets = []
         for layer, units in res.kept.items():
-            neuron_layer = _neuron_layer_for(net, ctx.inputs[:1], layer, captured) if layer != INPUT else None
+            neuron_layer = _neuron_layer_for(net, ctx.inputs.take([0]), layer, captured) if layer != INPUT else None
             if neuron_layer is not None:
                 targets += [(neuron_layer, i) for i in units]
         result.targets_layer = sorted({t[0] for t in targets})
@@ -255,13 +259,21 @@ def experiment_switchgate(
 def _matrices(ckpt_model: nn.Module, data: ImageSet, normalize: Callable[[torch.Tensor], torch.Tensor],
               layers: Sequence[str] | None, device: torch.device, units: str,
               pooled: bool) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
-    """Pixels (per channel) and each layer's activations as (rows, images) matrices."""
-    x = normalize(data.images).to(device)
+    """Pixels (per channel) and each layer's activations as (rows, images) matrices, the images
+    read batch by batch (the matrices are what the factorisation needs whole)."""
     net = ckpt_model.to(device).eval()
+    channels = data.input_shape[0]
+    columns: list[list[torch.Tensor]] = [[] for _ in range(channels)]
+    for batch in data.batches(500):
+        for ch in range(channels):
+            columns[ch].append(batch.images[:, ch].flatten(1).T.double())
     mats: dict[str, torch.Tensor] = {}
-    for ch in range(data.images.shape[1]):
-        mats["pixels" if data.images.shape[1] == 1 else f"pixels[{ch}]"] = data.images[:, ch].flatten(1).T.double()
-    acts, info = activation_matrices(net, x, list(layers or default_layers(net, x[:1])), units=units, pooled=pooled)
+    for ch in range(channels):
+        mats["pixels" if channels == 1 else f"pixels[{ch}]"] = torch.cat(columns[ch], dim=1)
+    del columns
+    stream = Stream(data, normalize, device=device, batch_size=500)
+    acts, info = activation_matrices(net, stream, list(layers or default_layers(net, stream.take([0]))), units=units,
+                                     pooled=pooled)
     mats.update(acts)
     return mats, info
 
@@ -269,7 +281,7 @@ def _matrices(ckpt_model: nn.Module, data: ImageSet, normalize: Callable[[torch.
 def _unlabelled_sample(data: ImageSet, images: int, seed: int) -> ImageSet:
     """``images`` images drawn at random (seeded) without looking at the labels."""
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: min(images, len(data))].sort().values
-    return ImageSet(data.images[idx], data.labels[idx], data.class_names, data.name, data.split)
+    return data.subset(positions=idx)
 
 
 def explain_factors(
@@ -317,7 +329,7 @@ def explain_factors(
     from deepatlas.report.factors import factor_heatmaps, latent_images, rmse_figure, spectra_figure
 
     assert best is not None
-    h, w = data.images.shape[-2:]
+    h, w = data.input_shape[1:]
     figures = {
         "rmse": str(rmse_figure({ckpt.path.name if ckpt.path else "model": results}, out / "factors-rmse.png")),
         "spectra": str(spectra_figure({ckpt.path.name if ckpt.path else "model": sp}, out / "factors-spectra.png")),

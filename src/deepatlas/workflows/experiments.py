@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ImageSet, Stream
 from deepatlas.db.experiments import (
     RANKINGS,
     class_ranking,
@@ -41,7 +41,7 @@ from deepatlas.explain.experiments import (
     pg_ranking,
     random_orders,
 )
-from deepatlas.explain.interventions import Intervention, UnitStats, unit_statistics
+from deepatlas.explain.interventions import Intervention, UnitStats, predictions, unit_statistics
 from deepatlas.models.checkpoint import Checkpoint
 from deepatlas.rows import class_key
 from deepatlas.workspace import Result, Workspace, optional
@@ -60,12 +60,13 @@ __all__ = [
 
 @dataclass
 class _Context:
-    """The run, its model on the device, and its images normalised on the device."""
+    """The run, its model on the device, and its images as the model sees them (a Stream:
+    normalised batches on the device, read again for every pass; never all at once)."""
 
     run: RunInfo
     ckpt: Checkpoint
     data: ImageSet
-    inputs: torch.Tensor
+    inputs: Stream
     labels: torch.Tensor
     device: torch.device
     classes: list[str]
@@ -79,7 +80,7 @@ def _context(ws: Workspace) -> _Context:
         ckpt.meta["class_names"] = list(classes)
     data = ws.run_images()
     ckpt.model.to(ws.device).eval()
-    return _Context(info, ckpt, data, ckpt.normalize(data.images).to(ws.device), data.labels, ws.device, classes)
+    return _Context(info, ckpt, data, Stream(data, ckpt.normalize, device=ws.device), data.labels, ws.device, classes)
 
 
 #: What a knocked-out unit is set to, and what activate-only drives the kept units to.
@@ -233,7 +234,7 @@ def experiment_knockout(
         layer = layer or "all"
         ranked_layers = ([row["name"] for row in captured if row["kind"] == "conv"] or names) if layer == "all" else [layer]
         idx = torch.nonzero(ctx.labels == c).flatten()[:pg_images]
-        ranking = pg_ranking(ctx.ckpt.model, ctx.inputs[idx.to(ctx.inputs.device)], c, ranked_layers, output=output,
+        ranking = pg_ranking(ctx.ckpt.model, ctx.inputs.subset(positions=idx), c, ranked_layers, output=output,
                              kinds={row["name"]: row["kind"] for row in captured})
     else:
         layer = _default_layer(graph, ctx, layer)
@@ -311,7 +312,7 @@ def experiment_activate(
         ranked = class_ranking(graph, ctx.run, _class_key(ctx, name), by=by, layer=layer)
         rankings.append([(lay, idx) for lay, idx, _ in ranked])
     iv = Intervention(ctx.ckpt.model, _stats(ctx, [layer]))
-    sweep = activate_only_sweep(iv, ctx.inputs[:1], rankings, ks, value=value,
+    sweep = activate_only_sweep(iv, ctx.inputs.take([0]), rankings, ks, value=value,
                                 progress=lambda n: progress("activate", n, len(ctx.classes)))
     per_class = [
         {"class": name, "smallest_k": sweep["smallest_k"][c],
@@ -337,7 +338,7 @@ def experiment_activate(
 def _base_predictions(ctx: _Context) -> torch.Tensor:
     """The unmodified model's predictions on the run's images (CPU)."""
     net = ctx.ckpt.model
-    return torch.cat([net(ctx.inputs[s : s + 1000]).argmax(1).cpu() for s in range(0, len(ctx.inputs), 1000)])
+    return predictions(net, ctx.inputs)
 
 
 def _knockout(ctx: _Context, units: list[Unit], value: str) -> Intervention:

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepatlas.data.base import ImageSet
+from deepatlas.data.base import ImageSet, Stream
 from deepatlas.db.queries import resolve_class, run_template
 from deepatlas.errors import NotFoundError, UsageError
 from deepatlas.explain.gradients import PredictionGradients
 from deepatlas.explain.influence import InfluentialScores
+from deepatlas.explain.interventions import predictions
 from deepatlas.ingest.capture import ActivationRecorder, default_layers
 from deepatlas.models.checkpoint import Checkpoint
 from deepatlas.models.loading import complete_metadata
@@ -53,7 +54,7 @@ def _image(ws: Workspace, index: int) -> tuple[Checkpoint, ImageSet, torch.Tenso
         raise UsageError(f"image index {index} is out of range: {data.name}/{split} has images 0..{len(data) - 1}")
     if tuple(ckpt.meta.get("input_shape", data.input_shape)) != data.input_shape:
         raise UsageError(f"the model expects {tuple(ckpt.meta['input_shape'])} images, {data.name} has {data.input_shape}")
-    return ckpt, data, data.images[index : index + 1], int(data.labels[index])
+    return ckpt, data, data.take([index]), int(data.labels[index])
 
 
 @dataclass
@@ -375,12 +376,12 @@ def perturb_sweep(
     n = len(data.class_names)
     per = max(1, images // n)
     sub = data.subset(per_class=per * 3)
-    with torch.no_grad():
-        preds = torch.cat([net(ckpt.normalize(sub.images[s : s + 500]).to(dev)).argmax(1).cpu() for s in range(0, len(sub), 500)])
+    preds = predictions(net, Stream(sub, ckpt.normalize, device=dev, batch_size=500))
     chosen = [i for c in range(n) for i in torch.nonzero((sub.labels == c) & (preds == c)).flatten()[:per].tolist()]
+    images_chosen = sub.take(chosen)  # the perturbed images: per class at most `images // classes`
     names = list(data.class_names)
     if mode == "single-step":
-        xs = sub.images[chosen].to(dev)
+        xs = images_chosen.to(dev)
         labels = sub.labels[chosen]
         pairs_x, pairs_l, pairs_t = [], [], []
         for t in range(n):
@@ -409,12 +410,12 @@ def perturb_sweep(
                            grad_max_median=grad_max[len(grad_max) // 2] if grad_max else 0.0, figure=str(fig))
     tries = np.zeros((n, n))
     wins = np.zeros((n, n))
-    for i in chosen:
+    for k, i in enumerate(chosen):
         c = int(sub.labels[i])
         for t in range(n):
             if t == c:
                 continue
-            res = perturb_toward(net, sub.images[i : i + 1].to(dev), t, steps=steps, step_size=step_size, prepare=ckpt.normalize)
+            res = perturb_toward(net, images_chosen[k : k + 1].to(dev), t, steps=steps, step_size=step_size, prepare=ckpt.normalize)
             tries[c, t] += 1
             wins[c, t] += res["flip_step"] is not None
         progress("perturb", 1, len(chosen))

@@ -15,6 +15,7 @@ from PIL import Image
 
 from deepatlas.data.formats import fit_images, load_data
 from deepatlas.errors import DataError, UsageError
+from tests.helpers import pixels
 
 torch.set_num_threads(1)
 
@@ -31,12 +32,12 @@ def _tree(root: Path, classes: dict[str, int], size: tuple[int, int] = (12, 10))
 def test_imagefolder_resized_rgb_and_round_robin_limit(tmp_path: Path) -> None:
     _tree(tmp_path / "set", {"ant": 5, "bee": 3, "cow": 4})
     data = load_data(f"imagefolder:{tmp_path / 'set'}", "test", input_shape=(3, 16, 16))
-    assert len(data) == 12 and data.images.shape == (12, 3, 16, 16) and data.split == "all"
+    assert len(data) == 12 and tuple(pixels(data).shape) == (12, 3, 16, 16) and data.split == "all"
     assert data.class_names == ("ant", "bee", "cow") and data.source == f"imagefolder:{(tmp_path / 'set').resolve()}"
     for c in range(3):  # the uniform grey level survives resizing and JPEG
-        assert torch.allclose(data.images[data.labels == c], torch.tensor(40 * (c + 1) / 255), atol=2 / 255)
+        assert torch.allclose(pixels(data)[data.labels == c], torch.tensor(40 * (c + 1) / 255), atol=2 / 255)
     limited = load_data(f"imagefolder:{tmp_path / 'set'}", "all", input_shape=(1, 8, 8), limit=6)
-    assert limited.labels.tolist() == [0, 1, 2, 0, 1, 2] and limited.images.shape == (6, 1, 8, 8)
+    assert limited.labels.tolist() == [0, 1, 2, 0, 1, 2] and tuple(pixels(limited).shape) == (6, 1, 8, 8)
     native = load_data(f"imagefolder:{tmp_path / 'set'}", "all")
     assert native.input_shape == (3, 10, 12)
 
@@ -47,11 +48,11 @@ def test_imagefolder_splits_sizes_and_errors(tmp_path: Path) -> None:
     assert len(load_data(f"imagefolder:{tmp_path / 's'}", "train", input_shape=(3, 8, 8))) == 4
     assert load_data(f"imagefolder:{tmp_path / 's'}", "test", input_shape=(3, 8, 8)).split == "test"
     Image.new("RGB", (30, 30)).save(tmp_path / "s" / "test" / "a" / "big.png")
-    with pytest.raises(DataError, match="--input-size"):
-        load_data(f"imagefolder:{tmp_path / 's'}", "test")
+    with pytest.raises(DataError, match="--input-size"):  # images are read on demand: the odd one fails when read
+        pixels(load_data(f"imagefolder:{tmp_path / 's'}", "test"))
     (tmp_path / "s" / "test" / "b" / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="not a readable image"):
-        load_data(f"imagefolder:{tmp_path / 's'}", "test", input_shape=(3, 8, 8))
+    with pytest.raises(DataError, match=r"bad\.png is not a readable image"):  # one line naming the file, from a worker too
+        list(load_data(f"imagefolder:{tmp_path / 's'}", "test", input_shape=(3, 8, 8)).batches(2, workers=1))
     (tmp_path / "e" / "only").mkdir(parents=True)
     with pytest.raises(DataError, match="without PNG/JPEG"):
         load_data(f"imagefolder:{tmp_path / 'e'}", "all")
@@ -79,9 +80,9 @@ def _cifar10(root: Path, n: int = 4) -> np.ndarray:
 def test_cifar10_and_cifar100(tmp_path: Path) -> None:
     test_x = _cifar10(tmp_path)
     data = load_data(f"cifar10:{tmp_path}", "test")
-    assert data.images.shape == (4, 3, 32, 32) and data.class_names[0] == "airplane"
+    assert tuple(pixels(data).shape) == (4, 3, 32, 32) and data.class_names[0] == "airplane"
     # CIFAR rows are R (1024), G (1024), B (1024), row-major
-    assert float(data.images[1, 2, 3, 5]) == pytest.approx(test_x[1, 2048 + 3 * 32 + 5] / 255.0)
+    assert float(pixels(data)[1, 2, 3, 5]) == pytest.approx(test_x[1, 2048 + 3 * 32 + 5] / 255.0)
     assert len(load_data(f"cifar10:{tmp_path}", "train")) == 10
     folder = tmp_path / "c100" / "cifar-100-python"
     folder.mkdir(parents=True)
@@ -127,8 +128,8 @@ def test_mnist_in_torchvisions_layout(tmp_path: Path) -> None:
     _idx(raw / "t10k-labels-idx1-ubyte.gz", np.array([3, 1, 4, 1, 5], np.uint8))
     data = load_data(f"mnist:{tmp_path}", "test", input_shape=(3, 28, 28))
     assert data.labels.tolist() == [3, 1, 4, 1, 5] and data.input_shape == (3, 28, 28)
-    assert torch.equal(data.images[:, 0], data.images[:, 2])  # grey repeated into RGB
-    assert float(data.images[2, 1, 4, 7]) == pytest.approx(x[2, 4, 7] / 255.0)
+    assert torch.equal(pixels(data)[:, 0], pixels(data)[:, 2])  # grey repeated into RGB
+    assert float(pixels(data)[2, 1, 4, 7]) == pytest.approx(x[2, 4, 7] / 255.0)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*never downloads"):
         load_data(f"mnist:{tmp_path}", "train")
 
@@ -139,9 +140,9 @@ def test_npz_layouts_and_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 1, 0]), classes=np.array(["no", "yes"]))
     data = load_data(f"npz:{tmp_path / 'd.npz'}", "all")
     assert data.input_shape == (3, 6, 6) and data.class_names == ("no", "yes")
-    assert data.images[:, 0].min() == 1.0 and data.images[:, 1:].max() == 0.0
+    assert pixels(data)[:, 0].min() == 1.0 and pixels(data)[:, 1:].max() == 0.0
     grey = load_data(f"npz:{tmp_path / 'd.npz'}", "all", input_shape=(1, 6, 6))
-    assert torch.allclose(grey.images, torch.tensor(0.299))  # BT.601 luminance of pure red
+    assert torch.allclose(pixels(grey), torch.tensor(0.299), atol=0.5 / 255)  # BT.601 luminance of pure red
     np.savez(tmp_path / "f.npz", x=np.full((2, 5, 5), 2.0), y=np.array([0, 1]))
     with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
         load_data(f"npz:{tmp_path / 'f.npz'}", "all")

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from deepatlas.explain.gradients import PredictionGradients, unit_scores
+from tests.helpers import pixels
 
 
 def test_prediction_gradients_and_unit_scores() -> None:
@@ -39,14 +40,14 @@ def test_a_token_layers_gradient_scores_are_per_feature_not_per_token() -> None:
     vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=24,
                             num_classes=3).eval()
     layer = "encoder.layers.encoder_layer_0.mlp.1"
-    data = ImageSet(torch.rand(12, 3, 32, 32), torch.arange(12) % 3, ("a", "b", "c"), "toy", "test")
+    data = ImageSet.from_tensors(torch.rand(12, 3, 32, 32), torch.arange(12) % 3, ("a", "b", "c"), "toy", "test")
     got = class_gradient_scores(vit, data, [layer], per_class=4, kinds={layer: "tokens"})[layer]
     assert got.shape == (3, 24)
     pg = PredictionGradients(vit)
     for c in range(3):
-        x = data.images[data.labels == c]
+        x = pixels(data)[data.labels == c]
         (g,) = pg.attribute_layers(x, torch.full((len(x),), c), [layer])  # (4, T=5, F=24)
         want = g.to(torch.float64).mean(0).norm(dim=0)  # per feature, over the tokens
         assert torch.allclose(got[c].double(), want, atol=1e-6)
-    ranking = pg_ranking(vit, data.images[data.labels == 0], 0, [layer], kinds={layer: "tokens"})
+    ranking = pg_ranking(vit, pixels(data)[data.labels == 0], 0, [layer], kinds={layer: "tokens"})
     assert len(ranking) == 24 and {i for _, i, _ in ranking} == set(range(24))

@@ -9,6 +9,7 @@ from torch import nn
 from deepatlas.data.base import ImageSet
 from deepatlas.errors import UsageError
 from deepatlas.explain import Intervention, parse_units, unit_statistics
+from tests.helpers import pixels
 
 
 class Tiny(nn.Module):
@@ -50,7 +51,7 @@ def test_knockout_zero_has_the_exact_effect_and_leaves_no_hook() -> None:
 
 def test_mean_knockout_uses_the_data_set_mean() -> None:
     model = Tiny().eval()
-    data = ImageSet(X, Y, ("a", "b"), "toy", "test")
+    data = ImageSet.from_tensors(X, Y, ("a", "b"), "toy", "test")
     stats = unit_statistics(model, data, ["act"])
     assert torch.allclose(stats.mean["act"], torch.tensor([0.9, 0.3125, 1.2125]))
     assert torch.allclose(stats.class_mean["act"][1], torch.tensor([0.1, 0.9, 1.0]))
@@ -63,7 +64,7 @@ def test_mean_knockout_uses_the_data_set_mean() -> None:
 
 def test_activate_only_makes_the_output_input_independent() -> None:
     model = Tiny().eval()
-    data = ImageSet(X, Y, ("a", "b"), "toy", "test")
+    data = ImageSet.from_tensors(X, Y, ("a", "b"), "toy", "test")
     iv = Intervention(model, unit_statistics(model, data, ["act"]))
     with iv.activate_only({"act": [0]}, value="class-mean", target=0):
         out = model(X)
@@ -129,14 +130,14 @@ def test_token_layer_units_are_features() -> None:
     vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=12,
                             num_classes=3).eval()
     layer = "encoder.layers.encoder_layer_0.mlp.1"
-    data = ImageSet(torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2]), ("a", "b", "c"), "t", "test")
+    data = ImageSet.from_tensors(torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2]), ("a", "b", "c"), "t", "test")
     stats = unit_statistics(vit, data, [layer], kinds={layer: "tokens"})
     assert stats.mean[layer].shape == (12, 5) and stats.max[layer].shape == (12,)
     iv = Intervention(vit, stats, kinds={layer: "tokens"})
     from deepatlas.explain._hooks import capture_outputs
 
     with iv.knockout({layer: [3]}), capture_outputs(vit, [layer]) as got, torch.no_grad():
-        vit(data.images)
+        vit(pixels(data))
     out = got[layer]  # (B, tokens, features)
     assert (out[..., 3] == 0).all() and (out[..., 2] != 0).any()
 

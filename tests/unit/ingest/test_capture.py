@@ -90,15 +90,26 @@ def test_shared_module_is_refused() -> None:
     assert _hooks_left(model) == 0 and not any(m._forward_pre_hooks for m in model.modules())
 
 
-def test_stock_resnet_default_layers_are_post_activation_per_call() -> None:
+def test_stock_resnet_default_layers_are_its_blocks_and_the_stem() -> None:
     from torchvision.models import resnet18
 
     model = resnet18(num_classes=3).eval()
     names = default_layers(model, torch.rand(1, 3, 32, 32))
     blocks = [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
-    assert names == ["relu"] + [f"{blk}.relu#{k}" for blk in blocks for k in (1, 2)]
+    assert names == ["relu", *blocks]  # the stem's post-activation, then each BasicBlock's output
     rec = ActivationRecorder(model, example=torch.rand(1, 3, 32, 32))
-    assert rec.n_units == 64 + 4 * 64 + 4 * 128 + 4 * 256 + 4 * 512
+    assert rec.n_units == 64 + 2 * 64 + 2 * 128 + 2 * 256 + 2 * 512
+    # a block's units are its output after the residual sum and the final ReLU
+    x = torch.rand(2, 3, 32, 32)
+    seen = {}
+    h = model.layer2[1].register_forward_hook(lambda m, i, o: seen.setdefault("o", o))
+    acts, _ = rec.record(x)
+    h.remove()
+    start = 64 + 2 * 64 + 128
+    assert torch.allclose(acts[:, start : start + 128], seen["o"].mean((2, 3)))
+    # the calls inside a block stay available by name
+    inner = ActivationRecorder(model, ["layer1.0.relu#1", "layer1.0.relu#2"], example=x)
+    assert inner.n_units == 128
 
 
 def test_token_layers_have_one_unit_per_feature() -> None:
@@ -107,11 +118,13 @@ def test_token_layers_have_one_unit_per_feature() -> None:
     vit = VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=24,
                             num_classes=3).eval()
     names = default_layers(vit, torch.rand(1, 3, 32, 32))
-    assert names == ["encoder.layers.encoder_layer_0.mlp.1", "encoder.layers.encoder_layer_1.mlp.1"]
+    assert names == ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]  # the encoder blocks
     rec = ActivationRecorder(vit, example=torch.rand(1, 3, 32, 32))
-    assert [(s.kind, s.size) for s in rec.layers] == [("tokens", 24), ("tokens", 24)]
+    assert [(s.kind, s.size) for s in rec.layers] == [("tokens", 8), ("tokens", 8)]
+    mlp = ActivationRecorder(vit, ["encoder.layers.encoder_layer_0.mlp.1"], example=torch.rand(1, 3, 32, 32))
+    assert [(s.kind, s.size) for s in mlp.layers] == [("tokens", 24)]  # inside a block, by name
     x = torch.rand(3, 3, 32, 32)
-    acts, _ = rec.record(x)
+    acts, _ = mlp.record(x)
     seen = {}
     h = vit.encoder.layers.encoder_layer_0.mlp[1].register_forward_hook(lambda m, i, o: seen.setdefault("o", o))
     with torch.no_grad():
@@ -175,14 +188,14 @@ def test_autocast_records_in_reduced_precision_close_to_float32() -> None:
 def test_channels_last_maps_are_not_read_as_conv_maps() -> None:
     """ConvNeXt's block MLP runs on (B, H, W, C): reading it as (B, C, H, W) made its rows the
     units (16 "units" for 384 features at 64x64). It is refused by name and left out of the
-    default set; the blocks themselves (channels-first) are captured."""
+    default set; the blocks themselves (channels-first) are the default."""
     import torchvision
 
     torch.manual_seed(0)
     net = torchvision.models.convnext_tiny(num_classes=3).eval()
     x = torch.rand(2, 3, 32, 32)
-    with pytest.raises(IngestError, match="pass --layers"):
-        default_layers(net, x)
+    defaults = default_layers(net, x)
+    assert defaults == [f"features.{s}.{b}" for s, n in ((1, 3), (3, 3), (5, 9), (7, 3)) for b in range(n)]
     with pytest.raises(IngestError, match="channels-last"):
         ActivationRecorder(net, ["features.1.0.block.4"], example=x)
     rec = ActivationRecorder(net, ["features.1.0", "features.3.1"], example=x)

@@ -14,6 +14,7 @@ from deepatlas.ingest.coactivation import compute_coactivation, plan_blocks
 from deepatlas.ingest.pairs import SparsifyParams, select_pairs
 from deepatlas.ingest.tables import build_tables
 from deepatlas.models import MLP, evaluate, train_model
+from tests.helpers import pixels
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,9 @@ def digits_mlp() -> tuple[nn.Module, ImageSet]:
     train, test = load_digits("train"), load_digits("test")
     torch.manual_seed(0)
     model = MLP(64, (24, 12), 10).double()
-    data = ImageSet(train.images.double(), train.labels, train.class_names, "digits", "train")
+    data = ImageSet.from_tensors(pixels(train).double(), train.labels, train.class_names, "digits", "train")
     train_model(model, data, epochs=30, seed=0, batch_size=64)
-    test64 = ImageSet(test.images.double(), test.labels, test.class_names, "digits", "test")
+    test64 = ImageSet.from_tensors(pixels(test).double(), test.labels, test.class_names, "digits", "test")
     assert evaluate(model, test64) > 0.85  # really trained
     return model, test64
 
@@ -32,7 +33,7 @@ def test_correlations_equal_numpy_on_explicit_activations(digits_mlp) -> None:  
     model, data = digits_mlp
     res = compute_coactivation(model, data, batch_size=37)
     with torch.no_grad():
-        x = data.images.flatten(1)
+        x = pixels(data).flatten(1)
         h1 = torch.relu(model.fc1(x))
         h2 = torch.relu(model.fc2(h1))
         probs = model.out(h2).softmax(1)
@@ -55,7 +56,7 @@ def test_logits_option_correlates_raw_scores(digits_mlp) -> None:  # type: ignor
     model, data = digits_mlp
     res = compute_coactivation(model, data, class_values="logits")
     with torch.no_grad():
-        logits = model(data.images.flatten(1)).numpy()
+        logits = model(pixels(data).flatten(1)).numpy()
     want = np.corrcoef(logits, rowvar=False)
     assert res.units.r is not None
     assert np.abs(res.units.r.numpy()[-10:, -10:] - want).max() < 1e-6
@@ -80,10 +81,10 @@ def test_nan_output_is_refused(digits_mlp) -> None:  # type: ignore[no-untyped-d
 
 def test_wrong_image_shape_and_class_count(digits_mlp) -> None:  # type: ignore[no-untyped-def]
     model, data = digits_mlp
-    wrong = ImageSet(torch.rand(4, 1, 5, 5, dtype=torch.float64), torch.zeros(4, dtype=torch.long), data.class_names, "x", "test")
+    wrong = ImageSet.from_tensors(torch.rand(4, 1, 5, 5, dtype=torch.float64), torch.zeros(4, dtype=torch.long), data.class_names, "x", "test")
     with pytest.raises(IngestError, match="cannot take images"):
         compute_coactivation(model, wrong)
-    three = ImageSet(data.images, data.labels % 3, ("a", "b", "c"), "x", "test")
+    three = ImageSet.from_tensors(pixels(data), data.labels % 3, ("a", "b", "c"), "x", "test")
     with pytest.raises(IngestError, match="outputs 10 scores but the data set has 3"):
         compute_coactivation(model, three)
     with pytest.raises(UsageError):
@@ -98,7 +99,7 @@ def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, 
     model, data = digits_mlp
     forwards: list[int] = []
     handle = model.register_forward_hook(lambda *_: forwards.append(1))
-    dense = compute_coactivation(model, data, batch_size=100)
+    dense = compute_coactivation(model, data, batch_size=100, sparsify=params)
     handle.remove()
     dense_forwards = len(forwards)
     m = dense.n_hidden + 10  # 46 nodes: a budget of 5 rows (46 * 8 bytes each) takes 10 blocks
@@ -121,8 +122,10 @@ def test_blockwise_passes_choose_the_same_edges_as_the_dense_matrix(digits_mlp, 
         assert block.forward_passes == 1 and set(seen) == {len(data)} and len(forwards) == dense_forwards
     assert dense.units.r is not None
     is_class = np.arange(m) >= m - 10
-    i, j = select_pairs(dense.units.r.numpy(), is_class, dense.units.dead_x.numpy(), params)
+    i, j, _ = select_pairs(dense.units.r.numpy(), is_class, dense.units.dead_x.numpy(), params, n=len(data))
     assert block.pairs.i.tolist() == i.tolist() and block.pairs.j.tolist() == j.tolist()
+    assert dense.pairs is not None and dense.pairs.i.tolist() == i.tolist() and dense.pairs.j.tolist() == j.tolist()
+    assert block.pairs.counts == dense.pairs.counts  # every filter passed the same pairs
     assert np.abs(block.pairs.r - dense.units.r.numpy()[i, j]).max() < 1e-9
     assert torch.allclose(block.units.std_x, dense.units.std_x) and torch.equal(block.units.dead_x, dense.units.dead_x)
     assert torch.equal(block.confusion, dense.confusion)
@@ -176,7 +179,7 @@ def test_pixel_grid_pools_large_inputs_and_can_be_switched_off() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(4, 3)).double().eval()
     images = torch.rand(40, 3, 96, 96, dtype=torch.float64)
-    data = ImageSet(images, torch.arange(40) % 3, ("a", "b", "c"), "colour", "test")
+    data = ImageSet.from_tensors(images, torch.arange(40) % 3, ("a", "b", "c"), "colour", "test")
     res = compute_coactivation(model, data, batch_size=16)
     assert res.pixel_shape == (3, 32, 32) and res.pixels.r is not None and res.pixels.r.shape == (3 * 32 * 32, 4 + 3)
     # each grid cell is the mean of a 3x3 patch; its r with a unit is numpy's r of that mean

@@ -22,8 +22,8 @@ def rss(key):
             return int(line.split()[1]) / 1024
 model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3000), nn.ReLU(), nn.Linear(3000, 3000), nn.ReLU(),
                       nn.Linear(3000, 10)).eval()
-data = ImageSet(torch.rand(300, 1, 8, 8), torch.arange(300) % 10, tuple("abcdefghij"), "rand", "test")
-warm = ImageSet(data.images[:4], data.labels[:4], data.class_names, "rand", "test")
+data = ImageSet.from_tensors(torch.rand(300, 1, 8, 8), torch.arange(300) % 10, tuple("abcdefghij"), "rand", "test")
+warm = data.subset(4)
 compute_coactivation(nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.ReLU(), nn.Linear(4, 10)), warm)
 base = rss("VmRSS")
 res = compute_coactivation(model, data, batch_size=100, max_matrix_mb=BUDGET)

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from deepatlas.ingest.capture import LayerSpec
-from deepatlas.ingest.coactivation import CoactivationResult
+from deepatlas.ingest.coactivation import CoactivationResult, SelectedPairs
 from deepatlas.ingest.pairs import SparsifyParams, select_pairs
 from deepatlas.ingest.stats import Correlation
 from deepatlas.ingest.tables import attribution_tables, build_tables
+from tests.unit.ingest.test_pairs import reference_pairs
 
 # 4 hidden units (0..3) and 2 classes (4, 5); unit 2 is dead.
 R = np.array([
@@ -24,7 +25,7 @@ DEAD = np.array([False, False, True, False, False, False])
 
 
 def _pairs(params: SparsifyParams) -> set[tuple[int, int]]:
-    i, j = select_pairs(R, IS_CLASS, DEAD, params)
+    i, j, _ = select_pairs(R, IS_CLASS, DEAD, params)
     return set(zip(i.tolist(), j.tolist(), strict=True))
 
 
@@ -59,12 +60,20 @@ def _result() -> CoactivationResult:
                               conf, (1, 2, 2), 50, "probs")
 
 
+def _with_pairs(result: CoactivationResult, params: SparsifyParams) -> CoactivationResult:
+    """The result as the co-activation pass leaves it: with its pairs chosen by ``params``."""
+    assert result.units.r is not None
+    result.pairs = SelectedPairs(*select_pairs(result.units.r.numpy(), IS_CLASS, DEAD, params), params)
+    return result
+
+
 def test_tables_from_a_hand_built_result() -> None:
-    t = build_tables(_result(), "run@1", SparsifyParams(min_abs_r=0.5, top_k=0, pixel_top_k=1))
+    params = SparsifyParams(min_abs_r=0.5, top_k=0, pixel_top_k=1)
+    t = build_tables(_with_pairs(_result(), params), "run@1", params)
     assert t.node_counts() == {"Layer": 4, "Neuron": 4, "Class": 2, "Pixel": 4}
     by = {(e.rel, e.src_label, e.dst_label): e for e in t.edges}
     nn_edges = by[("COACTIVATES", "Neuron", "Neuron")]
-    assert list(zip(nn_edges.src, nn_edges.dst, strict=True)) == [("run@1/n/c/0", "run@1/n/c/1")]
+    assert list(zip(nn_edges.src[:], nn_edges.dst[:], strict=True)) == [("run@1/n/c/0", "run@1/n/c/1")]
     assert len(by[("COACTIVATES", "Neuron", "Class")]) == 6 and len(by[("COACTIVATES", "Class", "Class")]) == 1
     px = by[("COACTIVATES", "Pixel", "Neuron")]
     # unit 0's strongest pixel by |r| is pixel 3 (r=-0.9), but pixel 3 is dead: pixel 0 wins
@@ -72,29 +81,10 @@ def test_tables_from_a_hand_built_result() -> None:
     assert "run@1/n/c/2" not in {*px.dst}  # no such unit; the dead unit is d/0
     assert all(d != "run@1/n/d/0" for d in px.dst)
     conf = by[("CONFUSED_WITH", "Class", "Class")]
-    assert conf.props["count"] == [5, 3] and conf.props["rate"] == [5 / 25, 3 / 25]
+    assert conf.props["count"].tolist() == [5, 3] and conf.props["rate"].tolist() == [5 / 25, 3 / 25]
+    assert [row["b"] for row in conf.rows()] == ["run@1/class/1", "run@1/class/0"]  # rows are made when written
     assert t.neurons[0]["pixel_r"] == [0.8, 0.0, 0.0, -0.9] and t.neurons[2]["dead"] is True
     assert t.edge_counts()["IN_LAYER"] == 6
-
-
-def _reference_pairs(r: np.ndarray, is_class: np.ndarray, dead: np.ndarray, p: SparsifyParams) -> set[tuple[int, int]]:
-    """The rules as written, pair by pair (slow, obviously right)."""
-    m = len(r)
-
-    def top(i: int) -> set[int]:
-        cands = [j for j in range(m) if j != i and not dead[j] and is_class[j] == is_class[i]]
-        return set(sorted(cands, key=lambda j: -abs(r[i, j]))[: p.top_k]) if not dead[i] else set()
-
-    tops = [top(i) for i in range(m)]
-    out = set()
-    for i in range(m):
-        for j in range(i + 1, m):
-            if dead[i] or dead[j]:
-                continue
-            if is_class[i] != is_class[j] or (p.min_abs_r is not None and abs(r[i, j]) >= p.min_abs_r) \
-                    or j in tops[i] or i in tops[j]:
-                out.add((i, j))
-    return out
 
 
 @pytest.mark.parametrize("block_rows", [1, 3, 7, 40])
@@ -106,9 +96,10 @@ def test_any_row_blocking_gives_the_rules_pair_set(block_rows: int) -> None:
     is_class = np.arange(m) >= 34
     dead = np.zeros(m, dtype=bool)
     dead[[5, 36]] = True
-    for p in (SparsifyParams(), SparsifyParams(min_abs_r=None, top_k=2), SparsifyParams(min_abs_r=0.3, top_k=0)):
-        i, j = select_pairs(r, is_class, dead, p, block_rows=block_rows)
-        assert list(zip(i.tolist(), j.tolist(), strict=True)) == sorted(_reference_pairs(r, is_class, dead, p))
+    for p in (SparsifyParams(), SparsifyParams(min_abs_r=None, top_k=2), SparsifyParams(min_abs_r=0.3, top_k=0),
+              SparsifyParams(min_abs_r=0.1, max_degree=4, max_edges=30, class_top_k=5)):
+        i, j, _ = select_pairs(r, is_class, dead, p, block_rows=block_rows, n=200)
+        assert list(zip(i.tolist(), j.tolist(), strict=True)) == sorted(reference_pairs(r, is_class, dead, p, n=200))
 
 
 def _reference_attribution(run: str, result: CoactivationResult, gradient: dict, between: dict, k: int) -> list[list[tuple]]:  # type: ignore[type-arg]
@@ -138,7 +129,7 @@ def test_attribution_rows_follow_the_definition_and_influence_top_k_keeps_each_u
     between = {("c", "d"): rng.normal(size=(2, 2)), ("d", "c"): rng.normal(size=(2, 2)), ("c", "c"): rng.normal(size=(2, 2))}
     between[("c", "c")][1, 0] = 0.0
     tables = attribution_tables("run@1", result, gradient=gradient, between=between, influence_top_k=k)
-    got = [sorted(zip(t.src, t.dst, next(iter(t.props.values())), strict=True)) for t in tables]
+    got = [sorted((row["a"], row["b"], row["pg" if t.rel == "GRADIENT" else "score"]) for row in t.rows()) for t in tables]
     assert got == [sorted(rows) for rows in _reference_attribution("run@1", result, gradient, between, k)]
     assert all("/n/d/0" not in (a, b) for rows in got for a, b, _ in rows)  # the dead unit has no edges
     if k == 1:  # each live upper unit of each pair keeps exactly one lower unit
