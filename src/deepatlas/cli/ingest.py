@@ -63,7 +63,9 @@ def ingest(
                                                     "Default: all while units x classes <= 250,000.")] = None,
     pixel_top_k: Annotated[int, typer.Option(min=0, help="Pixel edges kept per neuron (the full pixel vector is always stored).")] = 16,
     class_values: Annotated[str, typer.Option(help="Class node values: probs (softmax) or logits.")] = "probs",
-    edges: Annotated[str, typer.Option(help="Edges to write: any of coactivation,influence,gradient.")] = "coactivation,influence,gradient",
+    edges: Annotated[str | None, typer.Option(help="Edges to write: any of coactivation,influence,gradient. Default: all "
+                                              "three (INFLUENCES left out, with the reason, where the influence rules "
+                                              "do not cover the model, e.g. a ViT's attention).")] = None,
     attribution_per_class: Annotated[int, typer.Option(min=1, help="Images per class averaged for INFLUENCES/GRADIENT edges.")] = 100,
     between_samples: Annotated[int | None, typer.Option(min=0, help="Images averaged for neuron->neuron INFLUENCES. Default: 200 "
                                                         "when that takes at most 1,000 backward sweeps, else skipped (the "
@@ -113,7 +115,7 @@ def ingest(
     sparsify = SparsifyParams(min_abs_r=min_r, top_k=top_k, max_degree=max_degree, max_edges=max_edges,
                               alpha=alpha or None, class_top_k=class_top_k, pixel_top_k=pixel_top_k,
                               influence_top_k=influence_top_k)
-    edge_list = [e.strip() for e in edges.split(",") if e.strip()]
+    edge_list = [e.strip() for e in edges.split(",") if e.strip()] if edges is not None else None
     ws = Workspace(run=run, model=model, data=DataSource(data, split, data_dir, limit), device=device)
     main = os.environ.get("RANK", "0") == "0"
     with console.status("loading the model", spinner="dots") if main and not json_out else nullcontext():

@@ -26,7 +26,7 @@ from deepatlas.explain.gradients import (
 )
 from deepatlas.explain.influence import InfluentialScores
 
-__all__ = ["between_subset", "class_gradient_scores", "class_influence_scores", "layer_influence"]
+__all__ = ["between_subset", "between_sweeps", "class_gradient_scores", "class_influence_scores", "layer_influence"]
 
 Normalize = Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -70,6 +70,15 @@ def class_influence_scores(model: nn.Module, data: ImageSet, layers: Sequence[st
                               device=device, progress=progress, batch_size=batch_size, classes=classes, shard=shard,
                               all_reduce=all_reduce, reduce=per_unit)
     return maps
+
+
+def between_sweeps(model: nn.Module, example: torch.Tensor, layers: Sequence[str], sizes: Sequence[int]) -> int:
+    """Backward sweeps per batch that :func:`layer_influence` takes over ``layers`` (with
+    ``sizes`` units each): one for a pair with one weighted layer between
+    (:meth:`InfluentialScores.one_sweep`), one per unit of the upper layer otherwise."""
+    inf = InfluentialScores(model)
+    return sum(1 if inf.one_sweep(example, lower, upper) else n_up
+               for (lower, upper), n_up in zip(itertools.pairwise(layers), sizes[1:], strict=True))
 
 
 def between_subset(data: ImageSet, samples: int) -> ImageSet:

@@ -58,8 +58,8 @@ from deepatlas.ingest.pairs import (
     class_top_k,
     merge_pairs,
     noise_floor,
-    select_block,
     pairs_tested,
+    select_block,
 )
 from deepatlas.ingest.resume import ResumeState
 from deepatlas.ingest.stats import CoMoments, Confusion, Correlation

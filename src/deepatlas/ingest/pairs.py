@@ -39,8 +39,18 @@ import numpy as np
 
 from deepatlas.errors import UsageError
 
-__all__ = ["CLASS_EDGES", "PairCounts", "SparsifyParams", "cap_pairs", "class_top_k", "merge_pairs", "noise_floor",
-           "select_block", "select_pairs", "pairs_tested"]
+__all__ = [
+    "CLASS_EDGES",
+    "PairCounts",
+    "SparsifyParams",
+    "cap_pairs",
+    "class_top_k",
+    "merge_pairs",
+    "noise_floor",
+    "pairs_tested",
+    "select_block",
+    "select_pairs",
+]
 
 #: Hidden-class COACTIVATES kept in all while units x classes is at most this (see rule 4).
 CLASS_EDGES = 250_000

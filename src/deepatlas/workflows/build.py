@@ -33,6 +33,7 @@ from deepatlas.db.writers import run_writer
 from deepatlas.errors import DeepAtlasError, UsageError
 from deepatlas.explain.aggregate import (
     between_subset,
+    between_sweeps,
     class_gradient_scores,
     class_influence_scores,
     layer_influence,
@@ -197,21 +198,6 @@ MEMORY_MB = 2048.0
 BETWEEN_SWEEPS = 1_000
 
 
-def _between_plan(model: Any, example: torch.Tensor, layers: Sequence[str], sizes: Sequence[int], samples: int,
-                  batch_size: int) -> tuple[int, bool]:
-    """Backward sweeps neuron->neuron influence would take, and whether every pair is one sweep."""
-    from deepatlas.explain.influence import InfluentialScores
-
-    inf = InfluentialScores(model)
-    batches = max(1, -(-samples // batch_size))
-    sweeps, all_fast = 0, True
-    for (lower, upper), n_up in zip(itertools.pairwise(layers), sizes[1:], strict=True):
-        fast = inf.one_sweep(example, lower, upper)
-        all_fast &= fast
-        sweeps += batches * (1 if fast else n_up)
-    return sweeps, all_fast
-
-
 def ingest(
     ws: Workspace,
     *,
@@ -219,7 +205,7 @@ def ingest(
     batch_size: int | None = None,
     sparsify: SparsifyParams | None = None,
     class_values: str = "probs",
-    edges: Sequence[str] = EDGE_KINDS,
+    edges: Sequence[str] | None = None,
     attribution_per_class: int = 100,
     between_samples: int | None = None,
     memory_mb: float = MEMORY_MB,
@@ -253,9 +239,11 @@ def ingest(
     class_values : see :func:`deepatlas.ingest.compute_coactivation`
     sparsify : SparsifyParams, optional
         The edge rules and caps (:mod:`deepatlas.ingest.pairs`).
-    edges : sequence of {"coactivation", "influence", "gradient"}, default all three
+    edges : sequence of {"coactivation", "influence", "gradient"}, optional
         COACTIVATES (Pearson r), INFLUENCES (influential scores, neuron->class and between
         consecutive captured layers) and GRADIENT (prediction gradients, neuron->class).
+        Default: all three, less INFLUENCES on a model the influence rules do not cover (a
+        vision transformer's attention), which the report's ``skipped`` then says.
     attribution_per_class : int, default 100
         Images per class averaged for the INFLUENCES and GRADIENT neuron->class edges.
     between_samples : int, optional
@@ -297,6 +285,8 @@ def ingest(
     meter = StageMeter()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    asked = edges is not None
+    edges = list(EDGE_KINDS) if edges is None else list(edges)
     unknown = [e for e in edges if e not in EDGE_KINDS]
     if unknown or not edges:
         raise UsageError(f"--edges takes a comma-separated subset of {', '.join(EDGE_KINDS)}; got {', '.join(edges) or 'nothing'}")
@@ -360,6 +350,11 @@ def ingest(
     example = ckpt.normalize(images.take([0]).to(dev))
     back_batch = auto_batch_size(output_bytes(ckpt.model, example), dev, factor=4.0, most=200)
     skipped: list[str] = []
+    if not asked and "influence" in edges:
+        reason = _influence_refused(ckpt.model, example)
+        if reason is not None:
+            edges.remove("influence")
+            skipped.append(f"INFLUENCES: {reason}")
     all_reduce = dist.all_reduce_ if dist.world > 1 else None
     per_class_total = sum(min(attribution_per_class, n) for n in images.class_counts())
     grad = infl = betw = None
@@ -382,10 +377,10 @@ def ingest(
         samples = between_samples
         if len(layer_names) > 1 and samples != 0:
             with meter.stage("between"):
-                sizes = [s.size for s in result.layers]
                 want = 200 if samples is None else samples
                 n_between = len(between_subset(images, want))
-                sweeps, _ = _between_plan(ckpt.model, example, layer_names, sizes, n_between, min(back_batch, 100))
+                per_batch = between_sweeps(ckpt.model, example, layer_names, [s.size for s in result.layers])
+                sweeps = per_batch * max(1, -(-n_between // min(back_batch, 100)))
                 if samples is None and sweeps > BETWEEN_SWEEPS:
                     skipped.append(f"neuron->neuron INFLUENCES: {sweeps:,} backward sweeps (one per unit of each upper layer "
                                    f"and batch, {n_between} images); pass --between-samples {want} to compute them")
@@ -440,6 +435,17 @@ def ingest(
     return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev),
                         meter.rounded(), pair_counts, attribution, skipped, result.batch_size, dist.world,
                         state is not None and state.resumed, list(result.class_names))
+
+
+def _influence_refused(model: Any, example: torch.Tensor) -> str | None:
+    """Why influential scores do not run on ``model`` (tried on one image), or None."""
+    from deepatlas.explain.influence import InfluentialScores
+
+    try:
+        InfluentialScores(model).attribute(example[:1], target=0)
+    except DeepAtlasError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def _open_state(name: str, fingerprint: dict[str, Any], resume: bool, restart: bool, dist: Any, cls: Any) -> Any:

@@ -23,16 +23,18 @@ def test_same_weights_same_outputs_as_torchvision() -> None:
         assert torch.allclose(ours(x), theirs(x), atol=1e-5)
 
 
-def test_default_layers_thousands_of_units_per_call() -> None:
+def test_default_layers_are_the_stem_and_the_blocks() -> None:
     m = ResNet18().eval()
     x = torch.rand(2, 1, 28, 28)
     blocks = [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
-    assert default_layers(m, x) == ["relu"] + [f"{blk}.relu#{k}" for blk in blocks for k in (1, 2)]
+    assert default_layers(m, x) == ["relu", *blocks]
     rec = ActivationRecorder(m, example=x)
-    assert rec.n_units == 64 + 4 * 64 + 4 * 128 + 4 * 256 + 4 * 512 == 3904
+    assert rec.n_units == 64 + 2 * 64 + 2 * 128 + 2 * 256 + 2 * 512 == 1984
     acts, out = rec.record(x)
-    assert acts.shape == (2, 3904) and out.shape == (2, 10)
-    assert (acts >= 0).all()  # post-ReLU, spatially averaged
+    assert acts.shape == (2, 1984) and out.shape == (2, 10)
+    assert (acts >= 0).all()  # each block ends in a ReLU; spatially averaged
+    every_call = ["relu"] + [f"{blk}.relu#{k}" for blk in blocks for k in (1, 2)]
+    assert ActivationRecorder(m, every_call, example=x).n_units == 3904  # every activation call, when named
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:
