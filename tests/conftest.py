@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ from deepatlas.data.base import ImageSet
 from deepatlas.models import FashionCNN, evaluate, save_checkpoint, train_model
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test's $DEEPATLAS_HOME is a temporary folder (an e2e server fixture sets its own
+    inside it): nothing a test writes (checkpoints of a stopped ingest, models) reaches ~/.deepatlas."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPATLAS_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from deepatlas.models import load_checkpoint, save_checkpoint
 from deepatlas.workflows.build import ingest
 from deepatlas.workflows.cores import default_gate_layer, experiment_switchgate
 from deepatlas.workspace import Workspace
+from tests.helpers import pixels
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -44,7 +45,7 @@ def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> N
     ckpt = load_checkpoint(tiny_checkpoint)
     from deepatlas.data import load_fashion_mnist
 
-    x = ckpt.normalize(load_fashion_mnist("test").subset(600).images)
+    x = ckpt.normalize(pixels(load_fashion_mnist("test").subset(600)))
     with torch.no_grad():
         preds = ckpt.model(x).argmax(1)
     gen = torch.Generator().manual_seed(0)  # D'_c as the workflow draws it for seed 0

@@ -25,6 +25,7 @@ from deepatlas.workflows.experiments import (
     experiment_shared,
 )
 from deepatlas.workspace import Workspace
+from tests.helpers import pixels
 
 pytestmark = pytest.mark.e2e
 RUN = "experiments"
@@ -52,7 +53,7 @@ def test_knockout_curve_is_recomputable_and_recorded(graph: Graph, run_ready: Pa
     data = load_fashion_mnist("test").subset(N)
     rows = run_template(graph, "class_drivers", {"run": RUN, "class": "Trouser", "k": 100})
     top2 = [r["unit"] for r in rows if r["layer"] == "relu4"][:2]
-    preds = Intervention(ckpt.model).predict(ckpt.normalize(data.images), {"relu4": top2})
+    preds = Intervention(ckpt.model).predict(ckpt.normalize(pixels(data)), {"relu4": top2})
     mask = data.labels == 1
     assert res["top"]["class_error"][1] == pytest.approx(float((preds[mask] != 1).float().mean()))
     assert Path(res["figure"]).stat().st_size > 10_000
@@ -91,7 +92,7 @@ def test_community_and_shared_ablation(graph: Graph, run_ready: Path) -> None:
 
 def test_model_is_unchanged_after_experiments(run_ready: Path, graph: Graph) -> None:
     ckpt = load_checkpoint(run_ready)
-    x = ckpt.normalize(load_fashion_mnist("test").subset(50).images)
+    x = ckpt.normalize(pixels(load_fashion_mnist("test").subset(50)))
     before = ckpt.model(x)
     iv = Intervention(ckpt.model)
     with iv.knockout({"relu4": [0, 1, 2]}):
@@ -120,7 +121,7 @@ def test_pg_knockout_ranks_every_conv_filter(graph: Graph, run_ready: Path, tmp_
         for u in units:
             lay, idx = u["unit"].split(":")
             chosen.setdefault(lay, []).append(int(idx))
-        preds = Intervention(ckpt.model).predict(ckpt.normalize(data.images), chosen)
+        preds = Intervention(ckpt.model).predict(ckpt.normalize(pixels(data)), chosen)
         assert res[name]["class_error"][1] == pytest.approx(float((preds[mask] != 1).float().mean()))
         assert res[name]["error"][1] == pytest.approx(float((preds != data.labels).float().mean()))
 

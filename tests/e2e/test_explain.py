@@ -28,7 +28,7 @@ def test_heatmap_and_filters(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert len(res["classes"]) == 10 and Path(res["figure"]).stat().st_size > 20_000
     # the numbers are the influential scores of the explain layer, summed by sign
     ckpt = load_checkpoint(tiny_checkpoint)
-    x = ckpt.normalize(load_fashion_mnist("test").images[3:4])
+    x = ckpt.normalize(load_fashion_mnist("test").take([3]))
     s = InfluentialScores(ckpt.model).attribute(x, target=4)[0]
     coat = next(c for c in res["classes"] if c["class"] == "Coat")
     assert coat["positive"] == pytest.approx(float(s[s > 0].sum()), rel=1e-4)

@@ -34,7 +34,7 @@ def ingested(neo4j_server, tiny_checkpoint: Path):  # type: ignore[no-untyped-de
         report = ingest(Workspace(g, model=tiny_checkpoint, data=DataSource("fashion-mnist", split="test"), run="tiny", limit=N, device="cpu"), sparsify=PARAMS, edges=("coactivation",))
     ckpt = load_checkpoint(tiny_checkpoint)
     data = load_fashion_mnist("test").subset(N)
-    result = compute_coactivation(ckpt.model, data, normalize=ckpt.normalize)
+    result = compute_coactivation(ckpt.model, data, normalize=ckpt.normalize, sparsify=PARAMS)
     tables = build_tables(result, report.run.key, PARAMS)
     return report, result, tables
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from deepatlas.cli.app import app
 from deepatlas.data.formats import load_data
 from deepatlas.db.graph import Graph
+from tests.helpers import pixels
 
 pytestmark = pytest.mark.e2e
 torch.set_num_threads(2)
@@ -97,7 +98,7 @@ def test_torchvision_resnet18_with_safetensors(neo4j_server, photos: Path, tmp_p
     data = load_data(f"imagefolder:{photos}", "all", input_shape=(3, 32, 32))
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None, num_classes=3)
-    acc = _train(net, _imagenet(data.images), data.labels, epochs=6)
+    acc = _train(net, _imagenet(pixels(data)), data.labels, epochs=6)
     assert acc > 0.6  # really trained: chance is 1/3
     save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
     runner = CliRunner()
@@ -156,7 +157,7 @@ def test_factory_model_run_reloads_after_the_weights_move(neo4j_server, photos: 
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     net = module.small_cnn(3)
-    acc = _train(net, (data.images - 0.5) / 0.25, data.labels, epochs=30)
+    acc = _train(net, (pixels(data) - 0.5) / 0.25, data.labels, epochs=30)
     assert acc > 0.8
     weights = tmp_path / "cnn.pt"
     torch.save(net.state_dict(), weights)
@@ -278,10 +279,11 @@ def tiny_vit(num_classes=3):
 
 
 def test_a_vision_transformer_gets_one_gradient_edge_per_feature(neo4j_server, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """torchvision's VisionTransformer (a tiny configuration, seeded random weights): its MLP
-    activation is (B, 5 tokens, 24 features), captured as 24 units; the GRADIENT edges must go
-    to those 24 features (before: one score per token position, 5 of them, written onto units
-    0-4). Influence is refused for attention, so the ingest asks for the other two edge kinds."""
+    """torchvision's VisionTransformer (a tiny configuration, seeded random weights). By default
+    its encoder block is captured, (B, 5 tokens, 8 features): 8 units, and influence (refused
+    for attention) is left out with the reason. Its MLP activation, named, is (B, 5 tokens, 24
+    features), captured as 24 units; the GRADIENT edges must go to those 24 features (before:
+    one score per token position, 5 of them, written onto units 0-4)."""
     (tmp_path / "vit.py").write_text(VIT)
     import importlib.util
 
@@ -301,9 +303,15 @@ def test_a_vision_transformer_gets_one_gradient_edge_per_feature(neo4j_server, p
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["methods"]["influence"] and report["methods"]["gradient"] is None  # refused, and says why
+    r = runner.invoke(app, ["ingest", *flags, "--data", f"imagefolder:{photos}", "--split", "all", "--attribution-per-class",
+                            "4", "--run", "vit-blocks", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["nodes"]["Neuron"] == 8 and out["edges"]["GRADIENT"] == 3 * 8, out  # the encoder block's 8 features
+    assert "INFLUENCES" not in out["edges"] and any("multi_head_attention" in s for s in out["skipped"]), out
     r = runner.invoke(app, ["ingest", *flags, "--data", f"imagefolder:{photos}", "--split", "all", "--edges",
                             "coactivation,gradient", "--attribution-per-class", "4", "--run", "vit", "--device", "cpu",
-                            "--json"])
+                            "--layers", "encoder.layers.encoder_layer_0.mlp.1", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["nodes"]["Neuron"] == 24 and out["edges"]["GRADIENT"] == 3 * 24, out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -21,11 +22,17 @@ def list_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Include running, failed and replaced runs.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Runs, newest first (complete ones unless --all)."""
+    """Runs, newest first (complete ones unless --all), and ingests that were stopped and can be
+    continued with --resume (with --json: under --all, as entries of status "resumable")."""
+    from deepatlas.ingest.resume import resumable_runs
+
     with Graph() as g:
         runs = list_runs(g, include_incomplete=all_)
+    partial = resumable_runs()
     if json_out:
-        print_json(runs)
+        extra = [{"name": p["run"], "status": "resumable", "stage": p.get("stage"), "images_done": p.get("images_done"),
+                  "images": p.get("images"), "updated": p.get("updated")} for p in partial] if all_ else []
+        print_json([*runs, *extra])
         return
     table = Table(title="runs")
     table.add_column("name", no_wrap=True, overflow="ignore", min_width=max((len(r.name) for r in runs), default=4))
@@ -35,6 +42,15 @@ def list_cmd(
         table.add_row(r.name, r.status, f"{r.dataset}/{r.split}", str(r.n_samples),
                       f"{r.accuracy:.2%}" if r.accuracy is not None else "-", (r.created_at or "")[:19])
     console.print(table if runs else "no runs yet: deepatlas ingest")
+    if partial:
+        stopped = Table(title="stopped ingests: run the same `deepatlas ingest` with --resume to continue (--restart discards)")
+        for col in ("name", "stage", "images done", "saved"):
+            stopped.add_column(col, overflow="fold")
+        for p in partial:
+            done, total = p.get("images_done"), p.get("images")
+            stopped.add_row(str(p.get("run")), str(p.get("stage")), f"{done:,} of {total:,}" if done is not None and total else "-",
+                            time.strftime("%Y-%m-%d %H:%M", time.localtime(float(p.get("updated", 0)))))
+        console.print(stopped)
 
 
 @app.command()

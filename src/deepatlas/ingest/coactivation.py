@@ -388,7 +388,7 @@ def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks:
             confusion.update(nodes[:, -n_classes:].argmax(1), labels)
             if state is not None and state.due():
                 checkpoint(seen)
-        if state is not None:
+        if state is not None and state.due():  # a pass that took a while: keep it
             checkpoint(stream.local)
         stream.check_finite()
         units.all_reduce_(dist)
@@ -424,7 +424,7 @@ def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks:
             parts = [select(units, 0)]
             del units  # before the next block is allocated
     if not dense:
-        parts += _blockwise_pairs(stream, blocks[1:], select, dtype, seconds, state, meter)
+        parts += _blockwise_pairs(stream, blocks[1:], select, dtype, seconds, state, meter, counts)
     with meter.stage("correlate+select"):
         i, j, r = merge_pairs(parts, m)
         i, j, r = cap_pairs(i, j, r, is_class, params, counts)
@@ -450,8 +450,8 @@ def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks:
 
 def _blockwise_pairs(stream: _Stream, rest: list[tuple[int, int]],
                      select: Callable[[CoMoments, int], tuple[np.ndarray, np.ndarray, np.ndarray]], dtype: torch.dtype,
-                     seconds: dict[str, float], state: ResumeState | None,
-                     meter: StageMeter) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                     seconds: dict[str, float], state: ResumeState | None, meter: StageMeter,
+                     counts: PairCounts) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The candidate pairs of each block of ``rest``: each reads the node values again from
     ``stream`` (its store, or one more forward pass), merges over the processes, and its r rows go
     to ``select`` and are dropped. A checkpoint after each block holds the pairs so far."""
@@ -461,7 +461,13 @@ def _blockwise_pairs(stream: _Stream, rest: list[tuple[int, int]],
     if saved is not None:
         done_blocks = int(saved["blocks"])
         parts = [(saved["i"].numpy(), saved["j"].numpy(), saved["r"].numpy())]
+        for name in ("tested", "above_floor", "above_min_r"):  # what the blocks done so far counted
+            setattr(counts, name, getattr(counts, name) + int(saved[name]))
     seconds["more passes"] = 0.0
+    # the counts the first block (done in the first pass) already holds: a save keeps only the later blocks'
+    first_counts = {k: getattr(counts, k) for k in ("tested", "above_floor", "above_min_r")}
+    if saved is not None:
+        first_counts = {k: first_counts[k] - int(saved[k]) for k in first_counts}
     for b, (lo, hi) in enumerate(rest):
         if b < done_blocks:
             continue
@@ -475,11 +481,11 @@ def _blockwise_pairs(stream: _Stream, rest: list[tuple[int, int]],
         with meter.stage("correlate+select"):
             parts.append(select(units, lo))
             del units
-        if state is not None:
+        if state is not None and state.due():
             i, j, r = merge_pairs(parts, stream.n_nodes)
             parts = [(i, j, r)]
             state.save("blocks", {"blocks": b + 1, "i": torch.from_numpy(i), "j": torch.from_numpy(j),
-                                  "r": torch.from_numpy(r)})
+                                  "r": torch.from_numpy(r), **{k: getattr(counts, k) - first_counts[k] for k in first_counts}})
     return parts
 
 

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from deepatlas.errors import UsageError
 from deepatlas.paths import home_dir
 
@@ -76,6 +74,8 @@ class ResumeState:
         self.every = float(env) if env is not None else (60.0 if every_seconds is None else every_seconds)
         self._last = time.monotonic()
         meta = self._meta()
+        if meta is not None and not any(self.dir.glob("*.pt")):
+            meta = None  # stopped before anything was saved: nothing to continue
         if meta is not None and not resume and not restart:
             raise UsageError(f"run {name!r} has a partial ingest ({self._describe(meta)}); pass --resume to continue it "
                              "or --restart to discard it")
@@ -84,7 +84,7 @@ class ResumeState:
                              if fingerprint.get(k) != meta.get("fingerprint", {}).get(k))
             raise UsageError(f"the partial ingest of run {name!r} was made with other settings ({', '.join(changed)}); "
                              "run the same command as before, or pass --restart to discard it")
-        if meta is not None and (restart or not resume) and rank == 0:
+        if rank == 0 and (meta is None or restart):
             shutil.rmtree(self.dir, ignore_errors=True)
         self.resumed = meta is not None and resume and not restart
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +128,8 @@ class ResumeState:
 
     def save(self, stage: str, payload: dict[str, Any], **progress: Any) -> None:
         """Replace ``stage``'s checkpoint with ``payload`` (tensors, numbers, strings, lists)."""
+        import torch
+
         target = self._file(stage)
         tmp = target.with_name(target.name + ".tmp")
         torch.save(payload, tmp)
@@ -139,6 +141,8 @@ class ResumeState:
         """``stage``'s checkpoint, or None (not resumed, or the stage had not saved)."""
         if not self.resumed:
             return None
+        import torch
+
         target = self._file(stage)
         if not target.is_file():
             return None

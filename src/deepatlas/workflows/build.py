@@ -478,7 +478,7 @@ def _per_class_stage(state: Any, stage: str, n_classes: int, run: Any) -> dict[s
                 out[layer] = torch.zeros_like(mat)
             out[layer][c] = mat[c]
         done.append(c)
-        if state is not None and (state.due() or len(done) == n_classes):
+        if state is not None and state.due():
             state.save(stage, {"maps": out, "done": done})
     return out
 
