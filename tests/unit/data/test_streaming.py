@@ -68,7 +68,7 @@ def test_limit_and_per_class_selection_read_nothing_else(tmp_path: Path) -> None
     assert len(pixels(data)) == 8  # the broken file is beyond the limit: never opened
     few = load_data(f"imagefolder:{root}", "all", input_shape=(3, 8, 8)).subset(per_class=2)
     assert few.labels.tolist() == [0, 1, 0, 1] and len(pixels(few)) == 4
-    with pytest.raises(DataError, match="0004.jpg is not a readable image"):
+    with pytest.raises(DataError, match=r"0004\.jpg is not a readable image"):
         pixels(load_data(f"imagefolder:{root}", "all", input_shape=(3, 8, 8)))
 
 

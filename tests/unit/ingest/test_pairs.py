@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deepatlas.ingest.pairs import PairCounts, SparsifyParams, class_top_k, noise_floor, select_pairs, pairs_tested
+from deepatlas.ingest.pairs import (
+    PairCounts,
+    SparsifyParams,
+    class_top_k,
+    noise_floor,
+    pairs_tested,
+    select_pairs,
+)
 
 
 def reference_pairs(r: np.ndarray, is_class: np.ndarray, dead: np.ndarray, p: SparsifyParams,
