@@ -101,8 +101,9 @@ def ingest(
     Your own model: deepatlas ingest --model torchvision:resnet18 --num-classes 3 --weights w.safetensors
     --data imagefolder:photos --split all
 
-    A big data set on 8 GPUs: torchrun --nproc-per-node 8 -m deepatlas ingest --model torchvision:resnet50
-    --weights w.safetensors --data imagenet:/data/imagenet --split val
+    A big data set on 8 GPUs: torchrun --nproc-per-node 8 -m deepatlas -- ingest --model torchvision:resnet50
+    --weights w.safetensors --data imagenet:/data/imagenet --split val (the "--" keeps torchrun from reading
+    deepatlas's options as its own)
     """
     if nproc is not None and nproc > 1:
         _launch(nproc)
@@ -127,12 +128,22 @@ def ingest(
             max_matrix_mb=max_matrix_mb, bulk=bulk, pixel_grid=grid, amp=amp, replace=replace, workers=workers,
             resume=resume, restart=restart,
         )
+    _leave_process_group()
     if not main:
         return
     if json_out:
         print_json(report.to_json())
         return
     _summary(report)
+
+
+def _leave_process_group() -> None:
+    """A torchrun process leaves the process group before it exits (no-op for one process)."""
+    import sys as _sys
+
+    torch = _sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _launch(nproc: int) -> None:
@@ -150,8 +161,9 @@ def _launch(nproc: int) -> None:
         if a.startswith("--nproc="):
             continue
         cleaned.append(a)
+    # "--" ends torchrun's own options: it would read our --run as an abbreviation of its --run-path
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "deepatlas",
-           *cleaned]
+           "--", *cleaned]
     code = subprocess.call(cmd)
     if code:
         raise typer.Exit(code)
