@@ -148,16 +148,16 @@ class Batch:
     positions: torch.Tensor
 
 
-def default_workers(reader: Reader) -> int:
+def default_workers(reader: Reader | None = None) -> int:
     """DataLoader worker processes: none for a reader that only slices an array (a worker would
-    add copies, not speed); for decoding readers the CPU count less one for the main process,
-    at most 8 (``$DEEPATLAS_WORKERS`` overrides)."""
+    add copies, not speed); for decoding readers (and with no reader given) the CPU count less
+    one for the main process, at most 8 (``$DEEPATLAS_WORKERS`` overrides)."""
     text = os.environ.get("DEEPATLAS_WORKERS")
     if text is not None:
         if not text.isdigit():
             raise UsageError(f"DEEPATLAS_WORKERS must be a non-negative integer, got {text[:20]!r}")
         return int(text)
-    if not reader.decodes:
+    if reader is not None and not reader.decodes:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, cpus - 1))

@@ -28,7 +28,7 @@ import numpy as np
 
 from deepatlas.errors import DataError, UsageError
 
-__all__ = ["PHOTOS", "write_photo_patches"]
+__all__ = ["PHOTOS", "write_imagenet_shaped", "write_photo_patches"]
 
 #: class name -> scikit-image loader name
 PHOTOS: dict[str, str] = {
@@ -95,4 +95,45 @@ def write_photo_patches(root: str | Path, *, per_class: int = 100, test_per_clas
                 y = int(rng.integers(top, bottom - size + 1))
                 x = int(rng.integers(0, w - size + 1))
                 Image.fromarray(photo[y : y + size, x : x + size]).save(folder / f"{i:04d}.png")
+    return root
+
+
+def write_imagenet_shaped(root: str | Path, *, classes: int = 100, per_class: int = 160, size: int = 224,
+                          seed: int = 0) -> Path:
+    """An ImageNet-shaped folder of JPEGs cut from the same photographs, for scale benchmarks.
+
+    ``root/train/n00000000/n00000000_0.JPEG`` ...: ``classes`` synset-style folders (class k is
+    one region of one photograph: photograph ``k % 8``, region ``k // 8`` of a grid over it),
+    each holding ``per_class`` random crops of its region (side 40-100% of the region, so
+    images of a class differ) resized to ``size`` x ``size`` and saved as JPEG (quality 90),
+    and ``root/LOC_synset_mapping.txt`` naming each class (``astronaut-r3``), the layout and
+    mapping file ImageNet ships. Read back with ``--data imagenet:ROOT --split train``.
+    """
+    from PIL import Image
+
+    if classes < 1 or per_class < 1 or size < 8:
+        raise UsageError("classes and per_class must be >= 1 and size >= 8")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    photos = [(name, _photo(loader)) for name, loader in PHOTOS.items()]
+    regions = -(-classes // len(photos))
+    side = int(np.ceil(np.sqrt(regions)))
+    names = []
+    for k in range(classes):
+        name, photo = photos[k % len(photos)]
+        r = k // len(photos)
+        h, w = photo.shape[:2]
+        rh, rw = h // side, w // side
+        top, left = (r // side) * rh, (r % side) * rw
+        wnid = f"n{k:08d}"
+        names.append(f"{wnid} {name}-r{r}")
+        folder = root / "train" / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            crop = int(rng.integers(max(8, int(0.4 * min(rh, rw))), min(rh, rw) + 1))
+            y = top + int(rng.integers(0, rh - crop + 1))
+            x = left + int(rng.integers(0, rw - crop + 1))
+            patch = Image.fromarray(photo[y : y + crop, x : x + crop]).resize((size, size), Image.Resampling.BILINEAR)
+            patch.save(folder / f"{wnid}_{i}.JPEG", quality=90)
+    (root / "LOC_synset_mapping.txt").write_text("\n".join(names) + "\n")
     return root
