@@ -16,6 +16,7 @@ from deepatlas.cli._common import (
     RunOpt,
     cli_errors,
     console,
+    err,
     model_flags,
     print_json,
     progress_bars,
@@ -42,7 +43,9 @@ def _workspace(model: ModelSource, data: str, split: str, data_dir: Path | None,
 def heatmap(
     image: ImageOpt,
     class_name: Annotated[str | None, typer.Option("--class", "-c", help="Only this class (default: every class).")] = None,
-    method: Annotated[str, typer.Option(help="influence (influential scores) or gradient (d logit / d pixel).")] = "influence",
+    method: Annotated[str | None, typer.Option(help="influence (influential scores) or gradient (d logit / d pixel). "
+                                               "Default: influence, or gradient where the influence rules do not "
+                                               "cover the model (a ViT's attention; the output says so).")] = None,
     model: ModelSource = None,  # type: ignore[assignment]  # becomes the model flags (model_flags)
     data: DataSpecOpt = "fashion-mnist",
     split: SplitOpt = "test",
@@ -59,6 +62,8 @@ def heatmap(
         print_json(res)
         return
     console.print(f"image {res['image']}: label [bold]{res['label']}[/], predicted [bold]{res['predicted']}[/]")
+    if res.get("note"):
+        err.print(res["note"], style="yellow", highlight=False)
     for c in res["classes"]:
         console.print(f"  {c['class']:<12} p={res['probabilities'][c['class']]:.3f}  +{c['positive']:.3f} / {c['negative']:.3f}")
     console.print(f"figure {res['figure']}")

@@ -369,7 +369,36 @@ def load_model(
                               "input_shape": list(input_shape) if input_shape is not None else None,
                               "mean": mean, "std": std, "class_names": list(class_names) if class_names else None}
     fsha = file_sha256(weights_path) if weights_path is not None else ""
+    adapt_output(model)
     return Checkpoint(model, arch, config, meta, weights_path, source, fsha)
+
+
+def _class_scores(_m: nn.Module, _i: object, out: Any) -> torch.Tensor | None:
+    """A root forward hook: a tuple/list output -> its first element, a dict (or a Hugging Face
+    ModelOutput) -> its ``logits``; a tensor passes untouched."""
+    if isinstance(out, torch.Tensor):
+        return None
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, dict):
+        if isinstance(out.get("logits"), torch.Tensor):
+            return out["logits"]
+        tensors = [k for k, v in out.items() if isinstance(v, torch.Tensor)]
+        if len(tensors) == 1:
+            return out[tensors[0]]
+        raise UsageError(f"the model returns a dict with keys {', '.join(map(str, out))}; deepatlas takes the class "
+                         "scores from 'logits' (or the only tensor): wrap the model so it returns them")
+    raise UsageError(f"the model returns a {type(out).__name__}; deepatlas needs the class scores as a (batch, classes) "
+                     "tensor, a tuple starting with them, or a dict with 'logits'")
+
+
+def adapt_output(model: nn.Module) -> None:
+    """Let a model that returns a tuple (class scores first) or a dict with ``logits`` be used like
+    one that returns the scores: a forward hook on the model itself (kept for the model's life,
+    registered once) hands the rest of deepatlas the scores tensor."""
+    if not getattr(model, "_deepatlas_scores_hook", False):
+        model.register_forward_hook(_class_scores)
+        model._deepatlas_scores_hook = True  # type: ignore[assignment]
 
 
 def find_by_hash(file_hash: str, root: str | Path | None = None) -> Path | None:

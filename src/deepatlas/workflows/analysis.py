@@ -228,20 +228,29 @@ class OverlapReport(Result):
                 "pairs": self.pairs, "sets": self.sets}
 
 
+#: Up to this many classes every class pair is listed (and written as an OVERLAPS edge); above
+#: it (ImageNet's 1,000 classes: 499,500 pairs) only the pairs that share a neuron or were
+#: confused at least once: the others are zero on both sides.
+ALL_PAIRS_CLASSES = 100
+
+
 def _overlap(rg: RunGraph, top_k: int | None, min_r: float | None) -> OverlapReport:
     sets = class_neuron_sets(rg.class_r, top_k=top_k, min_r=min_r)
     jac = jaccard_matrix(sets)
     mis = mistakes_matrix(rg.confusion)
-    st = overlap_vs_mistakes(jac, mis)
+    st = overlap_vs_mistakes(jac, mis)  # over every pair, listed or not
     names = rg.class_names
     labels = [neuron_label(n) for n in rg.neurons]
+    ia, ib = np.triu_indices(len(names), k=1)
+    if len(names) > ALL_PAIRS_CLASSES:
+        keep = (jac[ia, ib] > 0) | (mis[ia, ib] > 0)
+        ia, ib = ia[keep], ib[keep]
     pairs = []
-    for a in range(len(names)):
-        for b in range(a + 1, len(names)):
-            shared = sorted(sets[a] & sets[b])
-            pairs.append({"a": names[a], "b": names[b], "jaccard": float(jac[a, b]), "shared": len(shared),
-                          "shared_neurons": [labels[i] for i in shared], "mistakes": int(mis[a, b]),
-                          "a_as_b": int(rg.confusion[a, b]), "b_as_a": int(rg.confusion[b, a])})
+    for a, b in zip(ia.tolist(), ib.tolist(), strict=True):
+        shared = sorted(sets[a] & sets[b])
+        pairs.append({"a": names[a], "b": names[b], "jaccard": float(jac[a, b]), "shared": len(shared),
+                      "shared_neurons": [labels[i] for i in shared], "mistakes": int(mis[a, b]),
+                      "a_as_b": int(rg.confusion[a, b]), "b_as_a": int(rg.confusion[b, a])})
     ranked: dict[str, list[str]] = {}
     for c, members in enumerate(sets):
         col = rg.class_r[:, c]
@@ -396,13 +405,18 @@ def audit_confusion(
         out.mkdir(parents=True, exist_ok=True)
         drawn["scatter"] = str(jaccard_mistakes_scatter(ov, out / "jaccard_vs_mistakes.png"))
         drawn["communities"] = str(class_community_graph(ov, comm, out / "class_communities.png"))
+        from deepatlas.report.figures import notable_classes
+
         key_of = {neuron_label(n): n["key"] for n in rg.neurons}
-        chosen = [(name, rank, label) for name in ov.class_names for rank, label in enumerate(ov.sets[name][:3], 1)]
+        shown = notable_classes(ov, 12)  # every class up to 12; else those of the notable pairs
+        chosen = [(name, rank, label) for name in shown for rank, label in enumerate(ov.sets[name][:3], 1)]
         maps = read_pixel_maps(graph, info, [key_of[label] for _, _, label in chosen])
         drawn["heatmaps"] = str(heatmap_grid(
             [(f"{name} #{rank}: {label}", m) for (name, rank, label), m in zip(chosen, maps, strict=True)],
             out / "neuron_heatmaps.png", columns=6,
-            title=f"{info.name}: pixel correlations of each class's top 3 neurons"))
+            title=f"{info.name}: pixel correlations of each class's top 3 neurons"
+                  + (f" ({len(shown)} of {len(ov.class_names):,} classes: the most overlapping and confused pairs)"
+                     if len(shown) < len(ov.class_names) else "")))
     return AuditReport(info.name, ov, comm, by_overlap, by_mistakes,
                        {"max_jaccard": max_jaccard, "min_corr": min_corr}, failures, drawn)
 

@@ -95,12 +95,18 @@ def _check_value(value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _default_layer(graph: Graph, ctx: _Context, layer: str | None) -> str:
+    """The first dense layer after the convs, as in the co-activation paper; a run without one
+    (a stock ResNet, DenseNet, ViT: blocks up to the classifier) takes its last captured layer,
+    the representation the classifier reads."""
     if layer is not None:
         return layer
     dense = dense_layers(graph, ctx.run)
-    if not dense:
-        raise UsageError(f"run {ctx.run.name} has no dense layer; pass --layer")
-    return dense[0]  # the first dense layer after the convs, as in the co-activation paper
+    if dense:
+        return dense[0]
+    captured = unit_layers(graph, ctx.run)
+    if not captured:
+        raise UsageError(f"run {ctx.run.name} has no captured layer; pass --layer")
+    return str(captured[-1]["name"])
 
 
 def _class_key(ctx: _Context, name: str) -> str:

@@ -96,17 +96,28 @@ class HeatmapResult(Result):
     probabilities: dict[str, float]
     figure: str
     classes: list[dict[str, Any]]
+    note: str | None = optional()
 
 
-def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None, method: str = "influence") -> HeatmapResult:
+def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None, method: str | None = None) -> HeatmapResult:
     """Input score maps of one image for every class (or one), as a PNG and numbers.
 
-    ``method="influence"``: influential scores (Jung et al.); ``"gradient"``: d logit / d pixel (Lo).
-    The model and images are the Workspace's; the figure goes to ``ws.out``.
+    ``method="influence"``: influential scores (Jung et al.); ``"gradient"``: d logit / d pixel
+    (Lo). Default: influential scores, or prediction gradients on a model the influence rules do
+    not cover (a vision transformer's attention); ``note`` then says why. The model and images
+    are the Workspace's; the figure goes to ``ws.out``.
     """
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    note = None
     one = _one_image(ws, index)
+    if method is None:
+        try:
+            InfluentialScores(one.net).attribute(one.x, target=0)
+            method = "influence"
+        except UsageError as exc:
+            method = "gradient"
+            note = f"prediction gradients shown: {str(exc).splitlines()[0]}"
     split = one.data.split
     data, raw, label, net, x = one.data, one.raw, one.label, one.net, one.x
     with torch.no_grad():
@@ -126,7 +137,7 @@ def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None,
         image=index, split=split, label=names[label], predicted=names[pred], method=method,
         probabilities={names[i]: float(p) for i, p in enumerate(probs)}, figure=str(fig),
         classes=[{"class": names[t], "positive": float(m[m > 0].sum()), "negative": float(m[m < 0].sum())}
-                 for t, m in zip(targets, maps, strict=True)],
+                 for t, m in zip(targets, maps, strict=True)], note=note,
     )
 
 
