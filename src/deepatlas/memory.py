@@ -1,10 +1,13 @@
 """Process memory, measured: resident size now, peak per stage, and what the machine has free.
 
-Linux keeps a process's peak resident size (``VmHWM`` in ``/proc/self/status``) and lets the
-process reset it (``echo 5 > /proc/self/clear_refs``), so a stage's own peak is read exactly:
-reset, run the stage, read ``VmHWM``. Where that is not allowed, a thread samples ``VmRSS``
-every 20 ms instead (a short spike between samples can then be missed). Elsewhere (no
-``/proc``) everything reads 0 and budgets are not enforced. Imports nothing heavy.
+A stage's peak: a thread samples the resident size (``VmRSS`` in ``/proc/self/status``) every
+10 ms while the stage runs, and at its end the kernel's own peak of the process (``VmHWM``) is
+read: when that rose during the stage, the stage set the process's peak and its exact value is
+``VmHWM``; otherwise the stage stayed below an earlier one and the samples give its peak (a
+spike shorter than 10 ms can be missed there). The kernel's peak is never reset (Linux allows
+it, ``clear_refs``, but then ``/usr/bin/time -v`` and every other outside measure would report
+the last stage's peak as the process's). Elsewhere (no ``/proc``) everything reads 0 and
+budgets are not enforced. Imports nothing heavy.
 
 Examples
 --------
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["StageMeter", "available_mb", "peak_mb", "reset_peak", "rss_mb"]
+__all__ = ["StageMeter", "available_mb", "peak_mb", "rss_mb"]
 
 _STATUS = Path("/proc/self/status")
 
@@ -44,18 +47,8 @@ def rss_mb() -> float:
 
 
 def peak_mb() -> float:
-    """Peak resident set size since the process started or :func:`reset_peak`, in MiB."""
+    """Peak resident set size of this process so far (the kernel's VmHWM), in MiB."""
     return _status_mb("VmHWM:")
-
-
-def reset_peak() -> bool:
-    """Set the peak to the current size; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def available_mb() -> float:
@@ -82,25 +75,20 @@ class StageMeter:
     """Peak resident size per named stage, in MiB (``peaks``), and the size before the first one
     (``baseline``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = 0.01) -> None:
         self.peaks: dict[str, float] = {}
         self.baseline = rss_mb()
-        self._exact = reset_peak()
+        self.interval = interval
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Measure the peak of the block; a stage met again keeps its larger peak."""
-        if self._exact and reset_peak():
-            try:
-                yield
-            finally:
-                self.peaks[name] = max(self.peaks.get(name, 0.0), peak_mb())
-            return
+        before = peak_mb()
         top = [rss_mb()]
         done = threading.Event()
 
         def sample() -> None:
-            while not done.wait(0.02):
+            while not done.wait(self.interval):
                 top[0] = max(top[0], rss_mb())
 
         thread = threading.Thread(target=sample, daemon=True)
@@ -110,7 +98,9 @@ class StageMeter:
         finally:
             done.set()
             thread.join()
-            self.peaks[name] = max(self.peaks.get(name, 0.0), top[0], rss_mb())
+            after = peak_mb()
+            peak = after if after > before else max(top[0], rss_mb())
+            self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
 
     @property
     def peak(self) -> float:

@@ -309,6 +309,11 @@ def test_a_vision_transformer_gets_one_gradient_edge_per_feature(neo4j_server, p
     out = json.loads(r.stdout)
     assert out["nodes"]["Neuron"] == 8 and out["edges"]["GRADIENT"] == 3 * 8, out  # the encoder block's 8 features
     assert "INFLUENCES" not in out["edges"] and any("multi_head_attention" in s for s in out["skipped"]), out
+    heat = runner.invoke(app, ["explain", "heatmap", "--image", "0", *flags, "--data", f"imagefolder:{photos}", "--split",
+                               "all", "--device", "cpu", "--out", str(tmp_path), "--json"])
+    assert heat.exit_code == 0, heat.output
+    shown = json.loads(heat.stdout)
+    assert shown["method"] == "gradient" and "multi_head_attention" in shown["note"]  # the fallback, and why
     r = runner.invoke(app, ["ingest", *flags, "--data", f"imagefolder:{photos}", "--split", "all", "--edges",
                             "coactivation,gradient", "--attribution-per-class", "4", "--run", "vit", "--device", "cpu",
                             "--layers", "encoder.layers.encoder_layer_0.mlp.1", "--json"])
@@ -321,3 +326,74 @@ def test_a_vision_transformer_gets_one_gradient_edge_per_feature(neo4j_server, p
     assert sorted(row["class"] for row in rows) == sorted(CLASSES)
     for row in rows:  # every feature of the token layer scored for every class
         assert row["edges"] == 24 and sorted(row["units"]) == list(range(24)), row
+
+
+MATRIX = ["densenet121", "efficientnet_b0", "convnext_tiny"]
+
+
+@pytest.mark.parametrize("arch", MATRIX)
+def test_every_method_on_a_stock_model_with_default_layers(neo4j_server, photos: Path, tmp_path: Path, arch: str) -> None:  # type: ignore[no-untyped-def]
+    """The method matrix through the CLI on a stock model's default capture set (its blocks),
+    briefly trained (so that it predicts more than one class), 32x32 photos: ingest, drivers,
+    communities, audit, knockout, activate, switch gates, heatmap, feature, perturb, factors,
+    disagree. Each must exit 0 with its output."""
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, arch)(weights=None, num_classes=3)
+    images = load_data(f"imagefolder:{photos}", "all", input_shape=(3, 32, 32))
+    _train(net, _imagenet(pixels(images)), images.labels, epochs=3)
+    for m in net.modules():  # EfficientNet's batch norm moves its running statistics by 1% a step: after 9
+        if isinstance(m, nn.BatchNorm2d):  # steps they are still the initial ones; take the data's instead
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(_imagenet(pixels(images)))
+    net.eval()
+    with torch.no_grad():
+        predicted = torch.bincount(net(_imagenet(pixels(images))).argmax(1), minlength=3).tolist()
+    weights = tmp_path / f"{arch}.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    model = ["--model", f"torchvision:{arch}", "--num-classes", "3", "--weights", str(weights), "--input-size", "32",
+             "--class-names", ",".join(CLASSES)]
+    data = ["--data", f"imagefolder:{photos}", "--split", "all"]
+    run = f"matrix-{arch}"
+    runner = CliRunner()
+
+    def ok(*args: str) -> dict:  # type: ignore[type-arg]
+        r = runner.invoke(app, [*args, "--json"])
+        assert r.exit_code == 0, (args[:2], r.output[-2000:])
+        return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+    out = ok("ingest", *model, *data, "--attribution-per-class", "4", "--run", run, "--device", "cpu")
+    assert out["nodes"]["Neuron"] > 0 and out["edges"]["COACTIVATES"] > 0 and out["edges"]["GRADIENT"] > 0
+    assert out["memory_mb"] and out["pairs"]["tested"] >= out["pairs"]["kept"]
+    assert len(ok("query", "drivers", "--class", "green", "-k", "3", "--run", run)["drivers"]) <= 3
+    assert ok("analyze", "communities", "--run", run)["communities"]
+    r = runner.invoke(app, ["audit", "confusion", "--run", run, "--out", str(tmp_path), "--json"])
+    assert r.exit_code in (0, 1) and json.loads(r.stdout)["run"] == run, r.output  # 1: a threshold crossed
+    knock = ok("experiment", "knockout", "--class", "green", "--run", run, "--ks", "0,2", "--seeds", "1", "--device", "cpu",
+               "--out", str(tmp_path), "--no-record")
+    assert knock["top"]["k"] == [0, 2]
+    r = runner.invoke(app, ["experiment", "activate", "-k", "1", "-k", "3", "--run", run, "--device", "cpu", "--out",
+                            str(tmp_path), "--no-record", "--json"])
+    if r.exit_code == 0:
+        act = json.loads(r.stdout)
+        assert act["layer"] and len(act["classes"]) == 3  # no dense layer: the last captured block is driven
+    else:  # a briefly trained model may give every image the same scores: refused, saying so
+        assert r.exit_code == 1 and "the same scores" in r.output, r.output
+    some = [c for c, n in zip(CLASSES, predicted, strict=True) if 0 < n < 60]  # D'_c needs positives and negatives
+    gate_args = ["experiment", "switchgate", "--class", some[0] if some else "green", "--run", run, "--steps", "20",
+                 "--per-side", "10", "--seeds", "1", "--device", "cpu", "--out", str(tmp_path), "--no-record"]
+    if some:
+        assert 0.0 <= ok(*gate_args)["holding_rate"] <= 1.0
+    else:  # a model that predicts one class for every image: refused in one line, saying why
+        r = runner.invoke(app, gate_args)
+        assert (r.exit_code == 1 and "D'_c needs" in r.output) or "for none of" in r.output, r.output
+    image = ["--image", "0", *model, *data, "--device", "cpu", "--out", str(tmp_path)]
+    assert Path(ok("explain", "heatmap", *image, "--class", "green")["figure"]).exists()
+    assert ok("explain", "feature", *image, "--class", "blue")["figure"]
+    assert "flip_step" in json.dumps(ok("explain", "perturb", *image, "--toward", "blue", "--steps", "3"))
+    factors = ok("explain", "factors", *model, *data, "--rank", "2", "--images", "30", "--iters", "20", "--device", "cpu",
+                 "--out", str(tmp_path))
+    assert factors["ranks"][0]["rank"] == 2 and factors["images"] == 30
+    assert "class" in ok("explain", "disagree", "--run", run, "--class", "green")

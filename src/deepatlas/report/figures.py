@@ -91,8 +91,9 @@ def jaccard_mistakes_scatter(ov: OverlapLike, path: Path, *, label_top: int = 12
     ax.set_ylabel("mistakes between the two classes (images: A as B + B as A)")
     legend = ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     for handle in legend.legend_handles:  # legend markers of one size, whatever the spots' areas
-        if hasattr(handle, "set_sizes"):
-            handle.set_sizes([30])
+        set_sizes = getattr(handle, "set_sizes", None)
+        if set_sizes is not None:
+            set_sizes([30])
     unlisted = ov.stats.n_pairs - len(ov.pairs)
     ax.set_title(f"{ov.run}: do classes that share neurons get confused with each other?\n"
                  f"Pearson r = {ov.stats.r:.2f} (p = {ov.stats.p_value:.2g}, {ov.stats.n_pairs:,} class pairs)"

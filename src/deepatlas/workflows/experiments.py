@@ -313,16 +313,25 @@ def experiment_activate(
     graph, progress = ws.graph, ws.progress
     ctx = _context(ws)
     layer = _default_layer(graph, ctx, layer)
-    rankings = []
+    rankings: list[list[Unit]] = []
+    unranked: dict[str, str] = {}
     for name in ctx.classes:
-        ranked = class_ranking(graph, ctx.run, _class_key(ctx, name), by=by, layer=layer)
+        try:
+            ranked = class_ranking(graph, ctx.run, _class_key(ctx, name), by=by, layer=layer)
+        except UsageError as exc:  # a class with no edges: its output never varied over the run (dead)
+            ranked, unranked[name] = [], str(exc)
         rankings.append([(lay, idx) for lay, idx, _ in ranked])
+    if len(unranked) == len(ctx.classes):
+        raise UsageError(f"{next(iter(unranked.values()))}: no class's output varied over the run's images (the model "
+                         "gives every image the same scores), so no unit ranks for any class")
     iv = Intervention(ctx.ckpt.model, _stats(ctx, [layer]))
     sweep = activate_only_sweep(iv, ctx.inputs.take([0]), rankings, ks, value=value,
                                 progress=lambda n: progress("activate", n, len(ctx.classes)))
     per_class = [
         {"class": name, "smallest_k": sweep["smallest_k"][c],
-         "predicted": [ctx.classes[p] if p >= 0 else None for p in sweep["predicted"][c]]}
+         "predicted": [ctx.classes[p] if p >= 0 else None for p in sweep["predicted"][c]],
+         **({"not_ranked": "no edges to this class in the layer (its output was constant over the run's images)"}
+            if name in unranked else {})}
         for c, name in enumerate(ctx.classes)
     ]
     result = ActivateResult(run=ctx.run.name, layer=layer, by=by, value=value, ks=ks, classes=per_class,

@@ -224,3 +224,64 @@ def test_class_names_from_the_data_only_when_the_counts_agree() -> None:
     named.meta["class_names"] = ["a", "b"]
     with pytest.raises(CheckpointError, match="2 class names but 3 outputs"):
         complete_metadata(named, (3, 32, 32), ("a", "b"), "imagefolder-x")
+
+
+OUTPUTS = '''
+import torch
+from torch import nn
+
+
+class Scores(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, num_classes)
+
+    def features(self, x):
+        return self.relu(self.conv(x)).mean((2, 3))
+
+
+class TupleOut(Scores):
+    def forward(self, x):
+        h = self.features(x)
+        return self.fc(h), h
+
+
+class DictOut(Scores):
+    def forward(self, x):
+        h = self.features(x)
+        return {"logits": self.fc(h), "features": h}
+
+
+class Ambiguous(Scores):
+    def forward(self, x):
+        h = self.features(x)
+        return {"a": self.fc(h), "b": h}
+
+
+def tuple_out(num_classes=3):
+    return TupleOut(num_classes)
+
+
+def dict_out(num_classes=3):
+    return DictOut(num_classes)
+
+
+def ambiguous(num_classes=3):
+    return Ambiguous(num_classes)
+'''
+
+
+def test_models_returning_a_tuple_or_a_dict_give_their_class_scores(tmp_path: Path) -> None:
+    (tmp_path / "outs.py").write_text(OUTPUTS)
+    x = torch.rand(2, 3, 8, 8)
+    for factory in ("tuple_out", "dict_out"):
+        ckpt = load_model(f"{tmp_path}/outs.py:{factory}", input_shape=[3, 8, 8])
+        with torch.no_grad():
+            out = ckpt.model(x)
+            want = ckpt.model.fc(ckpt.model.features(x))
+        assert isinstance(out, torch.Tensor) and torch.equal(out, want)  # the scores, first / under "logits"
+    ckpt = load_model(f"{tmp_path}/outs.py:ambiguous", input_shape=[3, 8, 8])
+    with pytest.raises(UsageError, match="dict with keys a, b"):
+        ckpt.model(x)

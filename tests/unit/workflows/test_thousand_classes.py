@@ -11,7 +11,11 @@ from PIL import Image
 
 from deepatlas.db.runs import RunInfo
 from deepatlas.graphops.overlap import class_neuron_sets, jaccard_matrix
-from deepatlas.report.figures import class_community_graph, jaccard_mistakes_scatter, notable_classes
+from deepatlas.report.figures import (
+    class_community_graph,
+    jaccard_mistakes_scatter,
+    notable_classes,
+)
 from deepatlas.workflows.analysis import ALL_PAIRS_CLASSES, _overlap
 
 
