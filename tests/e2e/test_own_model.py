@@ -391,6 +391,8 @@ def test_every_method_on_a_stock_model_with_default_layers(neo4j_server, photos:
         assert (r.exit_code == 1 and "D'_c needs" in r.output) or "for none of" in r.output, r.output
     image = ["--image", "0", *model, *data, "--device", "cpu", "--out", str(tmp_path)]
     assert Path(ok("explain", "heatmap", *image, "--class", "green")["figure"]).exists()
+    by_run = ok("explain", "heatmap", "--image", "0", "--run", run, "--device", "cpu", "--out", str(tmp_path))
+    assert by_run["label"] in CLASSES  # the run's own model and images, no --model / --data
     assert ok("explain", "feature", *image, "--class", "blue")["figure"]
     assert "flip_step" in json.dumps(ok("explain", "perturb", *image, "--toward", "blue", "--steps", "3"))
     factors = ok("explain", "factors", *model, *data, "--rank", "2", "--images", "30", "--iters", "20", "--device", "cpu",

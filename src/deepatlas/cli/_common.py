@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from deepatlas.errors import DeepAtlasError, UsageError
+from deepatlas.limits import check_input_shape
 from deepatlas.workspace import ModelSource
 
 __all__ = [
@@ -106,6 +107,9 @@ def model_options(
         shape = [0, dims[0], dims[0]] if len(dims) == 1 else [0, *dims] if len(dims) == 2 else dims
         if len(shape) != 3 or shape[0] < 0 or shape[1] < 1 or shape[2] < 1 or max(shape) > 1 << 20:
             raise UsageError(f"--input-size takes N, HxW or CxHxW with positive sizes, got {input_size!r}")
+        too_big = check_input_shape(shape, "--input-size")
+        if too_big is not None:
+            raise UsageError(too_big)
     names = [n.strip() for n in class_names.split(",")] if class_names is not None else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise UsageError(f"--class-names takes distinct, non-empty comma-separated names, got {class_names!r}")

@@ -31,10 +31,17 @@ SplitOpt = Annotated[str, typer.Option(help="train or test.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Folder for the PNG. Default: $DEEPATLAS_HOME/out")]
 
 
-def _workspace(model: ModelSource, data: str, split: str, data_dir: Path | None, device: str, out: Path | None) -> Workspace:
+def _workspace(model: ModelSource, data: str, split: str, data_dir: Path | None, device: str, out: Path | None,
+               run: str | None = None) -> Workspace:
     """The model (the model flags), the images (--data, --split, --data-dir), the device and the
-    figure folder, bound once."""
-    return Workspace(model=model, data=DataSource(data, split, data_dir), device=device, out_dir=out)
+    figure folder, bound once; with --run, the run's own model and images."""
+    return Workspace(run=run, model=model, data=DataSource(data, split, data_dir), device=device, out_dir=out)
+
+
+#: --run on the commands that explain images: the run's model and images instead of --model / --data.
+ExplainRunOpt = Annotated[str | None, typer.Option(
+    "--run", help="Explain with a run's own model and images (its data set, split and number of images) instead of "
+    "--model and --data.")]
 
 
 @app.command()
@@ -52,11 +59,12 @@ def heatmap(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
+    run: ExplainRunOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Input score images of one image for each class: red pushes toward the class, blue away."""
     from deepatlas.workflows.explain import explain_heatmap
-    res = explain_heatmap(_workspace(model, data, split, data_dir, device, out), image, class_name=class_name,
+    res = explain_heatmap(_workspace(model, data, split, data_dir, device, out, run), image, class_name=class_name,
                           method=method).to_json()
     if json_out:
         print_json(res)
@@ -65,7 +73,7 @@ def heatmap(
     if res.get("note"):
         err.print(res["note"], style="yellow", highlight=False)
     for c in res["classes"]:
-        console.print(f"  {c['class']:<12} p={res['probabilities'][c['class']]:.3f}  +{c['positive']:.3f} / {c['negative']:.3f}")
+        console.print(f"  {c['class']:<12} p={res['probabilities'][c['class']]:.3f}  +{c['positive']:.3g} / {c['negative']:.3g}")
     console.print(f"figure {res['figure']}")
 
 
@@ -81,11 +89,12 @@ def filters(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
+    run: ExplainRunOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Each filter's influential score on the predicted class for one image, as bars."""
     from deepatlas.workflows.explain import explain_filters
-    res = explain_filters(_workspace(model, data, split, data_dir, device, out), image, class_name=class_name).to_json()
+    res = explain_filters(_workspace(model, data, split, data_dir, device, out, run), image, class_name=class_name).to_json()
     if json_out:
         print_json(res)
         return
@@ -178,13 +187,14 @@ def factors(
     seed: Annotated[int, typer.Option(help="Seeds the image sample and the initialisation.")] = 0,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
+    run: ExplainRunOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Coupled non-negative factorisation of pixels and activations (shared image factor):
     RMSE per rank, singular-value spectra, latent images, unit x factor heatmaps."""
     from deepatlas.workflows.cores import explain_factors
 
-    ws = _workspace(model, data, split, data_dir, device, out)
+    ws = _workspace(model, data, split, data_dir, device, out, run)
     with progress_bars(not json_out) as ws.progress:
         res = explain_factors(ws, _ranks(rank), images=images, units=units, pooled=pooled, iters=iters, seed=seed).to_json()
     if json_out:
@@ -254,13 +264,14 @@ def feature(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
+    run: ExplainRunOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The most characteristic feature of an image: the unit and region with the largest
     prediction gradient (--score activation-x-pg: activation x gradient). E.g. what makes this
     shirt look like a coat: --class Coat."""
     from deepatlas.workflows.explain import explain_feature
-    res = explain_feature(_workspace(model, data, split, data_dir, device, out), image, class_name=class_name, layers=layer,
+    res = explain_feature(_workspace(model, data, split, data_dir, device, out, run), image, class_name=class_name, layers=layer,
                           score=score, output=output).to_json()
     if json_out:
         print_json(res)
@@ -290,6 +301,7 @@ def perturb(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: OutOpt = None,
+    run: ExplainRunOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Nudge an image toward a class along d y_C / d x and watch the verdict. --sweep N: the
@@ -301,7 +313,7 @@ def perturb(
 
     if step_size <= 0:
         raise UsageError(f"--step-size must be > 0, got {step_size}")
-    ws = _workspace(model, data, split, data_dir, device, out)
+    ws = _workspace(model, data, split, data_dir, device, out, run)
     if sweep is not None:
         from deepatlas.workflows.explain import STEP_SIZES
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -66,8 +67,14 @@ def list_cmd(json_out: JsonOpt = False) -> None:
 @app.command()
 @cli_errors
 def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
-    """Print a template's Cypher, to paste into Neo4j Browser after `:param` lines."""
-    console.print(Syntax(load_template(name).text, "cypher", theme="ansi_dark"))
+    """Print a template's Cypher, to paste into Neo4j Browser after `:param` lines: the file's
+    bytes as they are (never wrapped or cut at the terminal's width), highlighted only on a
+    terminal."""
+    text = load_template(name).text
+    if sys.stdout.isatty():
+        console.print(Syntax(text, "cypher", theme="ansi_dark", word_wrap=False), soft_wrap=True)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 @app.command()

@@ -51,6 +51,7 @@ from deepatlas.data.fashion_mnist import load_fashion_mnist
 from deepatlas.data.files import FileReader, check_root, imagefolder_files, read_synset_names
 from deepatlas.data.idx import read_idx
 from deepatlas.errors import DataError, UsageError
+from deepatlas.limits import MAX_CLASSES
 
 __all__ = ["DATASETS", "DATA_KINDS", "MAX_CLASSES", "fit_images", "load_data", "load_dataset"]
 
@@ -61,8 +62,6 @@ DATASETS = ("fashion-mnist", "digits")
 #: Spec prefixes ``load_data`` accepts besides the built-in names.
 DATA_KINDS = ("imagefolder", "imagenet", "webdataset", "cifar10", "cifar100", "mnist", "npz")
 
-#: More classes than this is refused as a malformed label file (ImageNet-21k has 21,841).
-MAX_CLASSES = 100_000
 
 
 def load_dataset(name: str, split: str = "test", *, data_dir: str | Path | None = None) -> ImageSet:

@@ -30,12 +30,15 @@ def resume_root() -> Path:
 
 
 def resumable_runs() -> list[dict[str, Any]]:
-    """Every partial ingest under :func:`resume_root`, from its ``meta.json`` (torch-free)."""
+    """Every partial ingest under :func:`resume_root` that saved some work, from its ``meta.json``
+    (torch-free; an ingest stopped before its first save leaves nothing to continue)."""
     root = resume_root()
     out: list[dict[str, Any]] = []
     if not root.is_dir():
         return out
     for d in sorted(root.iterdir()):
+        if not any(d.glob("*.pt")):
+            continue
         try:
             meta = json.loads((d / "meta.json").read_text())
         except (OSError, ValueError):

@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import re
 import sys
 import tomllib
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from deepatlas.errors import CheckpointError, UsageError
+from deepatlas.limits import MAX_CLASSES, check_input_shape
 from deepatlas.models.checkpoint import (
     FORMAT,
     MAX_CONFIG_INT,
@@ -109,6 +111,9 @@ def _checked_meta(data: dict[str, Any], where: str) -> dict[str, Any]:
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_CONFIG_INT for d in shape)
                 or shape[1] < 1 or shape[2] < 1):
             raise CheckpointError(f"{where}: input_shape must be [C, H, W] with positive integers, got {shape!r}")
+        too_big = check_input_shape(shape, where)
+        if too_big is not None:
+            raise CheckpointError(too_big)
         out["input_shape"] = list(shape)
     for key in ("mean", "std"):
         if data.get(key) is None:
@@ -117,13 +122,15 @@ def _checked_meta(data: dict[str, Any], where: str) -> dict[str, Any]:
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise CheckpointError(f"{where}: {key} must be a number or a list of numbers, got {value!r}")
+        if not all(math.isfinite(v) for v in values):
+            raise CheckpointError(f"{where}: {key} must be finite, got {value!r}")
         if key == "std" and any(v <= 0 for v in values):
             raise CheckpointError(f"{where}: std must be positive, got {value!r}")
         out[key] = [float(v) for v in values] if isinstance(value, list) else float(value)
     if data.get("num_classes") is not None:
         n = data["num_classes"]
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CONFIG_INT:
-            raise CheckpointError(f"{where}: num_classes must be a positive integer, got {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CLASSES:
+            raise CheckpointError(f"{where}: num_classes must be an integer in 1..{MAX_CLASSES:,}, got {n!r}")
         out["num_classes"] = n
     if data.get("name") is not None:
         if not isinstance(data["name"], str) or not data["name"]:
@@ -212,12 +219,18 @@ def _import_factory(target: str, func: str) -> Any:
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:  # sys.exit() in a model file must not become deepatlas's own exit
+            sys.modules.pop(mod_name, None)
+            raise UsageError(f"importing {file} called sys.exit({exc.code!r}); a model file must define the model, "
+                             "not run a program") from None
         except Exception as exc:
             sys.modules.pop(mod_name, None)
             raise UsageError(f"importing {file} failed: {type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(target)
+        except SystemExit as exc:
+            raise UsageError(f"importing {target} called sys.exit({exc.code!r}); it must define the model") from None
         except ImportError as exc:
             raise UsageError(f"cannot import module {target!r}: {exc}") from None
     factory = getattr(module, func, None)
@@ -240,6 +253,8 @@ def _build_from_spec(spec: str, num_classes: int | None) -> tuple[nn.Module, str
     factory = _import_factory(target, func)
     try:
         model = factory(num_classes=num_classes) if num_classes is not None else factory()
+    except SystemExit as exc:  # an exit code 0 from a factory would make a CI step pass with nothing done
+        raise UsageError(f"{spec}() called sys.exit({exc.code!r}) instead of returning a model") from None
     except Exception as exc:
         raise UsageError(f"{spec}() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
@@ -302,6 +317,9 @@ def load_model(
     CheckpointError, UsageError
     """
     spec = str(spec)
+    if spec.endswith(":") and spec[:-1].endswith(".py"):
+        raise UsageError(f"--model {spec}: name the function that builds the model after the colon, "
+                         f"e.g. {spec}build")
     overrides = _checked_meta(
         {"class_names": list(class_names) if class_names else None, "mean": mean, "std": std,
          "num_classes": num_classes},
@@ -351,6 +369,9 @@ def load_model(
                             **{k: v for k, v in overrides.items() if k != "num_classes"}}
     if input_shape is not None:
         shape = list(input_shape)
+        too_big = check_input_shape(shape, "input_shape") if len(shape) == 3 else None
+        if too_big is not None:
+            raise UsageError(too_big)
         if shape[0] == 0:
             shape[0] = int(meta.get("input_shape", [0])[0]) if meta.get("input_shape") else 0
         meta["input_shape"] = shape

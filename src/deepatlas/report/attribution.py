@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -15,29 +16,61 @@ from deepatlas.report._save import save
 __all__ = ["feature_figure", "filter_bars", "input_score_grid", "matrix_figure", "perturbation_strip"]
 
 
+def as_picture(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) or (H, W) in [0, 1] -> what imshow draws as the image: (H, W) grey or (H, W, 3) colour."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[0] == 3:
+        return np.clip(img.transpose(1, 2, 0), 0.0, 1.0)
+    return img[0] if img.ndim == 3 else img
+
+
+def show_image(ax: Any, image: np.ndarray) -> np.ndarray:
+    """Draw an input image in its own colours (grey stays grey); return its brightness (H, W)."""
+    pic = as_picture(image)
+    if pic.ndim == 3:
+        ax.imshow(pic)
+        return pic @ np.array([0.299, 0.587, 0.114])
+    ax.imshow(pic, cmap="gray", vmin=0.0, vmax=1.0)
+    return pic
+
+
+#: A map whose largest |value| is below this carries no signal (float rounding), and is said to.
+NO_SIGNAL = 1e-12
+
+
 def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path: Path, *, title: str = "",
-                     label: str = "score of the pixel") -> Path:
-    """The image, then one score map per class: red positive, blue negative (RdBu, colour-blind
-    safe), each on its own symmetric scale shown by its colour bar (``label`` names the quantity),
-    with the image's outline drawn over it."""
+                     label: str = "score of the pixel", shared: bool = False) -> Path:
+    """The image (in colour when it has three channels), then one score map per class: red
+    positive, blue negative (RdBu, colour-blind safe), each on its own symmetric scale shown by
+    its colour bar, or all on one scale (``shared``); ``label`` names the quantity. The image's
+    outline is drawn over each map. A map whose values are all below :data:`NO_SIGNAL` is left
+    blank and says "no signal" (an EfficientNet's 1e-17 rounding drawn at full strength read as
+    strong structure)."""
     n = len(maps) + 1
     cols = min(n, 6)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), dpi=110, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    axes[0, 0].imshow(image, cmap="gray")
+    bright = show_image(axes[0, 0], image)
     axes[0, 0].set_title("input image", fontsize=9)
-    outline = image > 0.5 * image.max() if image.max() > 0 else image > 0
+    outline = bright > 0.5 * bright.max() if bright.max() > 0 else bright > 0
+    top = max((float(np.abs(m).max()) for _, m in maps), default=0.0)
     for ax, (name, m) in zip(axes.ravel()[1:], maps, strict=False):
-        lim = float(np.abs(m).max()) or 1.0
+        peak = float(np.abs(m).max())
+        ax.set_title(name, fontsize=9)
+        if peak < NO_SIGNAL:
+            ax.text(0.5, 0.5, f"no signal\n(|score| < {NO_SIGNAL:g})", ha="center", va="center", fontsize=8,
+                    transform=ax.transAxes, color="#555555")
+            continue
+        lim = (top if shared else peak) or 1.0
         im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.contour(outline.astype(float), levels=[0.5], colors="black", linewidths=0.6)
-        ax.set_title(name, fontsize=9)
         bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, ticks=[-lim, 0, lim])
         bar.ax.tick_params(labelsize=7)
         bar.ax.yaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
-    fig.text(0.5, 0.005, f"colour: {label} (red +, blue -; each map on its own scale)", ha="center", fontsize=8)
+    scale = "all maps on one scale" if shared else "each map on its own scale"
+    fig.text(0.5, 0.005, f"colour: {label} (red +, blue -; {scale})", ha="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return save(fig, path)
@@ -65,7 +98,7 @@ def feature_figure(image: np.ndarray, region: tuple[int, int, int, int] | None, 
     from matplotlib.patches import Rectangle
 
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), dpi=110)
-    axes[0].imshow(image, cmap="gray")
+    show_image(axes[0], image)
     if region is not None:
         x0, y0, x1, y1 = region
         axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="#e74c3c", lw=2))
@@ -89,7 +122,7 @@ def perturbation_strip(images: np.ndarray, labels: list[str], path: Path, *, tit
     idx = np.unique(np.linspace(0, len(images) - 1, min(max_panels, len(images))).round().astype(int))
     fig, axes = plt.subplots(1, len(idx), figsize=(1.6 * len(idx), 2.1), dpi=110, squeeze=False)
     for ax, i in zip(axes[0], idx, strict=True):
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        show_image(ax, images[i])
         ax.set_title(labels[i], fontsize=6)
         ax.axis("off")
     if title:

@@ -314,8 +314,11 @@ def explain_factors(
         raise UsageError("images must be >= 2")
     if units not in UNIT_MODES:
         raise UsageError(f"units must be one of {', '.join(UNIT_MODES)}, got {units!r}")
-    ckpt, progress = ws.checkpoint(), ws.progress
-    data = _unlabelled_sample(ws.images(), images, seed)
+    from deepatlas.workflows.explain import _images
+
+    ckpt, all_images = _images(ws)
+    progress = ws.progress
+    data = _unlabelled_sample(all_images, images, seed)
     mats, info = _matrices(ckpt.model, data, ckpt.normalize, layers, ws.device, units, pooled)
     results = []
     best = None

@@ -41,7 +41,10 @@ METHODS = ("influence", "gradient")
 
 
 def _images(ws: Workspace) -> tuple[Checkpoint, ImageSet]:
-    """The Workspace's model and images, the model's missing metadata taken from the images."""
+    """The Workspace's model and images, the model's missing metadata taken from the images; with
+    ``ws.run`` set, the run's own model and images (its data set, split and number of images)."""
+    if ws.run is not None:
+        return ws.run_checkpoint(), ws.run_images()
     ckpt, data = ws.checkpoint(), ws.images()
     complete_metadata(ckpt, data.input_shape, data.class_names, data.name)
     return ckpt, data
@@ -129,7 +132,7 @@ def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None,
     from deepatlas.report.attribution import input_score_grid
 
     pred = int(probs.argmax())
-    fig = input_score_grid(raw[0, 0].numpy(), [(f"{names[t]} (p={probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
+    fig = input_score_grid(raw[0].numpy(), [(f"{names[t]} (p={probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
                            ws.out / f"heatmap-{method}-{split}-{index}.png",
                            title=f"{data.name}/{split} #{index}: label {names[label]}, predicted {names[pred]} ({method})",
                            label=f"{method} score of the pixel for the class")
@@ -277,7 +280,7 @@ def explain_feature(
         search = [s.name for s in captured if s.kind == "conv"] or [s.name for s in captured]
     feat = characteristic_feature(net, x, target, search, score=score, output=output)
     names = data.class_names
-    fig = feature_figure(raw[0, 0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
+    fig = feature_figure(raw[0].numpy(), feat.region, feat.activation_map, feat.gradient_map,
                          ws.out / f"feature-{data.split}-{index}-{target}.png",
                          title=(f"{one.ckpt.name}, {data.name} {data.split} image #{index} ({names[label]}): what makes it "
                                 f"{names[target]}?\nunit {feat.layer}:{feat.unit}, the largest "
@@ -316,7 +319,7 @@ def explain_perturb(ws: Workspace, index: int, toward: str, *, steps: int = 20, 
     target = _class_index(data.class_names, toward)
     res = perturb_toward(net, raw.to(one.device), target, steps=steps, step_size=step_size, prepare=ckpt.normalize)
     names = data.class_names
-    imgs = res["images"][:, 0].cpu().numpy()
+    imgs = res["images"].cpu().numpy()  # (steps, C, H, W): drawn in colour when C is 3
     labels = [f"step {i}: {names[p]}\np({names[target]})={tp:.2f}" for i, (p, tp) in enumerate(zip(res["predicted"], res["target_prob"], strict=True))]
     fig = perturbation_strip(imgs, labels, ws.out / f"perturb-{data.split}-{index}-to-{target}.png",
                              title=f"#{index} ({names[label]}) toward {names[target]}, step size {step_size}")

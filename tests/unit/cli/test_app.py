@@ -76,3 +76,12 @@ def test_unreachable_external_server_is_one_line(monkeypatch: pytest.MonkeyPatch
 def test_settings_never_show_the_password() -> None:
     s = Settings("bolt://x", "neo4j", "hunter2")
     assert "hunter2" not in repr(s) and "hunter2" not in str(s)
+
+
+def test_query_show_prints_a_template_byte_for_byte_at_any_width() -> None:
+    """Cut at the terminal's width, a pasted template was still valid Cypher returning something else."""
+    from importlib import resources
+
+    want = resources.files("deepatlas.cypher").joinpath("confused_pairs_shared.cypher").read_text()
+    r = CliRunner().invoke(app, ["query", "show", "confused_pairs_shared"], env={"COLUMNS": "40"})
+    assert r.exit_code == 0 and r.stdout == want

@@ -285,3 +285,15 @@ def test_models_returning_a_tuple_or_a_dict_give_their_class_scores(tmp_path: Pa
     ckpt = load_model(f"{tmp_path}/outs.py:ambiguous", input_shape=[3, 8, 8])
     with pytest.raises(UsageError, match="dict with keys a, b"):
         ckpt.model(x)
+
+
+def test_a_model_file_that_exits_is_an_error_not_deepatlas_exiting(tmp_path: Path) -> None:
+    """sys.exit(0) in a factory made `ingest` exit 0 with nothing done: a CI step would pass."""
+    (tmp_path / "exits.py").write_text("import sys\n\ndef build(num_classes=3):\n    sys.exit(0)\n")
+    with pytest.raises(UsageError, match=r"called sys.exit\(0\) instead of returning a model"):
+        load_model(f"{tmp_path}/exits.py:build")
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    with pytest.raises(UsageError, match=r"called sys.exit\(3\)"):
+        load_model(f"{tmp_path}/exits_on_import.py:build")
+    with pytest.raises(UsageError, match="name the function"):
+        load_model(f"{tmp_path}/exits.py:")
