@@ -52,7 +52,7 @@ def demo(
     with Graph() as g:
         with progress_bars() as progress:
             ws = Workspace(g, model=ckpt, data=DataSource("fashion-mnist", "test"), device=device, progress=progress)
-            rep = ingest(ws, replace=True)  # the demo owns its run
+            rep = ingest(ws, replace=True, restart=True)  # the demo owns its run (and any stopped ingest of it)
         err.print(f"    {sum(rep.nodes.values()):,} nodes, {sum(rep.edges.values()):,} edges in run {rep.run.name}")
         info, stored, rows = class_drivers(g, class_name, k=k, run=rep.run.name)
     console.print(f"\n4/4 [bold]top {k} drivers of {stored}[/] (Pearson r of unit activation with P({stored})):")

@@ -322,6 +322,10 @@ def ingest(
         except DeepAtlasError as exc:
             problem = exc
     dist.agree(problem)
+    if dev.type == "cpu":
+        _check_fits(ckpt, images, layers, memory_mb=memory_mb, max_matrix_mb=matrix_mb, sparsify=sparsify,
+                    pixel_grid=pixel_grid, batch_size=batch_size, edges=tuple(edges),
+                    attribution_per_class=attribution_per_class)
     fingerprint = {"model": ckpt.sha256, "data": images.source or images.name, "split": images.split, "images": len(images),
                    "layers": list(layers) if layers else None, "class_values": class_values, "sparsify": params_dict(sparsify),
                    "pixel_grid": list(pixel_grid) if isinstance(pixel_grid, tuple) else pixel_grid, "max_matrix_mb": matrix_mb,
@@ -435,6 +439,32 @@ def ingest(
     return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev),
                         meter.rounded(), pair_counts, attribution, skipped, result.batch_size, dist.world,
                         state is not None and state.resumed, list(result.class_names))
+
+
+def _check_fits(ckpt: Checkpoint, images: ImageSet, layers: Sequence[str] | None, **settings: Any) -> None:
+    """Refuse before any work when the plan's peak (:mod:`deepatlas.ingest.budget`) is more than
+    the machine has free, with the flag that would fit."""
+    from deepatlas.ingest.budget import ModelSizes, plan_ingest
+    from deepatlas.ingest.capture import ActivationRecorder
+    from deepatlas.memory import available_mb
+    from deepatlas.models.sites import output_bytes
+    from deepatlas.workflows.inspect import fits
+
+    free = available_mb()
+    if not free:
+        return  # not Linux: nothing to check against
+    example = ckpt.normalize(images.take([0, 1]))
+    model = ckpt.model.cpu().eval()
+    try:
+        recorder = ActivationRecorder(model, layers, example=example)
+    except (DeepAtlasError, RuntimeError):
+        return  # the ingest itself says what is wrong, with its own message
+    sizes = ModelSizes(recorder.n_units, len(images.class_names), images.input_shape, output_bytes(model, example[:1]) / 2**20)
+    plan = plan_ingest(sizes, len(images), **settings)
+    if plan.peak_mb > free:
+        raise UsageError(f"this ingest would need about {plan.peak_mb:,.0f} MB more than the process holds and "
+                         f"{free:,.0f} MB are free ({max(plan.memory_mb, key=plan.memory_mb.__getitem__)} stage); "
+                         f"{fits(plan)} (`deepatlas inspect` shows the plan)")
 
 
 def _influence_refused(model: Any, example: torch.Tensor) -> str | None:

@@ -161,12 +161,14 @@ print(json.dumps({"peak": meter.peaks["forward+stats"], "baseline": meter.peaks[
 
 
 def test_memory_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
-    root = _jpeg_folder(tmp_path / "f", 4, 400, size=48)  # 1,600 JPEGs
+    root = _jpeg_folder(tmp_path / "f", 4, 800, size=48)  # 3,200 JPEGs
 
     def peak(n: int) -> float:
         out = subprocess.run([sys.executable, "-c", _PEAK, str(root), str(n)], capture_output=True, text=True, check=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         return float(row["peak"] - row["baseline"])
 
-    small, large = peak(100), peak(1600)
-    assert large - small < 30.0, (small, large)  # 16x the images, the same peak (a float32 copy would add 79 MB)
+    small, large = peak(400), peak(3200)
+    # 8x the images: the peak moves by the allocator's steps (measured: +0 to +40 MB from 400 to
+    # 6,400 images), where a float32 copy of the images would add 157 MB
+    assert large - small < 60.0, (small, large)
