@@ -21,7 +21,7 @@ import torch
 
 from deepatlas.errors import DataError, UsageError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "FileReader", "check_root", "decode_image", "imagefolder_files",
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "DecodingReader", "FileReader", "check_root", "decode_image", "imagefolder_files",
            "read_synset_names"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -78,33 +78,30 @@ def read_synset_names(root: Path, synsets: list[str]) -> list[str] | None:
     return [f"{n} ({s})" if n in dupes else n for n, s in zip(names, synsets, strict=True)]
 
 
-class FileReader:
-    """Images as files under ``root``, decoded and fitted to ``shape`` (C, H, W) as read.
+class DecodingReader:
+    """What the readers of encoded images share: the delivered shape, resolved once, and a
+    ``read`` that decodes image by image into one uint8 batch. A subclass says how to decode
+    image ``i`` (``_decode``) and how to name it in an error (``describe``).
 
-    ``shape`` None takes the first file's size and channels and then refuses a file of another
-    size or channel count (pass an input size to resize them all); a channel count of 0 takes
-    the first file's channels and converts the others to them.
+    ``shape`` None takes the first image's size and channels and then refuses an image of
+    another size or channel count (pass an input size to resize them all); a channel count of
+    0 takes the first image's channels and converts the others to them.
     """
 
     decodes = True
 
-    def __init__(self, root: Path, files: np.ndarray, shape: tuple[int, int, int] | None) -> None:
-        self.root, self.files = root, files
-        self.strict = shape is None  # no size given: every file must have the first one's
+    def _resolve(self, shape: tuple[int, int, int] | None) -> None:
+        self.strict = shape is None  # no size given: every image must have the first one's
         if shape is None or shape[0] == 0:
             c0, h0, w0 = self._decode(0, None).shape
             shape = (c0, h0, w0) if shape is None else (c0, shape[1], shape[2])
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
 
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def path(self, i: int) -> Path:
-        return self.root / os.fsdecode(bytes(self.files[i]))
-
     def _decode(self, i: int, shape: tuple[int, int, int] | None) -> np.ndarray:
-        file = self.path(i)
-        return decode_image(file, str(file), shape)
+        raise NotImplementedError
+
+    def describe(self, i: int) -> str:
+        raise NotImplementedError
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         c, h, w = self.shape
@@ -112,13 +109,34 @@ class FileReader:
         for k, i in enumerate(indices.tolist()):
             chw = self._decode(i, None if self.strict else self.shape)
             if chw.shape != out.shape[1:]:
-                file = self.path(i)
                 if chw.shape[0] != c:
-                    raise DataError(f"{file} has {chw.shape[0]} channels, the first image {c}; pass --input-size CxHxW")
-                raise DataError(f"{file} is {chw.shape[2]}x{chw.shape[1]}, the first image {w}x{h}; "
+                    raise DataError(f"{self.describe(i)} has {chw.shape[0]} channels, the first image {c}; "
+                                    "pass --input-size CxHxW")
+                raise DataError(f"{self.describe(i)} is {chw.shape[2]}x{chw.shape[1]}, the first image {w}x{h}; "
                                 "pass --input-size HxW to resize them all")
             out[k] = chw
         return torch.from_numpy(out)
+
+
+class FileReader(DecodingReader):
+    """Images as files under ``root`` (paths relative to it, as bytes), decoded and fitted to
+    ``shape`` (C, H, W) as read (see :class:`DecodingReader` for ``shape`` None)."""
+
+    def __init__(self, root: Path, files: np.ndarray, shape: tuple[int, int, int] | None) -> None:
+        self.root, self.files = root, files
+        self._resolve(shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        return self.root / os.fsdecode(bytes(self.files[i]))
+
+    def describe(self, i: int) -> str:
+        return str(self.path(i))
+
+    def _decode(self, i: int, shape: tuple[int, int, int] | None) -> np.ndarray:
+        return decode_image(self.path(i), self.describe(i), shape)
 
 
 def decode_image(source: Path | IO[bytes], what: str, shape: tuple[int, int, int] | None) -> np.ndarray:

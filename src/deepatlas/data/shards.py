@@ -31,9 +31,8 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from deepatlas.data.files import IMAGE_SUFFIXES, decode_image
+from deepatlas.data.files import IMAGE_SUFFIXES, DecodingReader, decode_image
 from deepatlas.errors import DataError, UsageError
 
 __all__ = ["LABEL_EXTENSIONS", "ShardReader", "expand_shards", "index_shards"]
@@ -138,14 +137,9 @@ def index_shards(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             np.asarray(labels, dtype=np.int64), keys)
 
 
-class ShardReader:
-    """Samples of WebDataset shards by position, decoded and fitted to ``shape`` as read.
-
-    ``shape`` None (or channels 0) takes the first sample's size (and channels), as
-    :class:`deepatlas.data.files.FileReader` does.
-    """
-
-    decodes = True
+class ShardReader(DecodingReader):
+    """Samples of WebDataset shards by position, decoded and fitted to ``shape`` as read (see
+    :class:`deepatlas.data.files.DecodingReader` for ``shape`` None)."""
 
     def __init__(self, paths: list[Path], shard_ids: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                  keys: list[str], shape: tuple[int, int, int] | None) -> None:
@@ -154,11 +148,7 @@ class ShardReader:
         self.keys = np.asarray(keys, dtype=np.bytes_)
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
-        self.strict = shape is None
-        if shape is None or shape[0] == 0:
-            c0, h0, w0 = self._decode(0, None).shape
-            shape = (c0, h0, w0) if shape is None else (c0, shape[1], shape[2])
-        self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self._resolve(shape)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -183,20 +173,11 @@ class ShardReader:
             raise DataError(f"shard {self.paths[s]} is shorter than its index says (changed since it was opened?)")
         return data
 
-    def _decode(self, i: int, shape: tuple[int, int, int] | None) -> np.ndarray:
-        what = f"{self.paths[int(self.shard_ids[i])]}:{bytes(self.keys[i]).decode(errors='replace')}"
-        return decode_image(io.BytesIO(self._bytes(i)), what, shape)
+    def describe(self, i: int) -> str:
+        return f"{self.paths[int(self.shard_ids[i])]}:{bytes(self.keys[i]).decode(errors='replace')}"
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
-        c, h, w = self.shape
-        out = np.empty((len(indices), c, h, w), dtype=np.uint8)
-        for k, i in enumerate(indices.tolist()):
-            chw = self._decode(i, None if self.strict else self.shape)
-            if chw.shape != out.shape[1:]:
-                raise DataError(f"sample {bytes(self.keys[i]).decode(errors='replace')} is {tuple(chw.shape)}, the first "
-                                f"{(c, h, w)}; pass --input-size CxHxW to resize them all")
-            out[k] = chw
-        return torch.from_numpy(out)
+    def _decode(self, i: int, shape: tuple[int, int, int] | None) -> np.ndarray:
+        return decode_image(io.BytesIO(self._bytes(i)), self.describe(i), shape)
 
     def __del__(self) -> None:
         if getattr(self, "_pid", None) == os.getpid():
