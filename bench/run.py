@@ -324,7 +324,8 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
     # quick: few images make many pairs strong; a stricter cut keeps the smoke run small
     params = SparsifyParams(min_abs_r=0.9, top_k=2) if quick else SparsifyParams()
     t0 = time.perf_counter()
-    dense = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=None)
+    dense = compute_coactivation(ckpt.model, data, device=device, normalize=ckpt.normalize, max_matrix_mb=None,
+                                 sparsify=params)
     t_dense = time.perf_counter() - t0
     m = dense.n_hidden + 10
     budget = m * m * 8 / 2**20 / 4 + 0.01  # a quarter of the dense matrix: 4 blocks, 4 passes
@@ -337,7 +338,7 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
                                  sparsify=params, cache_mb=0.0, spill=False)
     t_rerun = time.perf_counter() - t0
     assert dense.units.r is not None and block.pairs is not None and rerun.pairs is not None
-    i, j = select_pairs(dense.units.r.numpy(), np.arange(m) >= m - 10, dense.units.dead_x.numpy(), params)
+    i, j, _ = select_pairs(dense.units.r.numpy(), np.arange(m) >= m - 10, dense.units.dead_x.numpy(), params, n=n)
     same = i.tolist() == block.pairs.i.tolist() and j.tolist() == block.pairs.j.tolist()
     same_r = bool(np.array_equal(block.pairs.r, rerun.pairs.r))
     rows.append({"bench": "resnet", "case": f"co-activation {m} nodes x {n} images: blockwise ({block.passes} blocks, "
@@ -350,7 +351,7 @@ def bench_resnet(device: torch.device, quick: bool) -> tuple[list[dict[str, Any]
     del dense, block, rerun
     run = "bench-resnet18"
     with Workspace(run=run, model=ckpt, data=data, device=str(device)) as ws:
-        rep = ingest(ws, sparsify=params, max_matrix_mb=budget)
+        rep = ingest(ws, sparsify=params, max_matrix_mb=budget, replace=True)
     edges = sum(rep.edges.values())
     for stage, sec in rep.seconds.items():
         rows.append({"bench": "resnet", "case": f"ingest stage {stage}", "device": device.type, "seconds": sec,

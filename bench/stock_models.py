@@ -94,7 +94,7 @@ def run_one(name: str, images: int, memory_mb: float) -> dict[str, Any]:
     est = json.loads(inspect.stdout)["estimate"]
     t0 = time.perf_counter()
     ingest = subprocess.run(["/usr/bin/time", "-v", *DEEPATLAS, "ingest", *flags, "--data", f"imagefolder:{root}", "--split",
-                             "train", "--limit", str(images), "--run", f"bench-{name.replace(':', '-')}", "--replace",
+                             "train", "--limit", str(images), "--run", f"stock-{name.replace(':', '-')}", "--replace",
                              "--restart", "--memory-mb", str(memory_mb), "--json"], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     peak = _peak_kb(ingest.stderr) / 1024
