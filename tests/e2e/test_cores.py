@@ -71,6 +71,12 @@ def test_factors_and_compare(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert res["rows"]["relu1"]["rows"] == 4 * 14 * 14 and res["rows"]["relu4"]["rows"] == 16  # channels x pooled positions
     for path in res["figures"].values():
         assert Path(path).stat().st_size > 5_000
+    r = runner.invoke(app, ["explain", "factors", "--model", str(tiny_checkpoint), "-r", "1", "-r", "4", "--images", "200",
+                            "--iters", "60", "--device", "cpu", "--out", str(tmp_path)], terminal_width=80)
+    assert r.exit_code == 0, r.output
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if line.count("│") > 3}
+    assert {"all layers", "pixels", "relu1", "relu4"} <= set(lines), r.output  # one row per layer, never cut to "rel..."
+    assert f"{res['ranks'][1]['rmse']['relu4']:.4f}" in lines["relu4"]
     # a second checkpoint (different weights) to compare against
     ckpt = load_checkpoint(tiny_checkpoint)
     with torch.no_grad():

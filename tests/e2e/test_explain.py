@@ -32,6 +32,10 @@ def test_heatmap_and_filters(tiny_checkpoint: Path, tmp_path: Path) -> None:
     s = InfluentialScores(ckpt.model).attribute(x, target=4)[0]
     coat = next(c for c in res["classes"] if c["class"] == "Coat")
     assert coat["positive"] == pytest.approx(float(s[s > 0].sum()), rel=1e-4)
+    r = runner.invoke(app, ["explain", "heatmap", "--image", "3", "--model", str(tiny_checkpoint), "--device", "cpu",
+                            "--out", str(tmp_path / "shared"), "--shared-scale", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["classes"] == res["classes"]  # the same numbers, drawn on one scale
     r = runner.invoke(app, ["explain", "filters", "--image", "3", "--model", str(tiny_checkpoint), "--device", "cpu",
                             "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output

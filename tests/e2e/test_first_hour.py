@@ -66,8 +66,10 @@ def test_runs_list_never_cuts_a_name(neo4j_server, tiny_checkpoint: Path) -> Non
     long = "fashion-cnn-fashion-mnist-test-with-a-long-and-telling-name"
     r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", long)
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["runs", "list"], env={"COLUMNS": "80"})
-    assert r.exit_code == 0 and long in r.output, r.output
+    for flags in ([], ["--all"]):
+        r = runner.invoke(app, ["runs", "list", *flags], env={"COLUMNS": "80"})
+        assert r.exit_code == 0 and long in r.output, r.output
+        assert all(len(line) <= 80 for line in r.output.splitlines()), r.output  # nothing wraps inside a word
 
 
 def test_the_server_home_is_private(neo4j_server) -> None:  # type: ignore[no-untyped-def]

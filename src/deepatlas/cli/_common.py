@@ -206,6 +206,32 @@ class _Notices(logging.Handler):
                   markup=False, highlight=False, soft_wrap=True)
 
 
+def plain_help(app: typer.Typer) -> None:
+    """Click's plain help for every command: at 80 columns Typer's rich help squeezes the text
+    into a fifth of the width and cuts values and defaults with "…"; click's wraps them whole.
+    Value placeholders name the value (``--limit LIMIT``, ``--data DATA``) instead of a Python
+    type (``<int range>``); choices stay ``a|b|c``; flags show none."""
+    from typer.core import _TyperParameter
+
+    app.rich_markup_mode = None
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            plain_help(group.typer_instance)
+    if getattr(_TyperParameter.display_type, "_deepatlas", False):
+        return
+    typed = _TyperParameter.display_type
+
+    def display_type(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) or getattr(self, "is_bool_flag", False):
+            return None
+        if self.type_descriptor.is_choice:
+            return typed(self, ctx)
+        return (self.name or "value").upper()
+
+    display_type._deepatlas = True  # type: ignore[attr-defined]
+    _TyperParameter.display_type = display_type  # type: ignore[method-assign,assignment]
+
+
 def reflow_help(app: typer.Typer) -> None:
     """Let every command's help wrap to the terminal: join the lines inside each paragraph of its
     docstring (Typer's rich help keeps a docstring's line breaks, which at 80 columns ends lines
@@ -264,12 +290,41 @@ class Terminated(KeyboardInterrupt):
     marked failed and its rows removed, one line, exit 143."""
 
 
+#: Seconds a SIGTERM leaves for the clean-up (marking a run failed, a checkpoint) before the
+#: process exits regardless: a stage in one long native call (a big matrix product, a blocked
+#: reader) cannot take the exception until it returns. ``DEEPATLAS_TERM_GRACE`` overrides.
+TERM_GRACE_S = 20.0
+_terminating = False
+
+
+def _hard_exit(grace: float) -> None:
+    sys.stderr.write(f"stopped (SIGTERM): the clean-up did not finish within {grace:g} s; exiting now. A run being "
+                     "written stays incomplete (never listed as complete; the next ingest of its name clears it); "
+                     "a resumable ingest continues from its last checkpoint with --resume\n")
+    sys.stderr.flush()
+    os._exit(143)
+
+
 def _on_sigterm(_signum: int, _frame: object) -> None:
+    global _terminating
+    if _terminating:  # a second SIGTERM: no more waiting
+        _hard_exit(0)
+    _terminating = True
+    import threading
+
+    try:
+        grace = float(os.environ.get("DEEPATLAS_TERM_GRACE", TERM_GRACE_S))
+    except ValueError:
+        grace = TERM_GRACE_S
+    timer = threading.Timer(grace, _hard_exit, (grace,))
+    timer.daemon = True
+    timer.start()
     raise Terminated()
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM raises :class:`Terminated` in the main thread (the CLI calls this once)."""
+    """SIGTERM raises :class:`Terminated` in the main thread (the CLI calls this once), and the
+    process exits with 143 at the latest :data:`TERM_GRACE_S` seconds later."""
     import signal
 
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -87,7 +87,7 @@ def overlap(
         return
     console.print(f"{rep.run}: Pearson r(Jaccard, mistakes) = [bold]{rep.stats.r:.3f}[/] "
                   f"(p = {rep.stats.p_value:.2g}, {rep.stats.n_pairs} class pairs)")
-    table = Table(title="class pairs by overlap")
+    table = Table(title=f"{rep.run}: class pairs by overlap")
     for col in ("a", "b", "jaccard", "shared", "mistakes"):
         table.add_column(col)
     for p in sorted(rep.pairs, key=lambda p: -p["jaccard"])[:10]:

@@ -8,7 +8,7 @@ import typer
 
 from deepatlas import __version__
 from deepatlas.cli import analyze, audit, db, experiment, explain, export, query, runs
-from deepatlas.cli._common import install_signal_handlers, reflow_help, setup_logging
+from deepatlas.cli._common import install_signal_handlers, plain_help, reflow_help, setup_logging
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
 from deepatlas.cli.inspect import inspect
@@ -56,6 +56,7 @@ app.add_typer(export.app, name="export")
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(explain.app, name="explain")
 reflow_help(app)
+plain_help(app)
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def confusion(
                       f"{len(rep.communities.communities)} communities, modularity {rep.communities.modularity:.3f} "
                       f"(on the {rep.communities.graph_label})")
         for title, rows in (("by overlap", rep.by_overlap), ("by mistakes", rep.by_mistakes)):
-            table = Table(title=f"class pairs {title}")
+            table = Table(title=f"{rep.run}: class pairs {title}")
             for col in ("a", "b", "jaccard", "mistakes", "a as b", "b as a", "shared neurons"):
                 table.add_column(col)
             for p in rows:

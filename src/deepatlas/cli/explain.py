@@ -60,12 +60,15 @@ def heatmap(
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     run: ExplainRunOpt = None,
+    shared_scale: Annotated[bool, typer.Option("--shared-scale/--own-scale",
+                                               help="One colour scale for every class's map (compare strengths across "
+                                                    "classes), or each map on its own (see each map's shape).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Input score images of one image for each class: red pushes toward the class, blue away."""
     from deepatlas.workflows.explain import explain_heatmap
     res = explain_heatmap(_workspace(model, data, split, data_dir, device, out, run), image, class_name=class_name,
-                          method=method).to_json()
+                          method=method, shared_scale=shared_scale).to_json()
     if json_out:
         print_json(res)
         return
@@ -200,13 +203,17 @@ def factors(
     if json_out:
         print_json(res)
         return
-    rows = ", ".join(f"{n} {i['rows']} ({i['source']})" for n, i in res["rows"].items())
-    table = Table(title=f"coupled NMF of {res['images']} images; rows per layer ({res['units']}): {rows}")
-    names = list(res["ranks"][0]["rmse"])
-    for col in ("rank", "relative error", *names):
-        table.add_column(col, justify="right")
-    for row in res["ranks"]:
-        table.add_row(str(row["rank"]), f"{row['relative_error']:.4f}", *(f"{row['rmse'][n]:.4f}" for n in names))
+    ranks = res["ranks"]
+    table = Table(title=f"{res['run'] + ': ' if res.get('run') else ''}coupled NMF of {res['images']} images, relative error per layer "
+                        f"({res['units']})")
+    table.add_column("layer", overflow="fold")
+    table.add_column("rows (source)", overflow="fold")
+    for row in ranks:
+        table.add_column(f"rank {row['rank']}", justify="right")
+    table.add_row("all layers", "", *(f"{row['relative_error']:.4f}" for row in ranks), style="bold")
+    for layer in ranks[0]["rmse"]:
+        info = res["rows"].get(layer)
+        table.add_row(layer, f"{info['rows']} ({info['source']})" if info else "", *(f"{row['rmse'][layer]:.4f}" for row in ranks))
     console.print(table)
     for name, path in res["figures"].items():
         console.print(f"figure {name}: {path}")

@@ -204,5 +204,11 @@ def _summary(report: IngestReport) -> None:
                       highlight=False)
     for note in report.skipped:
         console.print(f"[yellow]skipped[/] {note}", highlight=False)
+    for note in report.warnings:
+        console.print(f"[bold yellow]warning[/] {note}", highlight=False)
+    if report.default_run not in (None, report.run.name):
+        console.print(f"commands without --run keep using run {report.default_run} (the same model over more of "
+                      f"this data); pass --run {report.run.name} for this one",
+                      highlight=False)
     example = report.class_names[0] if report.class_names else "CLASS"
     console.print(f"next: deepatlas query drivers --class {example!r} --run {report.run.name}", highlight=False, soft_wrap=True)

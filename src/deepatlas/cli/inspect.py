@@ -46,7 +46,7 @@ def inspect(
         print_json(rep.to_json())
         return
     table = Table(title=f"{rep.model}: input {'x'.join(map(str, rep.input_shape))}, {rep.classes} classes")
-    for col in ("layer", "type", "output", "units", "default", "inside"):
+    for col in ("layer", "type", "output per image", "units", "default", "inside"):
         table.add_column(col, overflow="fold")
     inside: dict[str, int] = {}
     for row in rep.layers:
@@ -58,7 +58,8 @@ def inspect(
             continue
         name = f"  {row.name}" if in_block else row.name
         more = f"{inside[row.name]} layers" if row.name == row.block and row.name in inside else ""
-        table.add_row(name, row.type, "x".join(map(str, row.shape)) or "-", f"{row.units} {row.kind}" if row.units else "-",
+        per_image = "x".join(map(str, row.shape[1:])) or "-"  # shape[0] is the dry pass's batch
+        table.add_row(name, row.type, per_image, f"{row.units} {row.kind}" if row.units else "-",
                       "yes" if row.default else "", more)
     console.print(table)
     if inside and not all_layers:

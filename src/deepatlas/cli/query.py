@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -86,6 +87,46 @@ def style() -> None:
     print(resources.files("deepatlas.cypher").joinpath("browser-style.grass").read_text(), end="")
 
 
+@app.command()
+@cli_errors
+def browser(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the zip into (created if missing).")] = Path("."),
+    run: Annotated[str | None, typer.Option("--run", help="Run the scripts start on (default: the newest complete run, chosen by Browser when script 2 runs).")] = None,
+    class_name: Annotated[str | None, typer.Option("--class", "-c", help="Class script 2 picks (default: the run's first class).")] = None,
+    k: Annotated[int, typer.Option("-k", help="Rows the top-k questions show.")] = 10,
+    community: Annotated[int, typer.Option("--community", help="Community script 7 opens.")] = 0,
+) -> None:
+    """Write a first view for Neo4j Browser: a zip of saved scripts to drop onto its window.
+
+    Drop deepatlas-browser-scripts.zip onto the Browser window (http://127.0.0.1:7474/browser/;
+    `deepatlas db status` prints the address) and Browser files the scripts in its sidebar:
+    Favorites (the star icon), folder "deepatlas" under Local scripts. It keeps them in the web
+    browser's storage, so this is done once.
+
+    The scripts, in order: "1 Start here" lists the runs and their classes; "2 Set parameters"
+    sets :param run, class, k and community; then what drives a class, the confused pairs, the
+    confused pairs with the neurons they share, the communities, one community's members, the
+    classes and the layers. Click the triangle beside a script to run it: script 2 first, then
+    any question. Typing `:param class => 'Sandal'` in the editor changes one parameter.
+
+    Each question is a shipped template (`deepatlas query show NAME`) and gives the rows
+    `deepatlas query run NAME` gives. This command only writes the file; it never connects.
+
+    Example: deepatlas query browser --out ~/Desktop --class Sandal
+    """
+    from deepatlas.cypher.browser_scripts import ZIP_NAME, browser_scripts, scripts_zip
+
+    scripts = browser_scripts(run=run, class_name=class_name, k=k, community=community)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / ZIP_NAME
+    target.write_bytes(scripts_zip(scripts))
+    console.print(f"wrote {target} ({len(scripts)} saved scripts)", highlight=False, soft_wrap=True)
+    console.print("Drop it onto the Neo4j Browser window, open Favorites (the star) > Local scripts > "
+                  "deepatlas, run 2 (set parameters), then any question.", highlight=False)
+
+
 @app.command("run")
 @cli_errors
 def run_cmd(
@@ -121,4 +162,4 @@ def run_cmd(
     if not rows:
         console.print("no rows")
         return
-    console.print(_table(rows, name))
+    console.print(_table(rows, f"{name} on run {raw['run']}" if "run" in raw else name))

@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from deepatlas.cli._common import JsonOpt, cli_errors, console, print_json
@@ -14,6 +15,14 @@ from deepatlas.db.runs import delete_run, list_runs, resolve_run
 
 app = typer.Typer(help="List, inspect and delete the runs stored in the graph.", no_args_is_help=True)
 
+
+
+def short_data(spec: str | None) -> str:
+    """A data spec as a table cell: ``imagefolder:/long/path/photos`` -> ``imagefolder:photos``."""
+    if not spec:
+        return "-"
+    kind, sep, rest = spec.partition(":")
+    return f"{kind}:{rest.rstrip('/').rsplit('/', 1)[-1]}" if sep and "/" in rest else spec
 
 
 @app.command("list")
@@ -34,18 +43,33 @@ def list_cmd(
                   "images": p.get("images"), "updated": p.get("updated")} for p in partial] if all_ else []
         print_json([*runs, *extra])
         return
-    table = Table(title="runs")
+    table = Table(title="runs" if all_ else "complete runs", box=box.SIMPLE_HEAD,
+                  caption="full data path: deepatlas runs show NAME", caption_justify="left")
     table.add_column("name", no_wrap=True, overflow="ignore", min_width=max((len(r.name) for r in runs), default=4))
-    for col in ("status", "data", "images", "accuracy", "created"):
-        table.add_column(col, overflow="fold")
-    for r in runs:
-        table.add_row(r.name, r.status, f"{r.dataset}/{r.split}", str(r.n_samples),
-                      f"{r.accuracy:.2%}" if r.accuracy is not None else "-", (r.created_at or "")[:19])
+    cells = [(short_data(r.dataset) + "/" + str(r.split), f"{r.n_samples:,}" if r.n_samples is not None else "-",
+              f"{r.accuracy:.2%}" if r.accuracy is not None else "-", (r.created_at or "")[:16].replace("T", " "))
+             for r in runs]
+    if all_:  # without --all every run listed is complete
+        table.add_column("status", no_wrap=True, min_width=max((len(r.status) for r in runs), default=6))
+    fixed = [max((len(r.name) for r in runs), default=4), *([max(len(r.status) for r in runs)] if all_ and runs else [])]
+    fixed += [max([len(col), *(len(c[i]) for c in cells)]) for i, col in enumerate(("images", "accuracy", "created"), start=1)]
+    room = console.width - sum(fixed) - 3 * (len(fixed) + 1) - 4  # the data column gives way, cut at its end
+    if room < 12:  # narrow: the day the run was made (MM-DD), not the minute
+        cells = [(*c[:3], c[3][5:10]) for c in cells]
+        room += 9
+    room = max(room, 8)
+    table.add_column("data", no_wrap=True, max_width=room)
+    cells = [(c[0] if len(c[0]) <= room else c[0][: room - 1] + "…", c[1], c[2], c[3]) for c in cells]
+    for i, col in enumerate(("images", "accuracy", "created"), start=1):
+        table.add_column(col, justify="left" if col == "created" else "right", no_wrap=True,
+                         min_width=max([len(col), *(len(c[i]) for c in cells)]))
+    for r, c in zip(runs, cells, strict=True):
+        table.add_row(r.name, *([r.status] if all_ else []), *c)
     console.print(table if runs else "no runs yet: deepatlas ingest")
     if partial:
         stopped = Table(title="stopped ingests: run the same `deepatlas ingest` with --resume to continue (--restart discards)")
         for col in ("name", "stage", "images done", "saved"):
-            stopped.add_column(col, overflow="fold")
+            stopped.add_column(col, no_wrap=True, overflow="ignore" if col == "name" else "ellipsis")
         for p in partial:
             done, total = p.get("images_done"), p.get("images")
             stopped.add_row(str(p.get("run")), str(p.get("stage")), f"{done:,} of {total:,}" if done is not None and total else "-",

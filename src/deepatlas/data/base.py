@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from deepatlas.errors import DataError, DeepAtlasError, UsageError
 
-__all__ = ["ArrayReader", "Batch", "ImageSet", "Reader", "Stream", "default_workers", "fit_images", "to_unit"]
+__all__ = ["ArrayReader", "Batch", "ImageSet", "Reader", "Stream", "default_workers", "describe_fit", "fit_images", "to_unit"]
 
 
 class Reader(Protocol):
@@ -104,6 +104,21 @@ def fit_images(x: np.ndarray | torch.Tensor, shape: tuple[int, int, int] | Seque
     return chunk.contiguous()
 
 
+def describe_fit(stored: tuple[int, ...], target: tuple[int, ...], name: str) -> str | None:
+    """One line saying what turning images of ``stored`` (C, H, W) into ``target`` changes,
+    or None when only the size changes with the aspect kept (a plain rescale)."""
+    (c, h, w), (tc, th, tw) = stored, target
+    changes = []
+    if c != tc:
+        changes.append(f"{'grey repeated into 3 channels' if c == 1 else 'colour turned grey'}")
+    if abs(h * tw - w * th) > max(h, w, th, tw):  # aspect ratios differ by more than a pixel
+        changes.append(f"aspect changed ({w}x{h} -> {tw}x{th})")
+    if not changes:
+        return None
+    return (f"{name} holds {c}x{h}x{w} images, the model takes {tc}x{th}x{tw}: {', '.join(changes)}; "
+            "a model trained on other data gives meaningless edges")
+
+
 class ArrayReader:
     """Images in one array (N, C, H, W), uint8 0..255 or float 0..1, fitted to ``shape`` as read.
 
@@ -119,6 +134,7 @@ class ArrayReader:
             arr = arr.astype(np.float32)
         self.array = arr
         c, h, w = (int(d) for d in arr.shape[1:])
+        self.stored_shape: tuple[int, int, int] = (c, h, w)
         self.shape: tuple[int, int, int] = (c, h, w) if shape is None else (int(shape[0]) or c, int(shape[1]), int(shape[2]))
         self.decodes = self.shape != (c, h, w)
         if self.decodes:
@@ -245,6 +261,16 @@ class ImageSet:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.reader.shape
+
+    def fit_note(self) -> str | None:
+        """What fitting stored images to :attr:`input_shape` changes, when it changes more than
+        the size of images that all share one shape (a channel count or an aspect ratio), else
+        None. Files of mixed sizes are always resized; this is for arrays of one stored shape,
+        where a change says the model was trained on other data."""
+        stored = getattr(self.reader, "stored_shape", None)
+        if stored is None or tuple(stored) == self.input_shape:
+            return None
+        return describe_fit(tuple(stored), self.input_shape, self.name)
 
     @property
     def labels(self) -> torch.Tensor:

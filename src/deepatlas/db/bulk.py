@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepatlas.db.graph import Graph
-from deepatlas.db.runs import RunInfo, ensure_schema, property_value, resolve_run, verify_counts
+from deepatlas.db.runs import RunInfo, ensure_schema, property_value, verify_counts, written_run
 from deepatlas.db.schema import check_label, check_rel
 from deepatlas.db.server import _ADMIN, LocalServer, _java
 from deepatlas.db.templates import cypher
@@ -149,4 +149,4 @@ def bulk_import(
     graph.write(cypher("bulk_complete_run"),
                 {"key": key, "phases": json.dumps(phases)})
     shutil.rmtree(folder, ignore_errors=True)
-    return resolve_run(graph, name)
+    return written_run(graph, name)

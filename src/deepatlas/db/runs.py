@@ -42,7 +42,7 @@ from deepatlas.rows import EdgeTable, GraphTables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "last_run", "list_runs", "new_run_key", "remember_run", "resolve_run", "rows_per_batch", "run_model_row", "write_run"]
+__all__ = ["RunInfo", "delete_run", "ensure_schema", "find_run", "last_run", "list_runs", "new_run_key", "remember_run", "resolve_run", "rows_per_batch", "run_model_row", "write_run", "written_run"]
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -200,7 +200,15 @@ def write_run(
                         key, old, str(exc).splitlines()[0], name)
     if timings is not None:
         timings["clean-up"] = cleaning + time.perf_counter() - t_clean
-    return resolve_run(graph, name)
+    return written_run(graph, name)
+
+
+def written_run(graph: Graph, name: str) -> RunInfo:
+    """The run just written, read back (not remembered as the default: the ingest decides)."""
+    found = find_run(graph, name)
+    if found is None:
+        raise NotFoundError(f"run {name!r} was written but is not complete; `deepatlas runs list` shows its state")
+    return found
 
 
 #: Bytes of list properties one write transaction may carry. Neuron and Class rows hold their

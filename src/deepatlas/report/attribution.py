@@ -39,23 +39,28 @@ NO_SIGNAL = 1e-12
 
 
 def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path: Path, *, title: str = "",
-                     label: str = "score of the pixel", shared: bool = False) -> Path:
+                     label: str = "score of the pixel", shared: bool = False, shared_scale: bool = False) -> Path:
     """The image (in colour when it has three channels), then one score map per class: red
     positive, blue negative (RdBu, colour-blind safe), each on its own symmetric scale shown by
-    its colour bar, or all on one scale (``shared``); ``label`` names the quantity. The image's
-    outline is drawn over each map. A map whose values are all below :data:`NO_SIGNAL` is left
-    blank and says "no signal" (an EfficientNet's 1e-17 rounding drawn at full strength read as
-    strong structure)."""
+    its own colour bar (the default; a faint map then looks as strong as a strong one), or with
+    ``shared_scale`` (``shared`` is its older name) all on one symmetric scale, +- the largest
+    |value| over all maps, shown by one colour bar; the colour bar's label and the line under
+    the panels say which. ``label`` names the quantity. The image's outline is drawn over each
+    map. A map whose values are all below :data:`NO_SIGNAL` is left blank and says "no signal"
+    (an EfficientNet's 1e-17 rounding drawn at full strength read as strong structure)."""
+    shared = shared or shared_scale
     n = len(maps) + 1
     cols = min(n, 6)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), dpi=110, squeeze=False)
+    size = (2.3 * cols + 1.0, 2.5 * rows + 0.6) if shared else (2.3 * cols, 2.0 * rows + 0.6)  # + the one bar
+    fig, axes = plt.subplots(rows, cols, figsize=size, dpi=110, squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     bright = show_image(axes[0, 0], image)
     axes[0, 0].set_title("input image", fontsize=9)
     outline = bright > 0.5 * bright.max() if bright.max() > 0 else bright > 0
     top = max((float(np.abs(m).max()) for _, m in maps), default=0.0)
+    drawn = None
     for ax, (name, m) in zip(axes.ravel()[1:], maps, strict=False):
         peak = float(np.abs(m).max())
         ax.set_title(name, fontsize=9)
@@ -64,16 +69,25 @@ def input_score_grid(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path
                     transform=ax.transAxes, color="#555555")
             continue
         lim = (top if shared else peak) or 1.0
-        im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        drawn = im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.contour(outline.astype(float), levels=[0.5], colors="black", linewidths=0.6)
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, ticks=[-lim, 0, lim])
+        if not shared:
+            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, ticks=[-lim, 0, lim])
+            bar.ax.tick_params(labelsize=7)
+            bar.ax.yaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
+            bar.set_label("own scale", fontsize=7)
+    if shared and drawn is not None:
+        lim = top or 1.0
+        bar = fig.colorbar(drawn, ax=axes.ravel().tolist(), shrink=0.8 if rows > 1 else 0.9, ticks=[-lim, 0, lim])
         bar.ax.tick_params(labelsize=7)
         bar.ax.yaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
-    scale = "all maps on one scale" if shared else "each map on its own scale"
-    fig.text(0.5, 0.005, f"colour: {label} (red +, blue -; {scale})", ha="center", fontsize=8)
+        bar.set_label(f"{label}\nshared scale: +-{lim:.2g} (largest |score| of all maps)", fontsize=8)
+    scale = ("one shared scale for all maps: colours compare across maps" if shared
+             else "each map on its own scale (its own colour bar): compare colours within a map only")
+    fig.supxlabel(f"colour: {label} (red +, blue -); {scale}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return save(fig, path)
+    return save(fig, path, tight=False)
 
 
 def filter_bars(layers: list[tuple[str, np.ndarray]], path: Path, *, title: str = "", quantity: str = "score") -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +16,7 @@ import numpy as np
 from deepatlas.report._save import save
 
 __all__ = ["CommunitiesLike", "OverlapLike", "class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter",
-           "notable_classes"]
+           "notable_classes", "title_chars", "wrap_title"]
 
 
 class OverlapLike(Protocol):
@@ -217,24 +218,74 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path, *,
     return save(fig, path, bbox_inches="tight")  # the title and the legend below the axes stay in
 
 
+#: Average width of a character of the default sans-serif font, in ems (lower case and digits,
+#: rounded up), for fitting titles to a panel before anything is drawn.
+CHAR_EM = 0.62
+
+
+def title_chars(width_in: float, fontsize: float) -> int:
+    """How many characters of ``fontsize`` points fit in ``width_in`` inches."""
+    return max(8, int(width_in * 72 / (fontsize * CHAR_EM)))
+
+
+def wrap_title(text: str, width: int, *, max_lines: int = 3) -> str:
+    """``text`` in lines of at most ``width`` characters: broken after ": " first (a class from
+    its unit), then at spaces and the dots, slashes and underscores of layer names; a word longer
+    than a line is cut. Past ``max_lines`` the middle goes ("..."): the first line and the end,
+    where a unit's index is, stay."""
+    if len(text) <= width:
+        return text
+    head, sep, tail = text.partition(": ")
+    parts = [head + ":", tail] if sep else [text]
+    lines: list[str] = []
+    for part in parts:
+        line = ""
+        for token in re.split(r"(?<=[ ./_])", part):
+            while len(token) > width:  # a word longer than a line: cut
+                if line:
+                    lines.append(line.rstrip())
+                    line = ""
+                lines.append(token[:width])
+                token = token[width:]
+            if line and len(line.rstrip()) + len(token.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = ""
+            line += token
+        if line.strip():
+            lines.append(line.rstrip())
+    if len(lines) > max_lines:
+        end = lines[len(lines) - (max_lines - 1):]
+        end[0] = "..." + end[0][3:] if len(end[0]) + 3 > width else "..." + end[0]
+        lines = [lines[0], *end] if max_lines > 1 else end
+    return "\n".join(lines)
+
+
 def heatmap_grid(maps: list[tuple[str, np.ndarray]], path: Path, *, columns: int = 5, title: str = "",
                  cmap: str = "RdBu_r", vmin: float = -1.0, vmax: float = 1.0,
                  label: str = "Pearson r (unit vs pixel, over the run's images)") -> Path:
     """Image-shaped maps on one shared scale (default: pixel correlations, red +, blue -, a
-    colour-blind-safe diverging map); ``label`` names the colour bar's quantity."""
+    colour-blind-safe diverging map); ``label`` names the colour bar's quantity.
+
+    Panel titles are wrapped to the panel's width (:func:`wrap_title`: "class #1:" on one line,
+    a long layer name broken at its dots, the unit index kept) and the rows are spaced for them,
+    so the titles of neighbouring panels never run into each other."""
     n = len(maps)
     columns = max(1, min(columns, n))
     rows = max(1, (n + columns - 1) // columns)
-    # room for the colour bar and its label beside even a single map
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns + 1.4, 2.4 * rows + 0.4), dpi=110, squeeze=False)
+    panel, fontsize = 2.2, 8
+    titles = [wrap_title(name, title_chars(panel - 0.15, fontsize)) for name, _ in maps]
+    lines = max((t.count("\n") + 1 for t in titles), default=1)
+    # room for the colour bar and its label beside even a single map, and for the titles' lines
+    fig, axes = plt.subplots(rows, columns, figsize=(panel * columns + 1.4, (panel + 0.17 * lines) * rows + 0.5),
+                             dpi=110, squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     im = None
-    for ax, (name, img) in zip(axes.ravel(), maps, strict=False):
+    for ax, text, (_, img) in zip(axes.ravel(), titles, maps, strict=False):
         im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(text, fontsize=fontsize)
     if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=label)
-    if title:  # above the top edge, clear of the panel titles; the tight box takes it in
-        fig.suptitle(title, fontsize=10, y=0.97, va="bottom")
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9 if rows == 1 else 0.6, label=label)
+    if title:  # the layout keeps it above the panel titles
+        fig.suptitle(title, fontsize=10)
     return save(fig, path, tight=False, bbox_inches="tight")  # nothing drawn is cut at the edge

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from deepatlas.db.graph import Graph
 from deepatlas.db.runs import (
     RunInfo,
     find_run,
+    last_run,
     new_run_key,
     remember_run,
     validate_run_name,
@@ -52,6 +54,8 @@ from deepatlas.models.loading import complete_metadata, model_props
 from deepatlas.models.reference import build_model
 from deepatlas.models.train import evaluate, pixel_mean_std, train_model
 from deepatlas.workspace import Result, Workspace, no_progress, pick_device
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EDGE_KINDS", "IngestReport", "TrainReport", "ingest", "pick_device", "train_reference"]
 
@@ -159,13 +163,38 @@ class IngestReport(Result):
     processes: int = 1
     resumed: bool = False
     class_names: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    default_run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.run.name, "key": self.run.key, "accuracy": self.accuracy, "device": self.device,
                 "nodes": self.nodes, "edges": self.edges, "seconds": self.seconds, "memory_mb": self.memory_mb,
                 "pairs": self.pairs, "attribution": self.attribution, "skipped": self.skipped,
                 "batch_size": self.batch_size, "processes": self.processes, "resumed": self.resumed,
-                "class_names": self.class_names}
+                "class_names": self.class_names, "warnings": self.warnings, "default_run": self.default_run}
+
+
+def _move_default(ws: Workspace, run: RunInfo, current: str | None) -> str | None:
+    """Make the run just written the one commands without ``--run`` use, unless the default
+    before it (``current``) is a complete run of the same model over more images of the same
+    data: a quick look at 2,000 images (``--limit``, fewer layers) must not move the analysis of
+    the full run onto it. Returns the default run afterwards."""
+    before = find_run(ws.graph, current) if current not in (None, run.name) else None
+    if (before is not None and before.model == run.model and before.dataset == run.dataset
+            and before.split == run.split and (before.n_samples or 0) > (run.n_samples or 0)):
+        log.warning("commands without --run keep using run %s (%s images); run %s covers %s (pass --run %s)",
+                    before.name, f"{before.n_samples:,}", run.name, f"{run.n_samples or 0:,}", run.name)
+        return before.name
+    remember_run(ws.graph, run.name)
+    return run.name
+
+
+def _near_chance(accuracy: float, n_classes: int) -> str | None:
+    """A warning when the model's accuracy on the data is within 1.5x of guessing."""
+    if n_classes < 2 or accuracy > 1.5 / n_classes:
+        return None
+    return (f"accuracy {accuracy:.1%} is near chance (1/{n_classes} = {1 / n_classes:.1%}): are these the weights trained "
+            "on this data (same classes in the same order, same input shape)? The edges describe this model as it is")
 
 
 def _default_run_name(ckpt: Checkpoint, data: ImageSet) -> str:
@@ -303,6 +332,8 @@ def ingest(
             raise UsageError(f"the model expects images of shape {expected}, {images.name} has {images.input_shape}")
         if len(ckpt.class_names) != len(images.class_names):
             raise UsageError(f"the model has {len(ckpt.class_names)} classes, {images.name} has {len(images.class_names)}")
+        if images.fit_note():
+            log.warning("%s", images.fit_note())
         name = validate_run_name(ws.run if ws.run is not None else _default_run_name(ckpt, images))
         dev = ws.device
         dist = from_env(dev)
@@ -313,9 +344,11 @@ def ingest(
 
     writer = run_writer(bulk)
     problem = None
+    previous_default: str | None = None
     if dist.main:
         try:
             g = ws.graph
+            previous_default = last_run(g)
             if not replace:  # refuse before computing anything
                 _check_replacement(g, name, ckpt, images)
             writer.check(g)  # e.g. --bulk needs an empty database: refused before any work
@@ -419,6 +452,7 @@ def ingest(
         "confusion": result.confusion.tolist(), "device": str(dev),
     }
     run: RunInfo | None = None
+    default_run: str | None = None
     if dist.main:
         total_rows = sum(tables.node_counts().values()) + sum(len(t) for t in tables.edges)
         t0 = time.perf_counter()
@@ -428,7 +462,7 @@ def ingest(
         if "clean-up" in writer.timings:  # deleting earlier generations of the name
             timings["clean-up"] = writer.timings["clean-up"]
         timings["write"] = time.perf_counter() - t0 - timings.get("clean-up", 0.0)
-        remember_run(ws.graph, name)  # commands without --run now default to this run
+        default_run = _move_default(ws, run, previous_default)
     dist.barrier()
     if state is not None:
         state.finish()
@@ -438,7 +472,9 @@ def ingest(
                       completed_at=None, params={}, counts={})
     return IngestReport(run, tables.node_counts(), tables.edge_counts(), timings, result.accuracy, str(dev),
                         meter.rounded(), pair_counts, attribution, skipped, result.batch_size, dist.world,
-                        state is not None and state.resumed, list(result.class_names))
+                        state is not None and state.resumed, list(result.class_names),
+                        [w for w in (images.fit_note(), _near_chance(result.accuracy, len(result.class_names))) if w],
+                        default_run if dist.main else None)
 
 
 def _check_fits(ckpt: Checkpoint, images: ImageSet, layers: Sequence[str] | None, **settings: Any) -> None:

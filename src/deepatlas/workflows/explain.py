@@ -102,13 +102,15 @@ class HeatmapResult(Result):
     note: str | None = optional()
 
 
-def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None, method: str | None = None) -> HeatmapResult:
+def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None, method: str | None = None,
+                    shared_scale: bool = False) -> HeatmapResult:
     """Input score maps of one image for every class (or one), as a PNG and numbers.
 
     ``method="influence"``: influential scores (Jung et al.); ``"gradient"``: d logit / d pixel
     (Lo). Default: influential scores, or prediction gradients on a model the influence rules do
-    not cover (a vision transformer's attention); ``note`` then says why. The model and images
-    are the Workspace's; the figure goes to ``ws.out``.
+    not cover (a vision transformer's attention); ``note`` then says why. ``shared_scale`` draws
+    every map on one colour scale (default: each on its own, as the figure says). The model and
+    images are the Workspace's; the figure goes to ``ws.out``.
     """
     if method is not None and method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -135,7 +137,7 @@ def explain_heatmap(ws: Workspace, index: int, *, class_name: str | None = None,
     fig = input_score_grid(raw[0].numpy(), [(f"{names[t]} (p={probs[t]:.2f})", m) for t, m in zip(targets, maps, strict=True)],
                            ws.out / f"heatmap-{method}-{split}-{index}.png",
                            title=f"{data.name}/{split} #{index}: label {names[label]}, predicted {names[pred]} ({method})",
-                           label=f"{method} score of the pixel for the class")
+                           label=f"{method} score of the pixel for the class", shared_scale=shared_scale)
     return HeatmapResult(
         image=index, split=split, label=names[label], predicted=names[pred], method=method,
         probabilities={names[i]: float(p) for i, p in enumerate(probs)}, figure=str(fig),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,28 @@ def test_declaring_the_ingest_command_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(src)},
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_sigterm_stops_the_process_even_when_the_clean_up_hangs(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import time\n"
+        "from deepatlas.cli._common import Terminated, install_signal_handlers\n"
+        "install_signal_handlers()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "except Terminated:\n"
+        "    print('cleaning up', flush=True)\n"
+        "    time.sleep(60)  # a clean-up that never ends (a stuck transaction, a native call)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DEEPATLAS_TERM_GRACE": "1"})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, errs = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "cleaning up" in out
+    assert "did not finish within 1 s" in errs and time.monotonic() - t0 < 30

@@ -172,3 +172,15 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
     # 8x the images: the peak moves by the allocator's steps (measured: +0 to +40 MB from 400 to
     # 6,400 images), where a float32 copy of the images would add 157 MB
     assert large - small < 60.0, (small, large)
+
+
+def test_fitting_stored_images_to_another_channel_count_or_aspect_is_said() -> None:
+    grey = ImageSet(ArrayReader(np.zeros((4, 1, 28, 28), np.uint8)), [0, 1, 0, 1], ["a", "b"], "fashion-mnist", "test")
+    assert grey.fit_note() is None  # as stored
+    assert ImageSet(ArrayReader(grey.reader.array, (1, 32, 32)), [0, 1, 0, 1], ["a", "b"], "fm", "test").fit_note() is None  # rescale only
+    note = ImageSet(ArrayReader(grey.reader.array, (3, 32, 32)), [0, 1, 0, 1], ["a", "b"], "fm", "test").fit_note()
+    assert note is not None and "1x28x28" in note and "3x32x32" in note and "grey repeated" in note
+    note = ImageSet(ArrayReader(grey.reader.array, (1, 28, 56)), [0, 1, 0, 1], ["a", "b"], "fm", "test").fit_note()
+    assert note is not None and "aspect changed (28x28 -> 56x28)" in note
+    colour = load_data("fashion-mnist", "test", input_shape=(3, 28, 28), limit=4)
+    assert colour.fit_note() is not None and "fashion-mnist" in colour.fit_note()

@@ -44,7 +44,7 @@ def test_a_single_map_keeps_its_title_clear_of_the_panel_and_names_the_colour_ba
                          label="gate (0 closed, 1 open)")
     fig = drawn[0]
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    suptitle = fig._suptitle.get_window_extent(renderer)  # type: ignore[union-attr]
+    suptitle = fig._suptitle.get_window_extent(renderer)  # type: ignore[attr-defined]
     panel = fig.axes[0].title.get_window_extent(renderer)
     assert not suptitle.overlaps(panel)
     assert fig.axes[-1].get_ylabel() == "gate (0 closed, 1 open)"  # the colour bar's axes
