@@ -90,7 +90,7 @@ def test_a_disk_below_the_margin_stops_the_ingest_before_any_write(neo4j_server,
     r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", "no-room")
     assert r.exit_code == 1 and "Traceback" not in r.output
     line = next(x for x in r.output.splitlines() if x.strip())
-    assert "MB free, below the" in line and "free some space, then ingest again. Nothing was written." in line
+    assert "MB free; this run needs about" in line and "must stay free" in line and "Nothing was written." in line
     assert "try again" not in line.replace("ingest again", "")
     with Graph(autostart=False) as g:
         assert g.read("MATCH (r:Run {name: 'no-room'}) RETURN count(r) AS c")[0]["c"] == 0
@@ -100,3 +100,31 @@ def test_a_disk_below_the_margin_stops_the_ingest_before_any_write(neo4j_server,
     r = runner.invoke(app, ["db", "status", "--json"])
     st = json.loads(r.output)
     assert st["database"] == "online" and st["free_mb"] > 0
+
+
+def test_a_disk_filling_during_the_write_stops_it_and_keeps_earlier_runs(neo4j_server, tiny_checkpoint: Path,  # type: ignore[no-untyped-def]
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepatlas.db.server import LocalServer
+
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", "kept-safe")
+    assert r.exit_code == 0, r.output
+    real = LocalServer.free_mb
+    calls = {"n": 0}
+
+    def filling(self: LocalServer) -> float | None:  # the real disk, then something else fills it mid-write
+        calls["n"] += 1
+        return real(self) if calls["n"] <= 3 else 100.0
+
+    monkeypatch.setattr(LocalServer, "free_mb", filling)
+    monkeypatch.setenv("DEEPATLAS_MIN_FREE_MB", "512")
+    monkeypatch.setenv("DEEPATLAS_WRITE_BATCH", "50")
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", "filling-up")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "stopped writing: the disk" in r.output and "earlier runs are intact" in r.output
+    monkeypatch.setattr(LocalServer, "free_mb", real)
+    with Graph(autostart=False) as g:
+        assert find_run(g, "filling-up") is None  # never complete
+        kept = find_run(g, "kept-safe")
+        assert kept is not None and kept.status == "complete"
+    r = runner.invoke(app, ["db", "status", "--json"])
+    assert json.loads(r.output)["database"] == "online"

@@ -221,7 +221,8 @@ def _translate(exc: BaseException, settings: Settings) -> GraphError:
                               "dbms.memory.transaction.total.max); lower DEEPATLAS_WRITE_BATCH or raise that setting")
         if "DatabaseUnavailable" in text:
             return GraphUnavailable(f"the database at {where} is not online ({exc.code}); see `deepatlas db status` and its log")
-        return GraphError(f"Neo4j failed ({exc.code}): {_first_line(exc.message)}; try again")
+        return GraphError(f"Neo4j failed ({exc.code}): {_first_line(exc.message)}; `deepatlas db status` shows whether "
+                          "the database is online, and the server log says why")
     return GraphError(f"Neo4j error: {_first_line(str(exc))}")
 
 

@@ -253,7 +253,9 @@ class LocalServer:
             the last lines of its log).
         """
         if self.pid() is not None:
+            deadline = time.monotonic() + timeout
             self._wait_for_bolt(timeout, None)
+            self._wait_for_database(deadline)
             return self.status()
         for port, name, var in ((self.bolt_port, "Bolt", "DEEPATLAS_BOLT_PORT"), (self.http_port, "HTTP", "DEEPATLAS_HTTP_PORT")):
             if _port_in_use(port):
@@ -276,8 +278,10 @@ class LocalServer:
         finally:
             log.close()
         self.pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
         try:
             self._wait_for_bolt(timeout, proc)
+            self._wait_for_database(deadline)
         except ServerError:
             self.stop()
             raise
@@ -303,6 +307,22 @@ class LocalServer:
                     pass
             time.sleep(0.5)
         raise ServerError(f"Neo4j did not answer on {self.bolt_uri} within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def _wait_for_database(self, deadline: float) -> None:
+        """Bolt answering is not enough: the default database must come online (a store broken
+        by a full disk leaves the server up and the database offline)."""
+        state = None
+        while True:
+            _, state = self._version()
+            if state == "online" or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if state != "online":
+            free = self.free_mb()
+            disk = f" The disk has {free:,.0f} MB free." if free is not None else ""
+            raise ServerError(f"Neo4j answers but its database is {state or 'not answering'}.{disk} If the disk filled, free "
+                              f"space and run `deepatlas db start` again; the server log ({self.log_file}) says why:\n"
+                              f"{self.log_tail()}")
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the server cleanly (SIGTERM, then SIGKILL after ``timeout``). True if it ran."""
