@@ -224,9 +224,41 @@ def safe_torch_load(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         if "global" in str(exc).lower():  # the unpickler was asked to import something: code, not data
             raise CheckpointError(f"{path}: {PICKLE_REFUSED}") from None
+        calls = pickle_imports(path)
+        if calls:
+            raise CheckpointError(f"{path}: a pickle that would run code when loaded (it imports {', '.join(calls[:3])}); "
+                                  "nothing in it was run; deepatlas never unpickles code (see --trust-pickle)") from None
         raise CheckpointError(f"{path} is corrupt or truncated (UnpicklingError)") from None
     except Exception as exc:  # torch raises many types for a damaged archive
         raise CheckpointError(f"{path} is corrupt or truncated ({type(exc).__name__})") from None
+
+
+def pickle_imports(path: str | Path, limit: int = 1 << 24) -> list[str]:
+    """The ``module.name`` globals a plain (non-zip) pickle file would import when loaded, read
+    from its opcodes with :mod:`pickletools` (nothing is executed); [] for other files or
+    unreadable opcode streams. Only the first ``limit`` bytes are read."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit)
+    except OSError:
+        return []
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+            if op.name == "STOP":
+                break
+    except Exception:  # not a pickle, or cut off: whatever was seen so far
+        pass
+    return list(dict.fromkeys(found))
 
 
 def _ints(value: Any) -> list[Any]:

@@ -72,3 +72,26 @@ def test_unknown_arch(tmp_path: Path) -> None:
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="unknown architecture"):
         load_checkpoint(path)
+
+
+def test_a_protocol_4_pickle_that_calls_code_is_named_as_such_not_as_corrupt(tmp_path: Path) -> None:
+    import os
+    import pickle
+
+    from deepatlas.models.checkpoint import safe_torch_load
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "weights.pt"
+    evil.write_bytes(pickle.dumps(Payload(), protocol=4))
+    with pytest.raises(CheckpointError, match=r"a pickle that would run code when loaded \(it imports posix.system\)"):
+        safe_torch_load(evil)
+    assert not marker.exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        safe_torch_load(junk)
