@@ -163,3 +163,25 @@ def test_exports_read_back(graph: Graph, result, tmp_path: Path) -> None:  # typ
     classes = [d for _, d in g1.nodes(data=True) if d.get("label") == "Class"]
     assert sorted(c["name"] for c in classes) == sorted(result.class_names)
     assert any("pixel_r" in n for n in data["nodes"])
+
+
+def test_one_answer_to_which_classes_are_alike(graph: Graph, tiny_checkpoint: Path) -> None:
+    """The audit's communities are those `analyze communities` gives: computed on the same
+    (complete) graph by default, and read back once stored, whichever graph they were made on."""
+    ingest(Workspace(graph, model=tiny_checkpoint, run="alike", limit=400, device="cpu"), edges=("coactivation",))
+    runner = CliRunner()
+    r = runner.invoke(app, ["audit", "confusion", "--run", "alike", "--json", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    audited = json.loads(r.stdout)["communities"]
+    fresh = analyze_communities(Workspace(graph, run="alike", device="cpu"), seed=0, write=False)
+    assert audited["graph"] == "complete" == fresh.graph
+    assert audited["modularity"] == pytest.approx(fresh.modularity, abs=1e-9)
+    assert [c["classes"] for c in audited["list"]] == [c["classes"] for c in fresh.communities]
+    stored = analyze_communities(Workspace(graph, run="alike", device="cpu"), seed=3, graph_kind="stored")
+    r = runner.invoke(app, ["audit", "confusion", "--run", "alike", "--no-plots"])
+    assert r.exit_code == 0 and f"modularity {stored.modularity:.3f}" in r.output and "as stored by" in r.output, r.output
+    audited = json.loads(runner.invoke(app, ["audit", "confusion", "--run", "alike", "--json", "--no-plots"]).stdout)["communities"]
+    assert audited["graph"] == "stored" and audited["modularity"] == pytest.approx(stored.modularity, abs=1e-9)
+    assert sorted(map(sorted, (c["classes"] for c in audited["list"]))) == sorted(map(sorted, (c["classes"] for c in stored.communities)))
+    r = runner.invoke(app, ["audit", "confusion", "--run", "alike", "--json", "--no-plots", "--graph", "complete"])
+    assert json.loads(r.stdout)["communities"]["modularity"] == pytest.approx(fresh.modularity, abs=1e-9)  # asked for: computed

@@ -26,6 +26,9 @@ def confusion(
     pairs: Annotated[int, typer.Option(min=1, help="Pairs listed per ranking.")] = 10,
     out: Annotated[Path | None, typer.Option(help="Folder for the PNG figures. Default: $DEEPATLAS_HOME/out/audit-RUN")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the figures.")] = False,
+    graph: Annotated[str | None, typer.Option(help="Graph of the class communities: complete or stored. Default: the "
+                                                   "communities `analyze communities` stored for the run, else the "
+                                                   "complete correlation graph, as `analyze communities` computes.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Which classes does the model see as alike, and is that where it errs?
@@ -40,14 +43,15 @@ def confusion(
         if out is None:
             ws.out_dir = out_dir() / f"audit-{ws.run_info().name}"
         rep = audit_confusion(ws, top_k=top_k, set_min_r=set_min_r, max_jaccard=max_jaccard, min_corr=min_r,
-                              pairs=pairs, figures=not no_plots)
+                              pairs=pairs, figures=not no_plots, community_graph=graph)
     if json_out:
         print_json(rep.to_json())
     else:
         st = rep.overlap.stats
         console.print(f"[bold]{rep.run}[/]: r(Jaccard, mistakes) = [bold]{st.r:.3f}[/] (p = {st.p_value:.2g}, {st.n_pairs} pairs); "
                       f"{len(rep.communities.communities)} communities, modularity {rep.communities.modularity:.3f} "
-                      f"(on the {rep.communities.graph_label})")
+                      f"(on the {rep.communities.graph_label}"
+                      + (", as stored by `analyze communities`)" if rep.communities.params.get("read_from") else ")"))
         for title, rows in (("by overlap", rep.by_overlap), ("by mistakes", rep.by_mistakes)):
             table = Table(title=f"{rep.run}: class pairs {title}")
             for col in ("a", "b", "jaccard", "mistakes", "a as b", "b as a", "shared neurons"):

@@ -146,9 +146,9 @@ def rank(
     """The influential-scores paper's rank experiment on its synthetic data sets.
 
     Trains an MLP (3 x 200 ReLU) on the soft labels, then checks how often the relevant inputs
-    hold the top ranks when the inputs are sorted by their influential score on the predicted
-    output node in descending order (signed, the paper's); the |score| ranking is shown beside
-    it as a labelled variant.
+    hold the top ranks when the inputs are sorted by their influential score on the output node
+    the relevant inputs raise (the paper's Y_1), signed, in descending order; the |score| ranking
+    and the score on the predicted node are shown beside it as labelled variants.
     """
     from deepatlas.explain.rank import rank_experiment
 
@@ -158,12 +158,20 @@ def rank(
     if json_out:
         print_json(res)
         return
-    console.print(f"{dataset}: relevant inputs {res['relevant']}; |Y1 error| {res['mae_y1']:.4f}")
-    var = res["abs_variant"]
-    console.print(f"  relevant inputs hold the top ranks (signed score, descending; the paper's): [bold]{res['top_ranks']:.1%}[/] of samples"
-                  f"   [dim](variant, by |score|: {var['top_ranks']:.1%})[/]")
-    console.print(f"  an irrelevant input outranks a relevant one: {res['outranked']:.1%}   [dim](by |score|: {var['outranked']:.1%})[/]")
-    console.print("  mean rank per input (signed): " + ", ".join(f"X{i} {r:.2f}" for i, r in enumerate(res["mean_rank"])))
+    console.print(f"{dataset}: relevant inputs {res['relevant']}; |Y1 error| {res['mae_y1']:.4f}; scored on output node "
+                  f"{res['node']}, the one the relevant inputs raise (the paper's Y_1)", highlight=False)
+    table = Table(title=f"{dataset}, seed {res['seed']}: how the {len(res['relevant'])} relevant inputs rank among 10")
+    for col in ("ranking", "relevant inputs hold the top ranks", "an irrelevant input outranks a relevant one"):
+        table.add_column(col, justify="left" if col == "ranking" else "right")
+    table.add_row("signed score on Y_1, descending (the paper's)", f"{res['top_ranks']:.1%}", f"{res['outranked']:.1%}",
+                  style="bold")
+    labels = {"raised-abs": "|score| on Y_1", "predicted-signed": "signed score on the predicted node",
+              "predicted-abs": "|score| on the predicted node"}
+    for key, label in labels.items():
+        v = res["variants"][key]
+        table.add_row(f"variant: {label}", f"{v['top_ranks']:.1%}", f"{v['outranked']:.1%}")
+    console.print(table)
+    console.print("  mean rank per input (signed, Y_1): " + ", ".join(f"X{i} {r:.2f}" for i, r in enumerate(res["mean_rank"])))
 
 
 UnitsOpt = Annotated[str, typer.Option(help="Rows of a conv layer: maps (every position of every feature map, the paper's) or channel-means.")]

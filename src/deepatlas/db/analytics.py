@@ -96,6 +96,20 @@ def write_communities(graph: Graph, run: RunInfo, membership: dict[str, int], mo
     return len(communities)
 
 
+def read_memberships(graph: Graph, run: RunInfo) -> tuple[dict[str, int], float, str, dict[str, Any]] | None:
+    """The communities ``analyze communities`` stored for the run: (node key -> community index,
+    modularity, the graph kind they were computed on, their parameters), or None if none are."""
+    rows = graph.read(cypher("run_memberships"), {"run": run.key})
+    members = {r["node"]: int(r["community"]) for r in rows if r["node"] is not None}
+    if not members or rows[0]["q"] is None:
+        return None
+    try:
+        params = json.loads(rows[0]["params"]) if rows[0]["params"] else {}
+    except ValueError:
+        params = {}
+    return members, float(rows[0]["q"]), str(rows[0]["graph"] or params.get("graph", "stored")), params
+
+
 def write_overlaps(graph: Graph, run: RunInfo, set_rows: list[dict[str, Any]], pair_rows: list[dict[str, Any]],
                    summary: dict[str, Any]) -> None:
     """Replace IN_SET (neuron -> class set membership) and OVERLAPS (class pairs) for the run.

@@ -209,7 +209,9 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path, *,
     algorithm = comm.params.get("algorithm", "louvain")
     subset = (f"; the {len(shown)} classes of the most overlapping and most confused pairs, of {len(ov.class_names):,}"
               if len(shown) < len(ov.class_names) else "")
-    ax.set_title(f"{ov.run}: classes by {algorithm} community of the co-activation graph\n"
+    on = {"complete": "the complete correlation graph", "stored": "the stored COACTIVATES edges"}.get(
+        getattr(comm, "graph", "stored"), "the co-activation graph")
+    ax.set_title(f"{ov.run}: classes by {algorithm} community of {on}\n"
                  f"(modularity {comm.modularity:.3f}; lines: Jaccard of the classes' neuron sets, "
                  f"{_set_desc(ov.params) or 'all'}{subset})", fontsize=10)
     ax.set_aspect("equal")

@@ -6,6 +6,7 @@ runs the pure algorithms, and writes results back (``write=True``) or only repor
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from deepatlas.db.analytics import (
     write_communities,
     write_overlaps,
 )
+from deepatlas.db.graph import Graph
+from deepatlas.db.runs import RunInfo
 from deepatlas.errors import UsageError
 from deepatlas.graphops import (
     OverlapStats,
@@ -35,6 +38,8 @@ from deepatlas.graphops import (
 )
 from deepatlas.graphops.communities import ALGORITHMS, DEFAULT_ALGORITHM, NEGATIVE_MODES
 from deepatlas.workspace import Result, Workspace
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COMMUNITY_GRAPHS",
@@ -147,21 +152,43 @@ def _communities(rg: RunGraph, resolution: float, seed: int, negative: str,
     keys = [n["key"] for n in rg.neurons] + [c["key"] for c in rg.classes]
     part, n_edges = communities(keys, rg.edges if edges is None else edges, negative=negative, resolution=resolution,
                                 seed=seed, algorithm=algorithm)
+    params = {"resolution": resolution, "seed": seed, "negative": negative, "graph": kind,
+              "edges": n_edges, "algorithm": algorithm}
+    return _community_report(rg, part.membership, part.modularity, params, kind)
+
+
+def _community_report(rg: RunGraph, membership: dict[str, int], modularity: float, params: dict[str, Any],
+                      kind: str) -> CommunityReport:
+    """A partition of the run's nodes as a report: each community's classes and units per layer."""
     names = {c["key"]: c["name"] for c in rg.classes}
     labels = {n["key"]: neuron_label(n) for n in rg.neurons}
+    order = [c["name"] for c in rg.classes]
+    groups: dict[int, list[str]] = {}
+    for node, index in membership.items():
+        groups.setdefault(index, []).append(node)
     out = []
-    for i, members in enumerate(part.communities):
-        classes = [names[m] for m in members if m in names]
+    for i in sorted(groups):
+        members = groups[i]
         layers: dict[str, int] = {}
         for m in members:
             if m in labels:
                 layer = labels[m].split(":")[0]
                 layers[layer] = layers.get(layer, 0) + 1
-        out.append({"index": i, "size": len(members), "classes": sorted(classes, key=[c["name"] for c in rg.classes].index),
+        out.append({"index": i, "size": len(members), "classes": sorted((names[m] for m in members if m in names), key=order.index),
                     "neurons_by_layer": layers})
-    params = {"resolution": resolution, "seed": seed, "negative": negative, "graph": kind,
-              "edges": n_edges, "algorithm": algorithm}
-    return CommunityReport(rg.run.name, part.modularity, out, params, part.membership, kind)
+    return CommunityReport(rg.run.name, modularity, out, params, membership, kind)
+
+
+def _stored_communities(graph: Graph, info: RunInfo, rg: RunGraph) -> CommunityReport | None:
+    """The communities ``analyze communities`` wrote for the run, if it did."""
+    from deepatlas.db.analytics import read_memberships
+
+    stored = read_memberships(graph, info)
+    if stored is None:
+        return None
+    membership, q, kind, params = stored
+    return _community_report(rg, membership, q, {**params, "read_from": "stored communities"},
+                             kind if kind in COMMUNITY_GRAPHS else "stored")
 
 
 def analyze_communities(
@@ -341,6 +368,22 @@ class AuditReport(Result):
         }
 
 
+def _audit_communities(ws: Workspace, rg: RunGraph, kind: str | None, seed: int) -> CommunityReport:
+    if kind is not None and kind not in COMMUNITY_GRAPHS:
+        raise UsageError(f"graph must be one of {', '.join(COMMUNITY_GRAPHS)}, got {kind!r}")
+    if kind is None:
+        stored = _stored_communities(ws.graph, rg.run, rg)
+        if stored is not None:
+            return stored
+        kind = "complete"
+    if kind == "complete":
+        try:
+            return _communities(rg, 1.0, seed, "drop", complete_edges(ws, rg), "complete")
+        except UsageError as exc:  # the complete matrix does not fit the budget
+            log.warning("class communities on the stored edges: %s", str(exc).splitlines()[0])
+    return _communities(rg, 1.0, seed, "drop")
+
+
 def audit_confusion(
     ws: Workspace,
     *,
@@ -351,6 +394,7 @@ def audit_confusion(
     pairs: int = 10,
     figures: bool = False,
     seed: int = 0,
+    community_graph: str | None = None,
 ) -> AuditReport:
     """A read-only audit of a run's class confusion against its neuron overlap.
 
@@ -367,7 +411,13 @@ def audit_confusion(
     figures : bool, default False
         Write the PNG figures into ``ws.out``.
     seed : int, default 0
-        Louvain seed.
+        Community seed (when the communities are computed here).
+    community_graph : {None, "complete", "stored"}
+        The graph of the class communities. None: the communities ``analyze communities``
+        stored for the run when there are any (one answer to "which classes are alike"),
+        else computed as ``analyze communities`` computes them by default, on the complete
+        correlation graph (the stored edges when its matrix does not fit; ``graph_note``
+        says so). A name computes on that graph.
 
     Returns
     -------
@@ -382,7 +432,7 @@ def audit_confusion(
     graph, info = ws.graph, ws.run_info()
     rg = read_run_graph(graph, info)
     ov = _overlap(rg, top_k, set_min_r)
-    comm = _communities(rg, 1.0, seed, "drop")
+    comm = _audit_communities(ws, rg, community_graph, seed)
     by_overlap = sorted(ov.pairs, key=lambda p: (-p["jaccard"], -p["mistakes"], p["a"], p["b"]))[:pairs]
     by_mistakes = sorted(ov.pairs, key=lambda p: (-p["mistakes"], -p["jaccard"], p["a"], p["b"]))[:pairs]
     failures = []
