@@ -48,11 +48,11 @@ def test_the_default_run_name_comes_from_the_weights_file(neo4j_server, tiny_che
     shutil.copy(tiny_checkpoint, mine)
     r = _ingest("--model", str(mine), "--limit", "100")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["run"] == "my-fashion-mnist-test"
+    assert json.loads(r.stdout)["run"] == "my-fashion-mnist-test"
 
 
 def test_commands_say_which_run_they_use_and_refuse_an_empty_name(neo4j_server, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
-    r = _ingest("--model", str(tiny_checkpoint), "--limit", "100", "--run", "latest-one")
+    r = _ingest("--model", str(tiny_checkpoint), "--limit", "400", "--run", "latest-one")  # more images than any run before
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["query", "drivers", "--class", "Sandal", "-k", "2", "--json"])
     assert r.exit_code == 0, r.output

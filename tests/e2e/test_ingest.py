@@ -78,7 +78,7 @@ def test_unknown_class_and_run_list_valid_ones(graph: Graph, ingested) -> None: 
 def test_every_template_runs_on_the_stored_run(graph: Graph, ingested) -> None:  # type: ignore[no-untyped-def]
     _, _, top = class_drivers(graph, "Sandal", k=1, run="tiny")  # a live unit: dead ones have no edges
     values = {"run": "tiny", "class": "Sandal", "k": 5, "layer": top[0]["layer"], "unit": top[0]["unit"]}
-    values |= {"a": "Sandal", "b": "Sneaker", "community": 0, "by": "influence"}
+    values |= {"a": "Sandal", "b": "Sneaker", "community": 0, "by": "influence", "base": "tiny", "head": "tiny"}
     needs_only_ingest = {"class_drivers", "class_list", "confused_pairs", "layer_summary", "neuron_heatmap", "neuron_partners"}
     for t in list_templates():
         rows = run_template(graph, t.name, {p: values[p] for p in t.params})  # every template runs

@@ -290,41 +290,16 @@ class Terminated(KeyboardInterrupt):
     marked failed and its rows removed, one line, exit 143."""
 
 
-#: Seconds a SIGTERM leaves for the clean-up (marking a run failed, a checkpoint) before the
-#: process exits regardless: a stage in one long native call (a big matrix product, a blocked
-#: reader) cannot take the exception until it returns. ``DEEPATLAS_TERM_GRACE`` overrides.
-TERM_GRACE_S = 20.0
-_terminating = False
-
-
-def _hard_exit(grace: float) -> None:
-    sys.stderr.write(f"stopped (SIGTERM): the clean-up did not finish within {grace:g} s; exiting now. A run being "
-                     "written stays incomplete (never listed as complete; the next ingest of its name clears it); "
-                     "a resumable ingest continues from its last checkpoint with --resume\n")
-    sys.stderr.flush()
-    os._exit(143)
-
-
 def _on_sigterm(_signum: int, _frame: object) -> None:
-    global _terminating
-    if _terminating:  # a second SIGTERM: no more waiting
-        _hard_exit(0)
-    _terminating = True
-    import threading
+    from deepatlas import stopping
 
-    try:
-        grace = float(os.environ.get("DEEPATLAS_TERM_GRACE", TERM_GRACE_S))
-    except ValueError:
-        grace = TERM_GRACE_S
-    timer = threading.Timer(grace, _hard_exit, (grace,))
-    timer.daemon = True
-    timer.start()
+    stopping.start_deadline()
     raise Terminated()
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM raises :class:`Terminated` in the main thread (the CLI calls this once), and the
-    process exits with 143 at the latest :data:`TERM_GRACE_S` seconds later."""
+    """SIGTERM raises :class:`Terminated` in the main thread (the CLI calls this once), with a
+    deadline after which the process exits 143 regardless (:mod:`deepatlas.stopping`)."""
     import signal
 
     signal.signal(signal.SIGTERM, _on_sigterm)

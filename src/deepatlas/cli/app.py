@@ -9,6 +9,7 @@ import typer
 from deepatlas import __version__
 from deepatlas.cli import analyze, audit, db, experiment, explain, export, query, runs
 from deepatlas.cli._common import install_signal_handlers, plain_help, reflow_help, setup_logging
+from deepatlas.cli.compare import compare
 from deepatlas.cli.demo import demo
 from deepatlas.cli.ingest import ingest
 from deepatlas.cli.inspect import inspect
@@ -53,6 +54,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(analyze.app, name="analyze")
 app.add_typer(audit.app, name="audit")
 app.add_typer(export.app, name="export")
+app.command(rich_help_panel="Analyse")(compare)
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(explain.app, name="explain")
 reflow_help(app)

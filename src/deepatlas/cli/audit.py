@@ -1,4 +1,4 @@
-"""`deepatlas audit confusion`: a scripted audit with JSON out and exit codes."""
+"""`deepatlas audit confusion|diff`: scripted audits with JSON out and exit codes."""
 
 from __future__ import annotations
 
@@ -65,6 +65,45 @@ def confusion(
                 console.print(f"  community {c['index']} ({c['size']} nodes): {', '.join(c['classes'])}")
         for name, path in rep.figures.items():
             console.print(f"  figure {name}: {path}")
+        console.print("[green]PASS[/]" if rep.passed else "[red]FAIL[/]")
+    if not rep.passed:
+        for failure in rep.failures:
+            err.print(f"[red]audit failed:[/] {failure}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@cli_errors
+def diff(
+    base: Annotated[str, typer.Option("--base", help="The earlier run (A).")],
+    head: Annotated[str, typer.Option("--head", help="The later run (B), over the same images.")],
+    max_confusion_rise: Annotated[int | None, typer.Option(min=0, help="Fail if any class pair's mistakes rose by more "
+                                                                       "than this.")] = None,
+    min_cka: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Fail if any layer's CKA with its partner layer "
+                                                                         "(per-channel means) is below this.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="A class's drivers: its k units of largest r.")] = 10,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Gate a new checkpoint in CI: compare two runs (nothing is written) and exit 1 when a
+    class pair's confusion rose past --max-confusion-rise or a layer's similarity fell under
+    --min-cka.
+
+    Example: deepatlas audit diff --base release-41 --head release-42 --max-confusion-rise 20 --json
+    """
+    from deepatlas.workflows.compare import audit_diff
+
+    with Workspace(device=device) as ws:
+        rep = audit_diff(ws, base, head, max_confusion_rise=max_confusion_rise, min_cka=min_cka, top_k=top_k)
+    if json_out:
+        print_json(rep.to_json())
+    else:
+        c = rep.comparison
+        for m in c.layer_matches:
+            console.print(f"  {m['layer_base']} vs {m['layer_head']}: CKA {m['cka_means']:.3f}, "
+                          f"{m['matched']} of {m['units_base']} units matched", highlight=False)
+        for p in [p for p in c.pair_drift if p["mistakes_change"] > 0][:5]:
+            console.print(f"  {p['a']} / {p['b']}: mistakes {p['mistakes_base']} -> {p['mistakes_head']}", highlight=False)
         console.print("[green]PASS[/]" if rep.passed else "[red]FAIL[/]")
     if not rep.passed:
         for failure in rep.failures:

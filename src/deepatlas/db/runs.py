@@ -263,6 +263,9 @@ def _mark_failed(graph: Graph, key: str, exc: BaseException) -> None:
     reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         reason = "interrupted"
+        from deepatlas import stopping
+
+        stopping.cleanup_begins()  # this is what the stop asked for: let it finish
     try:
         graph.write(cypher("mark_failed"), {"key": key, "reason": reason})
         _delete_run_data(graph, key, keep_run=True)
