@@ -129,3 +129,15 @@ def test_runs_over_other_images_are_refused(graph: Graph, runs, tiny_checkpoint:
     ingest(Workspace(graph, model=tiny_checkpoint, run="cmp-fewer", limit=N // 2, device="cpu"), edges=EDGES, replace=True)
     r = runner.invoke(app, ["compare", "--base", "cmp-a", "--head", "cmp-fewer", "--device", "cpu"])
     assert r.exit_code == 1 and "other images (images: 400 vs 200)" in r.output and "Traceback" not in r.output
+
+
+def test_deleting_a_run_deletes_the_comparisons_it_was_part_of(graph: Graph, runs) -> None:  # type: ignore[no-untyped-def]
+    from deepatlas.db.runs import delete_run
+
+    compare_runs(Workspace(graph, device="cpu"), "cmp-a2", "cmp-perm", flattened=False, figures=False)
+    count = "MATCH (c:Comparison {head: 'cmp-perm'}) RETURN count(c) AS n"
+    assert graph.read(count)[0]["n"] == 1
+    delete_run(graph, "cmp-perm")
+    assert graph.read(count)[0]["n"] == 0
+    assert graph.read("MATCH ()-[m:MATCHES]->(b:Neuron) WHERE b.run STARTS WITH 'cmp-perm@' RETURN count(m) AS n")[0]["n"] == 0
+    assert graph.read("MATCH (c:Comparison {base: 'cmp-a', head: 'cmp-a2'}) RETURN count(c) AS n")[0]["n"] == 1  # others kept

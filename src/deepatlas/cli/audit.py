@@ -101,7 +101,7 @@ def diff(
         c = rep.comparison
         for m in c.layer_matches:
             console.print(f"  {m['layer_base']} vs {m['layer_head']}: CKA {m['cka_means']:.3f}, "
-                          f"{m['matched']} of {m['units_base']} units matched", highlight=False)
+                          f"{m['matched']} of {m['live_base']} live units matched", highlight=False)
         for p in [p for p in c.pair_drift if p["mistakes_change"] > 0][:5]:
             console.print(f"  {p['a']} / {p['b']}: mistakes {p['mistakes_base']} -> {p['mistakes_head']}", highlight=False)
         console.print("[green]PASS[/]" if rep.passed else "[red]FAIL[/]")

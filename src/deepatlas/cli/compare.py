@@ -47,12 +47,14 @@ def compare(
         print_json(rep.to_json())
         return
     layers = Table(title=f"{rep.base} -> {rep.head}: layers ({rep.images:,} images)")
-    for col in ("layer (base)", "layer (head)", "CKA means", "CKA flattened", "units matched", "mean match r"):
+    for col in ("layer (base)", "layer (head)", "CKA means", "CKA flattened", "live units matched", "mean match r"):
         layers.add_column(col, justify="left" if col.startswith("layer") else "right", overflow="fold")
     for m in rep.layer_matches:
         layers.add_row(m["layer_base"], m["layer_head"], f"{m['cka_means']:.3f}",
                        "-" if m["cka_flattened"] is None else f"{m['cka_flattened']:.3f}",
-                       f"{m['matched']} of {m['units_base']}", f"{m['mean_match_r']:.3f}")
+                       f"{m['matched']} of {m['live_base']}" + (f" ({m['units_base'] - m['live_base']} dead)"
+                                                               if m["live_base"] < m["units_base"] else ""),
+                       f"{m['mean_match_r']:.3f}")
     console.print(layers)
     drift = Table(title=f"class drivers: top {rep.params['top_k']} in {rep.base}, matched, still top in {rep.head}")
     for col in ("class", "kept", "new drivers", "lost drivers"):

@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 
-from deepatlas.db.templates import load_template
+from deepatlas.db.templates import cypher, load_template
 from deepatlas.errors import UsageError
 
 __all__ = ["FOLDER", "PARAMS", "ZIP_NAME", "Script", "browser_scripts", "cypher_string", "scripts_zip"]
@@ -78,13 +78,13 @@ def _script(step: int, title: str, lines: list[str], body: str, template: str | 
 
 
 def _set_params(run: str | None, class_name: str | None, k: int, community: int) -> Script:
-    newest = "MATCH (r:Run {status: 'complete'}) WITH r ORDER BY r.completed_at DESC LIMIT 1"
-    which = f"MATCH (r:Run {{name: {cypher_string(run)}, status: 'complete'}})" if run else newest
+    newest = cypher("browser_newest_run").strip()
+    which = cypher("browser_named_run").strip().replace("RUN_LITERAL", cypher_string(run)) if run else newest
     lines = [
         (f":param run => {cypher_string(run)};" if run else
-         f":param [run] => {{ {newest} RETURN r.name AS run }};"),
+         f":param [run] => {{ {newest} {cypher('browser_run_param').strip()} }};"),
         (f":param class => {cypher_string(class_name)};" if class_name else
-         f":param [class] => {{ {which} MATCH (c:Class {{run: r.key}}) RETURN c.name AS class ORDER BY c.index LIMIT 1 }};"),
+         f":param [class] => {{ {which} {cypher('browser_class_param').strip()} }};"),
         f":param k => {k};",
         f":param community => {community};",
     ]

@@ -14,13 +14,13 @@ __all__ = ["LABELS", "RELATIONSHIPS", "RUN_LABELS", "SCHEMA", "check_label", "ch
 from deepatlas.errors import UsageError
 
 #: Node labels deepatlas writes. Queries interpolate labels only from this tuple.
-LABELS = ("Model", "Run", "Layer", "Neuron", "Class", "Pixel", "Community", "Experiment")
+LABELS = ("Model", "Run", "Layer", "Neuron", "Class", "Pixel", "Community", "Experiment", "Comparison")
 #: Labels whose nodes belong to one run (carry ``run``), deleted with it.
 RUN_LABELS = ("Neuron", "Class", "Pixel", "Layer", "Community", "Experiment")
 #: Relationship types deepatlas writes.
 RELATIONSHIPS = (
     "OF_MODEL", "IN_LAYER", "COACTIVATES", "INFLUENCES", "GRADIENT", "CONFUSED_WITH",
-    "OVERLAPS", "IN_SET", "MEMBER_OF", "TARGETS", "ON_CLASS",
+    "OVERLAPS", "IN_SET", "MEMBER_OF", "TARGETS", "ON_CLASS", "MATCHES", "BASE", "HEAD",
 )
 
 SCHEMA: tuple[str, ...] = tuple(

@@ -39,12 +39,13 @@ def cka_figure(rep: Any, path: Path) -> Path:
     side = float(np.clip(0.28 * max(rows, cols) + 2.5, 4.0, 10.0))
     fig, axes = plt.subplots(1, len(mats), figsize=(side * len(mats) + 1.2, side), dpi=110, squeeze=False)
     im = None
-    for ax, (title, m) in zip(axes[0], mats, strict=True):
+    for k, (ax, (title, m)) in enumerate(zip(axes[0], mats, strict=True)):
         im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", interpolation="nearest", aspect="auto")
         _ticks(ax, rep.layers_head, "x")
         _ticks(ax, rep.layers_base, "y")
         ax.set_xlabel(f"layers of {rep.head} (head)", fontsize=8)
-        ax.set_ylabel(f"layers of {rep.base} (base)", fontsize=8)
+        if k == 0:  # the panels share their rows
+            ax.set_ylabel(f"layers of {rep.base} (base)", fontsize=8)
         ax.set_title(title, fontsize=9)
         if rows * cols <= 100:  # numbers where they stay legible
             for i in range(rows):
@@ -53,8 +54,7 @@ def cka_figure(rep: Any, path: Path) -> Path:
                         ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
                                 color="white" if m[i, j] < 0.6 else "black")
     assert im is not None
-    fig.colorbar(im, ax=axes[0].tolist(), label="linear CKA (1 = the same representation up to rotation and scale)",
-                 shrink=0.85)
+    fig.colorbar(im, ax=axes[0].tolist(), label="linear CKA\n(1: the same up to rotation and scale)", shrink=0.85)
     fig.suptitle(f"{rep.base} vs {rep.head}: layer similarity over {rep.images:,} images", fontsize=10)
     return save(fig, path, tight=False, bbox_inches="tight")
 
@@ -78,11 +78,24 @@ def drift_figure(rep: Any, path: Path, *, label_top: int = 8) -> Path:
     ax.scatter(sx, sy, s=24 + 70 * np.log10(n), c=colour, alpha=0.8, edgecolors="white", linewidths=0.5)
     ax.axhline(0, color="#555555", lw=0.6)
     ax.axvline(0, color="#555555", lw=0.6)
-    for p in pairs[:label_top]:
-        if p["mistakes_change"] <= 0:
-            break
-        ax.annotate(f"{p['a']} / {p['b']} ({p['mistakes_change']:+d})", (p["jaccard_change"], p["mistakes_change"]),
-                    fontsize=7, xytext=(4, 3), textcoords="offset points")
+    # label the spots that moved most, rises and falls alike, one label per spot, moved down
+    # past labels already placed close by
+    ordered = sorted(spots.items(), key=lambda kv: -abs(kv[0][1]))
+    rises = [kv for kv in ordered if kv[0][1] > 0][: label_top // 2]  # the rises first: what a gate looks for
+    chosen = rises + [kv for kv in ordered if kv[0][1] < 0][: label_top - len(rises)]
+    fig.canvas.draw()
+    to_px = ax.transData.transform
+    placed: list[tuple[float, float]] = []
+    for (x, y), group in chosen:
+        px, py = to_px((x, y))
+        dy = 3.0
+        while any(abs(px - qx) < 170 and abs(py + dy - qy) < 11 for qx, qy in placed):
+            dy -= 11
+        placed.append((px, py + dy))
+        more = f" and {len(group) - 1} more" if len(group) > 1 else ""
+        ax.annotate(f"{group[0]['a']} / {group[0]['b']}{more} ({y:+d})", (x, y), fontsize=7, xytext=(4, dy),
+                    textcoords="offset points",
+                    arrowprops=None if dy == 3.0 else {"arrowstyle": "-", "lw": 0.5, "color": "#555555"})
     rose = sum(1 for p in pairs if p["mistakes_change"] > 0)
     fell = sum(1 for p in pairs if p["mistakes_change"] < 0)
     ax.set_xlabel(f"change in Jaccard of the two classes' top-{rep.params['top_k']} neuron sets ({rep.base} -> {rep.head})")

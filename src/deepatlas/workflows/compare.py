@@ -226,11 +226,12 @@ def compare_runs(ws: Workspace, base: str, head: str, *, top_k: int = 10, min_ma
             ka, kb = key_a.get((spec.name, ui)), key_b.get((names_b[j], uj))
             if ka is not None and kb is not None and rv >= min_match_r and partner_of.get(ka) != kb:
                 matches.append({"a": ka, "b": kb, "r": rv, "kind": "best"})
-        rs = [p[2] for p in um.pairs]
+        rs = [float(r[ui, uj]) for ui, uj, _ in um.pairs if np.isfinite(r[ui, uj])]  # live units on both sides
+        live = int((std[a] > 0).sum())
         layer_rows.append({"layer_base": spec.name, "layer_head": names_b[j], "cka_means": cka[i][j],
                            "cka_flattened": None if flat is None else float(flat[i, j]), "units_base": spec.size,
-                           "units_head": specs_b[j].size, "matched": matched, "unmatched": spec.size - matched,
-                           "mean_match_r": float(np.mean(rs)) if rs else float("nan")})
+                           "live_base": live, "units_head": specs_b[j].size, "matched": matched,
+                           "unmatched": live - matched, "mean_match_r": float(np.mean(rs)) if rs else float("nan")})
 
     class_drift = _class_drift(rg_a, rg_b, partner_of, top_k)
     pair_drift = _pair_drift(rg_a, rg_b, partner_of, top_k)

@@ -25,7 +25,7 @@ def test_every_template_declares_exactly_the_parameters_it_uses() -> None:
     for t in templates:
         assert t.description, t.name
         assert set(t.params) == t.used_params, t.name
-        assert "run" in t.params or t.name.startswith("runs")
+        assert "run" in t.params or t.name.startswith("runs") or {"base", "head"} <= set(t.params)  # a comparison's two runs
 
 
 def test_callers_pass_the_parameters_the_template_uses() -> None:
