@@ -32,17 +32,9 @@ def test_class_drivers_template_runs_in_neo4j_browser(neo4j_server: LocalServer,
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "neo4j-browser.png"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = _chromium(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{neo4j_server.http_uri}/browser/", wait_until="networkidle")
-            page.fill('[data-testid="boltaddress"]', neo4j_server.bolt_uri)
-            page.fill('[data-testid="username"]', "neo4j")
-            page.fill('[data-testid="password"]', neo4j_server.read_password())
-            page.click('[data-testid="connect"]')
-            page.wait_for_selector("text=You are connected as user neo4j", timeout=30_000)
+            page = _logged_in(browser, neo4j_server)
 
             def run(text: str) -> None:
                 page.click(".monaco-editor")
@@ -78,6 +70,24 @@ def test_class_drivers_template_runs_in_neo4j_browser(neo4j_server: LocalServer,
     assert sorted(c.strip() for c in captions if c and c.strip()) == sorted(f'{row["layer"]}/{row["unit"]}' for row in want), captions
     # and the edges Browser draws between them name their quantity (three drivers co-activate)
     assert any(c and c.strip().startswith("r=") for c in edge_captions), edge_captions
+
+
+def _chromium(p):  # type: ignore[no-untyped-def]
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+def _logged_in(browser, server: LocalServer):  # type: ignore[no-untyped-def]
+    """A Browser page connected to ``server`` as the user neo4j."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server.http_uri}/browser/", wait_until="networkidle")
+    page.fill('[data-testid="boltaddress"]', server.bolt_uri)
+    page.fill('[data-testid="username"]', "neo4j")
+    page.fill('[data-testid="password"]', server.read_password())
+    page.click('[data-testid="connect"]')
+    page.wait_for_selector("text=You are connected as user neo4j", timeout=30_000)
+    return page
 
 
 GRASS = resources.files("deepatlas.cypher").joinpath("browser-style.grass").read_text()
@@ -129,17 +139,9 @@ def test_saved_scripts_give_a_first_view_in_neo4j_browser(neo4j_server: LocalSer
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "neo4j-browser-saved-scripts.png"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = _chromium(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{neo4j_server.http_uri}/browser/", wait_until="networkidle")
-            page.fill('[data-testid="boltaddress"]', neo4j_server.bolt_uri)
-            page.fill('[data-testid="username"]', "neo4j")
-            page.fill('[data-testid="password"]', neo4j_server.read_password())
-            page.click('[data-testid="connect"]')
-            page.wait_for_selector("text=You are connected as user neo4j", timeout=30_000)
+            page = _logged_in(browser, neo4j_server)
 
             drop_zip(page, ZIP_NAME, data)
             page.click('[data-testid="navigationFavorites"]')  # the star: saved scripts

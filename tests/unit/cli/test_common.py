@@ -46,35 +46,14 @@ def test_declaring_the_ingest_command_imports_no_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_sigterm_stops_the_process_even_when_the_clean_up_hangs(tmp_path: Path) -> None:
+def _terminated(tmp_path: Path, on_term: str) -> tuple[int, str, str, float]:
+    """Run a script that installs the CLI's handlers, sleeps, and on SIGTERM runs ``on_term``
+    (indented lines); send SIGTERM once it is ready, with a 1 s stop grace. Returns the exit
+    code, stdout, stderr and the seconds from the signal to the exit."""
     import signal
     import time
 
     script = tmp_path / "slow.py"
-    script.write_text(
-        "import time\n"
-        "from deepatlas.cli._common import Terminated, install_signal_handlers\n"
-        "install_signal_handlers()\n"
-        "try:\n"
-        "    print('ready', flush=True)\n"
-        "    time.sleep(60)\n"
-        "except Terminated:\n"
-        "    print('cleaning up', flush=True)\n"
-        "    time.sleep(60)  # a clean-up that never ends (a stuck transaction, a native call)\n")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "DEEPATLAS_TERM_GRACE": "1"})
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    out, errs = proc.communicate(timeout=30)
-    assert proc.returncode == 143 and "cleaning up" in out
-    assert "still running 1 s after the request" in errs and time.monotonic() - t0 < 30
-
-
-def test_a_clean_up_that_has_begun_gets_its_own_time(tmp_path: Path) -> None:
-    import signal
-
-    script = tmp_path / "cleanup.py"
     script.write_text(
         "import time\n"
         "from deepatlas import stopping\n"
@@ -84,14 +63,26 @@ def test_a_clean_up_that_has_begun_gets_its_own_time(tmp_path: Path) -> None:
         "try:\n"
         "    print('ready', flush=True)\n"
         "    time.sleep(60)\n"
-        "except Terminated:\n"
-        "    stopping.cleanup_begins()\n"
-        "    time.sleep(3)  # longer than the stop grace, shorter than the clean-up's\n"
-        "    print('cleaned', flush=True)\n"
-        "    raise SystemExit(143)\n")
+        "except Terminated:\n" + on_term)
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "DEEPATLAS_TERM_GRACE": "1"})
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, errs = proc.communicate(timeout=30)
-    assert proc.returncode == 143 and "cleaned" in out and "still running" not in errs
+    return proc.returncode, out, errs, time.monotonic() - t0
+
+
+def test_sigterm_stops_the_process_even_when_the_clean_up_hangs(tmp_path: Path) -> None:
+    code, out, errs, took = _terminated(tmp_path, "    print('cleaning up', flush=True)\n"
+                                                  "    time.sleep(60)  # a stop stuck before any clean-up (a native call)\n")
+    assert code == 143 and "cleaning up" in out
+    assert "still running 1 s after the request" in errs and took < 30
+
+
+def test_a_clean_up_that_has_begun_gets_its_own_time(tmp_path: Path) -> None:
+    code, out, errs, _ = _terminated(tmp_path, "    stopping.cleanup_begins()\n"
+                                               "    time.sleep(3)  # longer than the stop grace, shorter than the clean-up's\n"
+                                               "    print('cleaned', flush=True)\n"
+                                               "    raise SystemExit(143)\n")
+    assert code == 143 and "cleaned" in out and "still running" not in errs
