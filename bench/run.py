@@ -277,7 +277,8 @@ def bench_queries(run: str | None, repeat: int) -> list[dict[str, Any]]:
         edges += g.read("MATCH (n:Pixel {run: $k})-[e]->() RETURN count(e) AS n", {"k": info.key})[0]["n"]
         top = run_template(g, "class_drivers", {"run": info.name, "class": "Sandal", "k": 1})
         values = {"run": info.name, "class": "Sandal", "k": 10, "a": "Shirt", "b": "T-shirt/top", "community": 0,
-                  "by": "influence", "layer": top[0]["layer"] if top else "relu4", "unit": top[0]["unit"] if top else 0}
+                  "by": "influence", "layer": top[0]["layer"] if top else "relu4", "unit": top[0]["unit"] if top else 0,
+                  "base": info.name, "head": info.name}  # a run against itself: the comparison templates run on nothing stored
         for t in list_templates():
             params = {p: values[p] for p in t.params}
             run_template(g, t.name, params)
