@@ -58,14 +58,14 @@ def test_a_subset_ingest_does_not_move_the_default_run(graph: Graph, tiny_checkp
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state" / "last_run.json"
     monkeypatch.setattr(runs, "_state_file", lambda: state)
-    first = ingest(Workspace(graph, run="whole", model=tiny_checkpoint, limit=120, device="cpu"), edges=("coactivation",))
-    assert first.default_run == "whole"  # nothing was the default: the ingest becomes it
+    first = ingest(Workspace(graph, run="subset-whole", model=tiny_checkpoint, limit=120, device="cpu"), edges=("coactivation",))
+    assert first.default_run == "subset-whole"  # nothing was the default: the ingest becomes it
     r = CliRunner().invoke(app, ["ingest", "--model", str(tiny_checkpoint), "--limit", "60", "--edges", "coactivation",
                                  "--run", "quick-look", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert "commands without --run keep using run whole" in r.output
-    assert runs.resolve_run(graph).name == "whole"
+    assert "commands without --run keep using run subset-whole" in r.output
+    assert runs.resolve_run(graph).name == "subset-whole"
     r = CliRunner().invoke(app, ["analyze", "overlap", "--dry-run"])
-    assert r.exit_code == 0 and "whole: class pairs by overlap" in r.output, r.output  # the table names its run
+    assert r.exit_code == 0 and "subset-whole: class pairs by overlap" in r.output, r.output  # the table names its run
     assert runs.resolve_run(graph, "quick-look").name == "quick-look"  # asked for by name: now the default
     assert runs.resolve_run(graph).name == "quick-look"

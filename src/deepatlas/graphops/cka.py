@@ -90,8 +90,8 @@ class MinibatchCKA:
         n = xs[0].shape[0]
         if n < 4:
             return  # the unbiased estimator needs four samples; a last batch of fewer is left out
-        grams_x = [(x.flatten(1).double() @ x.flatten(1).double().T) for x in xs]
-        grams_y = [(y.flatten(1).double() @ y.flatten(1).double().T) for y in ys]
+        grams_x = [(f @ f.T) for f in (x.detach().flatten(1).double() for x in xs)]
+        grams_y = [(f @ f.T) for f in (y.detach().flatten(1).double() for y in ys)]
         for i, k in enumerate(grams_x):
             self.xx[i] += float(unbiased_hsic(k, k))
             for j, l in enumerate(grams_y):  # noqa: E741
