@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from deepatlas.cli.app import app
 from deepatlas.db.graph import Graph
-from deepatlas.explain.switchgate import balanced_holding_rate, holding_rate
+from deepatlas.explain.switchgate import balanced_holding_rate, holding_rate, yb_holding_rate
 from deepatlas.models import load_checkpoint, save_checkpoint
 from deepatlas.workflows.build import ingest
 from deepatlas.workflows.cores import default_gate_layer, experiment_switchgate
@@ -29,13 +29,37 @@ def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> N
                                     repeats=2, figure=False).to_json()
         assert res["layers"] == ["pool3"] and res["targets_layer"] == ["relu3"]
         kept = res["kept"]["pool3"]
-        assert 0 < len(kept) < 8 and 0.0 <= res["holding_rate"] <= 1.0
+        assert 0 < len(kept) <= 8 and 0.0 <= res["holding_rate"] <= 1.0
+        # alpha tuned by default (the paper's procedure): the largest alpha tried that met the target
+        search = res["alpha_search"]
+        assert search["alpha_rule"] == "y_b >= 0.5" and search["holding_target"] == 0.995
+        assert 1 <= len(search["alpha_search"]) <= 5 and res["params"]["scores"] == "probs"
+        met = [t["alpha"] for t in search["alpha_search"] if t["met"]]
+        assert search["target_reached"] == bool(met)
+        assert res["alpha"] == (max(met) if met else search["alpha_search"][0]["alpha"])
+        assert len(res["random_holding_rate_yb"]["values"]) == 3 and len(res["repeats"]["holding_rate_yb"]) == 2
         assert res["positives"] == res["negatives"] == 60
         counts = res["repeats"]["kept_count"]["pool3"]
         assert all(1 <= n <= 2 for n in counts.values()) and {int(u) for u in counts} >= set(kept)
         assert set(res["repeats"]["kept_in_every_repeat"]["pool3"]) <= set(kept)
         stored = g.read("MATCH (x:Experiment {key: $k})-[t:TARGETS]->(n:Neuron) RETURN n.index AS i ORDER BY i", {"k": res["experiment"]})
         assert [r["i"] for r in stored] == sorted(kept)
+        # a fixed alpha, the logits and a fixed w_b through the CLI: one fit, no search
+        r = runner.invoke(app, ["experiment", "switchgate", "--class", "Trouser", "--run", "cores", "--alpha", "0.02",
+                                "--scores", "logits", "--fixed-wb", "--steps", "30", "--per-side", "30", "--seeds", "2",
+                                "--device", "cpu", "--no-record", "--json"])
+        assert r.exit_code == 0, r.output
+        fixed = json.loads(r.stdout)
+        assert fixed["alpha"] == 0.02 and fixed["alpha_search"] is None and fixed["w_b"] == 1.0
+        assert fixed["params"]["scores"] == "logits" and fixed["params"]["train_wb"] is False
+        r = runner.invoke(app, ["experiment", "switchgate", "--class", "Trouser", "--run", "cores", "--max-fits", "2",
+                                "--steps", "20", "--per-side", "30", "--seeds", "2", "--device", "cpu", "--no-record"])
+        assert r.exit_code == 0, r.output
+        text = " ".join(r.output.split())  # the console wraps lines
+        assert "paper's rule y_b >= 0.5" in text and "arg-max rule" in text, r.output
+        assert "tuned to holding >= 0.995 by the y_b >= 0.5 rule" in text and "tried: 0.0001 (" in text, r.output
+        r = runner.invoke(app, ["experiment", "switchgate", "--class", "Trouser", "--run", "cores", "--alpha", "lots"])
+        assert r.exit_code == 1 and "'auto'" in r.output, r.output
         curve = res["removal_curve"]
         assert curve["layer"] == "pool3" and len(curve["ordered"]) == 9
         assert curve["ordered"][0] == 1.0  # all open: the positives are, by definition, predicted as the class
@@ -56,6 +80,8 @@ def test_switchgate_records_core_units(neo4j_server, tiny_checkpoint: Path) -> N
     mask[kept] = 1
     assert holding_rate(ckpt.model, pos, 1, {"pool3": mask}) == pytest.approx(res["positive_holding_rate"])
     assert balanced_holding_rate(ckpt.model, torch.cat([pos, neg]), 1, {"pool3": mask}) == pytest.approx(res["holding_rate"])
+    assert yb_holding_rate(ckpt.model, torch.cat([pos, neg]), 60, 1, {"pool3": mask}, res["w_b"],
+                           res["params"]["sd"]) == pytest.approx(res["holding_rate_yb"])
     assert default_gate_layer(ckpt.model, x[:1]) == "pool3"
 
 

@@ -203,7 +203,11 @@ def shared(
 def switchgate(
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class whose core units to find.")],
     layer: Annotated[list[str] | None, typer.Option("--layer", help="Gated layer(s); 'input' gates pixels. Default: the last conv block's pooled output.")] = None,
-    alpha: Annotated[float | None, typer.Option(min=0.0, help="Price of each open gate (smaller keeps more). Default 0.02; 0.001 for --layer input.")] = None,
+    alpha: Annotated[str | None, typer.Option(help="Price of each open gate (smaller keeps more): a number, or 'auto' to tune it per class to --holding-target. Default auto; 0.001 for --layer input.")] = None,
+    holding_target: Annotated[float, typer.Option(min=0.0, max=1.0, help="With --alpha auto: the holding rate (paper's y_b >= 0.5 rule) the largest alpha must keep.")] = 0.995,
+    max_fits: Annotated[int, typer.Option(min=1, max=20, help="With --alpha auto: fits in the alpha search.")] = 5,
+    scores: Annotated[str, typer.Option(help="The classifier's y: probs (softmax, the paper's) or logits (earlier variant).")] = "probs",
+    fixed_wb: Annotated[bool, typer.Option("--fixed-wb", help="Hold the classifier weight w_b at 1 instead of training it.")] = False,
     lam: Annotated[float, typer.Option("--lambda", min=0.0, help="Weight of the 0/1 penalty phi.")] = 1.0,
     steps: Annotated[int, typer.Option(min=10, help="Optimisation steps.")] = 400,
     per_side: Annotated[int, typer.Option(min=10, help="Images per side of the balanced set.")] = 300,
@@ -221,15 +225,29 @@ def switchgate(
 ) -> None:
     """Core units of a class by Switch Gates: the fewest units that keep the model's verdict.
 
-    Reports the units kept and the paper's prediction holding rate with only them open (over
+    Reports the core units kept and the two prediction holding rates with only them open (over
     the balanced set D'_c: positives and as many random negatives, verdict "class or not"
-    unchanged), the share of positives still predicted as the class, and both rates for random
-    subsets of the same size. The Experiment node's TARGETS edges name the core units.
+    unchanged) by the paper's rule (y_b >= 0.5) and by the arg-max rule, the share of positives
+    still predicted as the class, and each rate for random subsets of the same size. By default
+    alpha is tuned per class to the holding target. The Experiment node's TARGETS edges name
+    the core units.
     """
     from deepatlas.workflows.cores import experiment_switchgate
 
+    alpha_value: float | str | None = alpha
+    if alpha is not None and alpha != "auto":
+        try:
+            alpha_value = float(alpha)
+        except ValueError:
+            raise UsageError(f"--alpha must be a number or 'auto', not {alpha!r}") from None
+        if alpha_value < 0:
+            raise UsageError("--alpha must be >= 0")
+    if scores not in ("probs", "logits"):
+        raise UsageError(f"--scores must be probs or logits, not {scores!r}")
+
     with _workspace(run, model, data_dir, device, out) as ws, progress_bars(not json_out) as ws.progress:
-        res = experiment_switchgate(ws, class_name, layers=layer, alpha=alpha, lam=lam, steps=steps, per_side=per_side,
+        res = experiment_switchgate(ws, class_name, layers=layer, alpha=alpha_value, holding_target=holding_target,
+                                    max_fits=max_fits, scores=scores, train_wb=not fixed_wb, lam=lam, steps=steps, per_side=per_side,
                                     seeds=seeds, seed=seed, repeats=repeats, batch_size=batch_size,
                                     record=not no_record).to_json()
     if json_out:
@@ -238,8 +256,20 @@ def switchgate(
     rnd, rnd_pos = res["random_holding_rate"], res["random_positive_holding_rate"]
     for layer_name, n in res["n_kept"].items():
         console.print(f"{res['class']}: {n} of {res['sizes'][layer_name]} units of {layer_name} kept: {res['kept'][layer_name][:40]}")
-    console.print(f"holding rate over D'_c ({res['positives']} positives + {res['negatives']} random negatives, the paper's): "
-                  f"[bold]{res['holding_rate']:.3f}[/]; random same-size subsets {rnd['mean']:.3f} ± {rnd['std']:.3f}")
+    rnd_yb = res["random_holding_rate_yb"]
+    console.print(f"holding rate over D'_c ({res['positives']} positives + {res['negatives']} random negatives), paper's "
+                  f"rule y_b >= 0.5: [bold]{res['holding_rate_yb']:.3f}[/]; random same-size subsets "
+                  f"{rnd_yb['mean']:.3f} ± {rnd_yb['std']:.3f}")
+    console.print(f"holding rate over D'_c, arg-max rule: [bold]{res['holding_rate']:.3f}[/]; random same-size subsets "
+                  f"{rnd['mean']:.3f} ± {rnd['std']:.3f}")
+    search = res.get("alpha_search")
+    if search:
+        tried = ", ".join(f"{t['alpha']:.2g} ({t['holding_rate_yb']:.3f}, {t['n_kept']} kept)" for t in search["alpha_search"])
+        console.print(f"alpha {res['alpha']:.3g}, tuned to holding >= {search['holding_target']} by the "
+                      f"{search['alpha_rule']} rule ({'reached' if search['target_reached'] else 'NOT reached'}); "
+                      f"tried: {tried}")
+    else:
+        console.print(f"alpha {res['alpha']:.3g} (fixed)")
     console.print(f"positives still predicted {res['class']}: {res['positive_holding_rate']:.3f}; random same-size subsets "
                   f"{rnd_pos['mean']:.3f} ± {rnd_pos['std']:.3f}")
     if "repeats" in res:

@@ -49,6 +49,12 @@ class CoreUnitsResult(Result):
     positive_holding_rate: float
     random_holding_rate: dict[str, Any]
     random_positive_holding_rate: dict[str, Any]
+    holding_rate_yb: float
+    holding_rate_yb_definition: str
+    random_holding_rate_yb: dict[str, Any]
+    open_holding_rate_yb: float
+    alpha: float
+    alpha_search: dict[str, Any] | None
     positives: int
     negatives: int
     final_fit: Any
@@ -125,7 +131,11 @@ def experiment_switchgate(
     class_name: str,
     *,
     layers: Sequence[str] | None = None,
-    alpha: float | None = None,
+    alpha: float | str | None = None,
+    holding_target: float = 0.995,
+    max_fits: int = 5,
+    scores: str = "probs",
+    train_wb: bool = True,
     lam: float = 1.0,
     steps: int = 400,
     per_side: int = 300,
@@ -148,9 +158,18 @@ def experiment_switchgate(
     and a new mini-batch order each time) and reports how often each unit is kept (the paper's
     stability study); the first repeat is the reported result.
 
-    ``alpha`` defaults to 0.02 for unit layers and 0.001 when the input is gated: the price is
-    per gate, and 784 pixel gates at 0.02 close every one (both values measured on the
-    reference CNN; docs/REPRODUCTION.md).
+    Two holding rules are reported: ``holding_rate_yb`` (the paper's, p' = [y_b >= 0.5] with
+    the learned w_b) and ``holding_rate`` (the arg-max rule), each with random same-size subsets
+    judged by the same rule.
+
+    ``alpha``: a number fixes it; ``"auto"`` tunes it per class (:meth:`SwitchGates.tune_alpha`,
+    at most ``max_fits`` fits) to the largest alpha whose y_b-rule holding rate over D'_c
+    reaches ``holding_target`` (default 0.995, the paper's "nearly 99.5%"). The default (None)
+    is ``"auto"`` for unit layers (the paper's procedure) and 0.001 when the input is gated
+    (trained on positives only, the y_b rule cannot guide alpha there: docs/REPRODUCTION.md).
+    *Choice*: with ``repeats`` > 1 the alpha tuned in the first repeat is used for the others.
+    ``scores`` ("probs" default, "logits" the earlier variant) and ``train_wb`` (False holds
+    w_b at 1) are passed to :meth:`SwitchGates.fit`.
 
     References
     ----------
@@ -173,17 +192,33 @@ def experiment_switchgate(
     if len(others) == 0:
         raise UsageError(f"the model predicts {stored} for every image of the run; D'_c needs negatives")
     if alpha is None:
-        alpha = 0.001 if INPUT in gate_layers else 0.02
+        alpha = 0.001 if INPUT in gate_layers else "auto"
+    if isinstance(alpha, str) and alpha != "auto":
+        raise UsageError(f"alpha must be a number or 'auto', not {alpha!r}")
+    if isinstance(alpha, (int, float)) and alpha < 0:
+        raise UsageError("alpha must be >= 0")
     sg = SwitchGates(net, gate_layers)
     fits = []
+    total = steps * (repeats + (max_fits - 1 if alpha == "auto" else 0))
+    chosen: float | None = None if alpha == "auto" else float(alpha)
+    search: dict[str, Any] | None = None
     for rep in range(repeats):
         gen = torch.Generator().manual_seed(seed + rep)
         pos_idx = positives[torch.randperm(len(positives), generator=gen)[:per_side]].sort().values
         neg_idx = others[torch.randperm(len(others), generator=gen)[: len(pos_idx)]].sort().values
         pos_x = ctx.inputs.take(pos_idx)  # D'_c, drawn by position: only these images are read
-        fits.append((pos_idx, pos_x if rep == 0 else None, sg.fit(
-            pos_x, ctx.inputs.take(neg_idx), c, alpha=alpha, lam=lam, steps=steps, batch_size=batch_size,
-            seed=seed + rep, random_seeds=range(seeds), progress=lambda n: progress("gates", n, steps * repeats))))
+        common: dict[str, Any] = {"lam": lam, "steps": steps, "batch_size": batch_size, "seed": seed + rep,
+                                  "random_seeds": range(seeds), "scores": scores, "train_wb": train_wb,
+                                  "progress": lambda n: progress("gates", n, total)}
+        if chosen is None:
+            r = sg.tune_alpha(pos_x, ctx.inputs.take(neg_idx), c, holding_target=holding_target, max_fits=max_fits,
+                              **common)
+            chosen = float(r.params["alpha"])
+            search = {k: r.params[k] for k in ("alpha_search", "holding_target", "alpha_rule", "target_reached",
+                                                "alpha_range", "max_fits")}
+        else:
+            r = sg.fit(pos_x, ctx.inputs.take(neg_idx), c, alpha=chosen, **common)
+        fits.append((pos_idx, pos_x if rep == 0 else None, r))
     pos_idx, first_x, res = fits[0]
     assert first_x is not None
     pos_x = first_x
@@ -197,13 +232,20 @@ def experiment_switchgate(
         run=ctx.run.name, class_name=stored, layers=gate_layers, kept=res.kept, n_kept=res.n_kept,
         sizes={n: int(g.numel()) for n, g in res.gates.items()},
         holding_rate=res.holding_rate,
-        holding_rate_definition="share of D'_c (positives + equal random negatives) whose verdict "
-                                "'class or not' is unchanged with only the kept units open (the paper's)",
+        holding_rate_definition="arg-max rule: share of D'_c (positives + equal random negatives) whose verdict "
+                                "'class or not' (the gated model's arg-max is the class) is unchanged with only the kept "
+                                "units open",
         positive_holding_rate=res.positive_holding_rate,
         random_holding_rate=spread(res.random_holding_rates),
         random_positive_holding_rate=spread(res.random_positive_holding_rates),
+        holding_rate_yb=res.holding_rate_yb,
+        holding_rate_yb_definition="the paper's rule: share of D'_c whose verdict p' = [y_b >= 0.5] (center classifier "
+                                   "on the gated model's scores, learned w_b) equals y' (1 for positives, 0 for negatives)",
+        random_holding_rate_yb=spread(res.random_holding_rates_yb),
+        open_holding_rate_yb=res.open_holding_rate_yb,
+        alpha=float(res.params["alpha"]), alpha_search=search,
         positives=len(pos_idx), negatives=neg_count, final_fit=res.fit_history[-1], w_b=res.w_b,
-        params={**res.params, "repeats": repeats, "per_side": per_side},
+        params={**res.params, "repeats": repeats, "per_side": per_side, "sd": res.sd},
     )
     if repeats > 1:
         freq: dict[str, dict[str, int]] = {}
@@ -216,6 +258,7 @@ def experiment_switchgate(
         result.repeats = {"n": repeats, "kept_count": freq,
                              "n_kept": [r.n_kept for _, _, r in fits],
                              "holding_rate": [r.holding_rate for _, _, r in fits],
+                             "holding_rate_yb": [r.holding_rate_yb for _, _, r in fits],
                              "kept_in_every_repeat": {lay: [int(u) for u, n in f.items() if n == repeats]
                                                       for lay, f in freq.items()}}
     unit_layers_gated = [n for n in res.gates if n != INPUT]

@@ -17,6 +17,7 @@ from deepatlas.explain.switchgate import (
     center_classifier,
     holding_rate,
     phi,
+    yb_holding_rate,
 )
 
 
@@ -163,3 +164,101 @@ def test_gates_on_one_call_of_a_shared_module() -> None:
     assert not torch.allclose(closed, first_closed)  # the two calls are told apart
     with pytest.raises(UsageError, match="unknown layer"):
         SwitchGates(net, ["layer1.0.nope#2"])
+
+
+def _margin_data(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`_data`, without near-ties (|x0 - x1| > 0.2): every negative's gap to class 1 is
+    then large enough that the y_b >= 0.5 rule and the arg-max rule agree on the ungated model."""
+    x = torch.rand(600, 4, generator=torch.Generator().manual_seed(0))
+    x = x[(x[:, 0] - x[:, 1]).abs() > 0.2]
+    preds = model(x).argmax(1)
+    return x[preds == 1][:100], x[preds == 0][:100]
+
+
+def test_scores_are_probabilities_by_default() -> None:
+    """sd = sqrt(var y) over D'_c is the softmax probabilities' (it would be the logits' with
+    scores="logits"), and the y_b-rule holding rate is the one computed by hand from them."""
+    model = _toy()
+    pos, neg = _margin_data(model)
+    res = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=40, random_seeds=(0,))
+    everything = torch.cat([pos, neg])
+    with torch.no_grad():
+        out = model(everything)
+    assert res.params["scores"] == "probs"
+    assert res.sd == pytest.approx(float(out.softmax(1).var().sqrt()), rel=1e-6)
+    assert res.sd != pytest.approx(float(out.var().sqrt()), rel=1e-2)  # what logits would give
+    mask = torch.zeros(6)
+    mask[res.kept["1"]] = 1
+    with _gated(model, {"1": mask}), torch.no_grad():
+        probs = model(everything).softmax(1)
+    yb = center_classifier(probs, 1, res.w_b, res.sd)
+    by_hand = float(((yb >= 0.5) == (torch.arange(len(everything)) < len(pos))).double().mean())
+    assert res.holding_rate_yb == pytest.approx(by_hand)
+    logits = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=40, scores="logits", random_seeds=())
+    assert logits.sd == pytest.approx(float(out.var().sqrt()), rel=1e-6)
+    with pytest.raises(UsageError, match="scores"):
+        SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=2, scores="odds")
+
+
+def test_yb_rule_against_the_argmax_rule() -> None:
+    """y_b >= 0.5 iff w_b * gap / sd <= ln 3: the rule says "c" for every sample the arg-max
+    rule does (gap 0), and for near misses; for a huge w_b the two rules coincide."""
+    model = _toy().double()
+    x = torch.rand(300, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    preds = model(x).argmax(1)
+    pos, neg = x[preds == 1][:80], x[preds == 0][:80]
+    everything = torch.cat([pos, neg])
+    g = torch.Generator().manual_seed(5)
+    for _ in range(5):
+        mask = {"1": (torch.rand(6, generator=g) > 0.5).double()}
+        argmax = balanced_holding_rate(model, everything, 1, mask)
+        assert yb_holding_rate(model, everything, len(pos), 1, mask, 1e12, 0.3) == pytest.approx(argmax)
+        assert yb_holding_rate(model, pos, len(pos), 1, mask, 0.5, 0.3) >= holding_rate(model, pos, 1, mask)
+    # the threshold by hand: probabilities (0.7, 0.3) for target 1, gap 0.4, sd 0.2: v = 2 w_b
+    s = torch.tensor([[0.7, 0.3]], dtype=torch.float64)
+    assert float(center_classifier(s, 1, math.log(3) / 2 - 1e-9, 0.2)[0]) >= 0.5
+    assert float(center_classifier(s, 1, math.log(3) / 2 + 1e-6, 0.2)[0]) < 0.5
+
+
+def test_fixed_wb_variant_keeps_wb_at_one() -> None:
+    model = _toy()
+    pos, neg = _margin_data(model)
+    fixed = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=60, train_wb=False, random_seeds=())
+    trained = SwitchGates(model, ["1"]).fit(pos, neg, target=1, steps=60, random_seeds=())
+    assert fixed.w_b == 1.0 and fixed.params["train_wb"] is False
+    assert trained.w_b != 1.0
+
+
+def test_positives_push_nothing_while_they_hold() -> None:
+    """The asymmetry: with every gate open the positives' y_b is exactly 1, so their fit term
+    has zero gradient; only the negatives move the gates."""
+    model = _toy()
+    pos, neg = _margin_data(model)
+    with torch.no_grad():
+        sd = float(model(torch.cat([pos, neg])).softmax(1).var().sqrt())
+    grads = {}
+    for side, x, y in (("pos", pos, 1.0), ("neg", neg, 0.0)):
+        gate = torch.ones(6, requires_grad=True)
+        with _gated(model, {"1": gate}):
+            yb = center_classifier(model(x).softmax(1), 1, 1.0, sd)
+        ((y - yb) ** 2).sum().backward()
+        assert gate.grad is not None
+        grads[side] = gate.grad
+    assert bool((grads["pos"] == 0).all())
+    assert float(grads["neg"][:2].abs().sum()) > 0  # the negatives reach the core units
+
+
+def test_tuned_alpha_keeps_the_core_and_reaches_the_target() -> None:
+    model = _toy()
+    pos, neg = _margin_data(model)
+    res = SwitchGates(model, ["1"]).tune_alpha(pos, neg, 1, alpha_range=(1e-4, 1.0), max_fits=4, steps=150,
+                                               random_seeds=(0, 1))
+    search = res.params["alpha_search"]
+    assert 1 < len(search) <= 4 and search[0]["alpha"] == 1e-4
+    assert res.params["target_reached"] and res.params["alpha_rule"] == "y_b >= 0.5"
+    assert res.kept["1"] == [0, 1] and res.holding_rate_yb >= 0.995
+    assert res.params["alpha"] == max(t["alpha"] for t in search if t["met"])
+    assert not all(t["met"] for t in search)  # the bracket's top closes the core: the search saw both sides
+    assert len(res.random_holding_rates_yb) == len(res.random_holding_rates) == 2
+    with pytest.raises(UsageError, match="rule"):
+        SwitchGates(model, ["1"]).tune_alpha(pos, neg, 1, rule="median")
