@@ -63,6 +63,10 @@ def ingest(
                                                     "Default: all while units x classes <= 250,000.")] = None,
     pixel_top_k: Annotated[int, typer.Option(min=0, help="Pixel edges kept per neuron (the full pixel vector is always stored).")] = 16,
     class_values: Annotated[str, typer.Option(help="Class node values: probs (softmax) or logits.")] = "probs",
+    correlation: Annotated[str, typer.Option(metavar="KIND", help="Edge weight of COACTIVATES and pixel edges: pearson "
+                                             "(the paper's r) or spearman (rho: rank order only, robust to a few huge "
+                                             "activations; one more pass over the data, exact up to 2,048 images, the "
+                                             "summary gives the error bound beyond).")] = "pearson",
     edges: Annotated[str | None, typer.Option(help="Edges to write: any of coactivation,influence,gradient. Default: all "
                                               "three (INFLUENCES left out, with the reason, where the influence rules "
                                               "do not cover the model, e.g. a ViT's attention).")] = None,
@@ -105,6 +109,8 @@ def ingest(
     --weights w.safetensors --data imagenet:/data/imagenet --split val (the "--" keeps torchrun from reading
     deepatlas's options as its own)
     """
+    if correlation not in ("pearson", "spearman"):
+        raise typer.BadParameter(f"{correlation!r} is not pearson or spearman", param_hint="--correlation")
     if nproc is not None and nproc > 1:
         _launch(nproc)
         return
@@ -124,6 +130,7 @@ def ingest(
     with ws, progress_bars(main and not json_out) as ws.progress:
         report = run_ingest(
             ws, layers=layer_list, batch_size=batch_size, sparsify=sparsify, class_values=class_values, edges=edge_list,
+            correlation=correlation,
             attribution_per_class=attribution_per_class, between_samples=between_samples, memory_mb=memory_mb,
             max_matrix_mb=max_matrix_mb, bulk=bulk, pixel_grid=grid, amp=amp, replace=replace, workers=workers,
             resume=resume, restart=restart,
@@ -191,7 +198,12 @@ def _summary(report: IngestReport) -> None:
         stages.add_row(stage, "" if sec is None else f"{sec:.2f} s", "" if mem is None else f"{mem:,.0f} MB")
     console.print(stages)
     p = report.pairs
-    if p:
+    if p.get("correlation") == "spearman":
+        bound = p["rank_error_bound"]
+        console.print("r is Spearman's rho: " + ("exact (every image's value ranked)" if bound == 0 else
+                      f"ranked through {p['rank_bins']:,} bins per node, each rho within {bound:.2g} of the exact one"),
+                      highlight=False)
+    if "tested" in p:
         console.print(
             f"neuron-neuron pairs: {p['tested']:,} tested, {p['above_floor']:,} above the noise floor |r| > {p['floor']:.3f} "
             f"({report.run.n_samples:,} images), {p['above_min_r']:,} of those with |r| >= min-r, {p['picked']:,} picked, "

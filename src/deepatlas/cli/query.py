@@ -43,10 +43,13 @@ def drivers(
         raise UsageError(f"k must lie in 1..100000, got {k}")
     with Graph() as g:
         info, stored, rows = class_drivers(g, class_name, k=k, run=run)
+    kind = str((info.params or {}).get("correlation", "pearson"))
     if json_out:
-        print_json({"run": info.name, "class": stored, "drivers": rows})
+        print_json({"run": info.name, "class": stored, "correlation": kind, "drivers": rows})
         return
-    console.print(_table([{k2: v for k2, v in r.items() if k2 != "key"} for r in rows], f"drivers of {stored} in {info.name}"))
+    what = "r = Spearman's rho" if kind == "spearman" else "r = Pearson r"
+    console.print(_table([{k2: v for k2, v in r.items() if k2 != "key"} for r in rows],
+                         f"drivers of {stored} in {info.name} ({what})"))
 
 
 @app.command("list")

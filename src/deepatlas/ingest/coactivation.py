@@ -61,11 +61,12 @@ from deepatlas.ingest.pairs import (
     pairs_tested,
     select_block,
 )
+from deepatlas.ingest.ranks import RankSketch
 from deepatlas.ingest.resume import ResumeState
 from deepatlas.ingest.stats import CoMoments, Confusion, Correlation
 from deepatlas.memory import StageMeter
 
-__all__ = ["CLASS_VALUES", "FORWARD_MB", "MAX_CACHE_MB", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs",
+__all__ = ["CLASS_VALUES", "CORRELATIONS", "FORWARD_MB", "MAX_CACHE_MB", "MAX_MATRIX_MB", "CoactivationResult", "SelectedPairs",
            "auto_batch_size", "compute_coactivation", "pixel_shape", "plan_blocks"]
 
 #: Default memory budget for the unit-unit co-moment matrix: about 8,000 units dense in float64.
@@ -85,6 +86,12 @@ FORWARD_MB = 1024.0
 #: function of the last hidden layer (use it to see the linear read-out, unaffected by the
 #: softmax's coupling of the classes).
 CLASS_VALUES = ("probs", "logits")
+
+#: The edge weight. "pearson" (default): the co-activation paper's Pearson r. "spearman":
+#: Spearman's rho, Pearson's r of the mid-ranks (:mod:`deepatlas.ingest.ranks`: one extra pass
+#: over the data, exact up to :data:`~deepatlas.ingest.ranks.RANK_BINS` images, a stated bound
+#: beyond), for every edge that carries r (unit-unit, unit-class, pixel-unit).
+CORRELATIONS = ("pearson", "spearman")
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,13 @@ class CoactivationResult:
         Where a blockwise pass kept the node values.
     batch_size : int
         Images per forward pass (chosen automatically unless given).
+    correlation : {"pearson", "spearman"}
+        What r is (see :data:`CORRELATIONS`); ``units`` and ``pixels`` then hold rho, while their
+        means and standard deviations stay those of the raw values.
+    rank_bins : int
+        Spearman only: edges per variable of the rank sketch.
+    rank_error_bound : float
+        Spearman only: the most any stored rho can differ from the exact one (0: exact).
     """
 
     layers: tuple[LayerSpec, ...]
@@ -215,6 +229,9 @@ class CoactivationResult:
     cache: str = "none"
     pixel_shape: tuple[int, int, int] = (0, 0, 0)
     batch_size: int = 0
+    correlation: str = "pearson"
+    rank_bins: int = 0
+    rank_error_bound: float = 0.0
 
     @property
     def n_hidden(self) -> int:
@@ -262,6 +279,7 @@ def compute_coactivation(
     dist: Dist = SINGLE,
     state: ResumeState | None = None,
     meter: StageMeter | None = None,
+    correlation: str = "pearson",
 ) -> CoactivationResult:
     """Stream ``data`` through ``model`` and accumulate every correlation; choose the edges.
 
@@ -309,6 +327,8 @@ def compute_coactivation(
         Save the accumulators as the pass goes, and continue from what was saved.
     meter : StageMeter, optional
         Records the peak memory of each stage.
+    correlation : {"pearson", "spearman"}, default "pearson"
+        See :data:`CORRELATIONS`. Spearman adds one pass (stage "ranks") before the others.
 
     Returns
     -------
@@ -325,6 +345,8 @@ def compute_coactivation(
     Horta, V. A. C. & Mileo, A. (2019), "Towards Explaining Deep Neural Networks Through Graph
     Analysis", DEXA 2019 workshops, CCIS 1062, Springer, doi:10.1007/978-3-030-27684-3_20.
     """
+    if correlation not in CORRELATIONS:
+        raise UsageError(f"correlation must be one of {CORRELATIONS}, got {correlation!r}")
     if class_values not in CLASS_VALUES:
         raise UsageError(f"class_values must be one of {CLASS_VALUES}, got {class_values!r}")
     if batch_size is not None and batch_size <= 0:
@@ -346,14 +368,93 @@ def compute_coactivation(
         stream.keep(_NodeStore.open(stream.local, m, stream.dtype, cache_mb, spill, at=at), passes=len(blocks))
     seconds = {"setup": time.perf_counter() - t0}
     try:
-        return _passes(stream, data, grid, blocks, dtype, sparsify or SparsifyParams(), seconds, state, meter)
+        if correlation == "pearson":
+            return _passes(stream, data, grid, blocks, dtype, sparsify or SparsifyParams(), seconds, state, meter)
+        t0 = time.perf_counter()
+        with meter.stage("ranks"):
+            # the sketches take at most the co-moments' budget (64 MB at least: a tiny budget for the
+            # matrix should not make the ranks coarse)
+            bins = RankSketch.bins_for(m + grid[0] * grid[1] * grid[2], None if max_matrix_mb is None else max(64.0, max_matrix_mb))
+            node_ranks, pixel_ranks = _rank_sketches(stream, data, grid, bins, state)
+        seconds["ranks"] = time.perf_counter() - t0
+        result = _passes(stream, data, grid, blocks, dtype, sparsify or SparsifyParams(), seconds, state, meter,
+                         pixel_ranks=pixel_ranks, spearman=True)
+        return _raw_statistics(result, node_ranks, pixel_ranks, bins)
     finally:
         stream.close()  # the node store's temporary file goes, whatever happened
 
 
+def _rank_sketches(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], bins: int,
+                   state: ResumeState | None) -> tuple[RankSketch, RankSketch | None]:
+    """Spearman's first pass (:mod:`deepatlas.ingest.ranks`): edges from ``bins`` images spread
+    over the data, then the counts over every image (this process's share, merged). From then on
+    the stream yields ranks. A finished sketch is saved for ``--resume``; a kill inside this pass
+    starts it again."""
+    n, p = len(data), grid[0] * grid[1] * grid[2]
+    positions = np.unique(np.linspace(0, n - 1, min(n, bins)).round().astype(np.int64))
+    nodes_sample, pixel_sample = [], []
+    for s in range(0, len(positions), stream.batch_size):
+        raw = data.take(positions[s : s + stream.batch_size]).to(stream.device)
+        nodes_sample.append(stream.nodes_of(raw).cpu())
+        if p:
+            pixel_sample.append(_pixels(raw, grid).cpu())
+    node_ranks = RankSketch(torch.cat(nodes_sample).to(stream.device), bins)
+    pixel_ranks = RankSketch(torch.cat(pixel_sample).to(stream.device), bins) if p else None
+    del nodes_sample, pixel_sample
+    saved = state.load("ranks") if state is not None else None
+    if saved is not None:
+        node_ranks.load_state_dict(saved["nodes"])
+        if pixel_ranks is not None:
+            pixel_ranks.load_state_dict(saved["pixels"])
+    elif len(positions) == n and stream.dist.world == 1:
+        for s in range(0, n, stream.batch_size):  # the sample is the whole data set: count it, no second read
+            raw = data.take(positions[s : s + stream.batch_size]).to(stream.device)
+            node_ranks.update(stream.nodes_of(raw))
+            if pixel_ranks is not None:
+                pixel_ranks.update(_pixels(raw, grid))
+    else:
+        stream.total += len(data)
+        for raw, _labels, nodes, _seen in stream.batches(store=False):
+            node_ranks.update(nodes)
+            if pixel_ranks is not None:
+                pixel_ranks.update(_pixels(raw, grid))
+        node_ranks.all_reduce_(stream.dist)
+        if pixel_ranks is not None:
+            pixel_ranks.all_reduce_(stream.dist)
+    if state is not None and saved is None:
+        state.save("ranks", {"nodes": node_ranks.state_dict(),
+                             **({"pixels": pixel_ranks.state_dict()} if pixel_ranks is not None else {})})
+    node_ranks.finish()
+    if pixel_ranks is not None:
+        pixel_ranks.finish()
+    stream.ranks = node_ranks
+    return node_ranks, pixel_ranks
+
+
+def _raw_statistics(result: CoactivationResult, node_ranks: RankSketch, pixel_ranks: RankSketch | None,
+                    bins: int) -> CoactivationResult:
+    """A Spearman result keeps rho, with each node's and pixel's raw mean and spread (the Neuron
+    and Pixel properties) in place of its ranks', and says how exact its rho is."""
+    from dataclasses import replace
+
+    from deepatlas.ingest.ranks import pair_bound, worst_ratio
+
+    mean, std = node_ranks.mean.cpu(), node_ranks.std.cpu()
+    units = replace(result.units, mean_x=mean, std_x=std, mean_y=mean, std_y=std)
+    pixels = replace(result.pixels, mean_y=mean, std_y=std)
+    a_nodes = worst_ratio(node_ranks)
+    a_pixels = a_nodes
+    if pixel_ranks is not None:
+        pixels = replace(pixels, mean_x=pixel_ranks.mean.cpu(), std_x=pixel_ranks.std.cpu())
+        a_pixels = worst_ratio(pixel_ranks)
+    bound = max(pair_bound(a_nodes, a_nodes), pair_bound(a_pixels, a_nodes))
+    return replace(result, units=units, pixels=pixels, correlation="spearman", rank_bins=bins,
+                   rank_error_bound=bound)
+
+
 def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks: list[tuple[int, int]], dtype: torch.dtype,
             params: SparsifyParams, seconds: dict[str, float], state: ResumeState | None,
-            meter: StageMeter) -> CoactivationResult:
+            meter: StageMeter, *, pixel_ranks: RankSketch | None = None, spearman: bool = False) -> CoactivationResult:
     """The first pass over the data, then (blockwise) the later blocks: see the module docstring."""
     m, n_classes, dense = stream.n_nodes, len(data.class_names), len(blocks) == 1
     p = grid[0] * grid[1] * grid[2]
@@ -384,7 +485,8 @@ def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks:
                 units.update(nodes)
             else:
                 units.update(nodes[:, :first], nodes)
-            pixels.update(_pixels(raw, grid), nodes)
+            px = _pixels(raw, grid)
+            pixels.update(px if pixel_ranks is None else pixel_ranks.transform(px), nodes)
             confusion.update(nodes[:, -n_classes:].argmax(1), labels)
             if state is not None and state.due():
                 checkpoint(seen)
@@ -401,7 +503,7 @@ def _passes(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], blocks:
         pixel_corr = _to_cpu(pixels.compute(inplace=True))  # r takes the co-moments' place
         is_class, dead = np.arange(m) >= m - n_classes, pixel_corr.dead_y.numpy()
         counts = PairCounts()
-        floor = noise_floor(pixel_corr.n, pairs_tested(is_class, dead), params.alpha)
+        floor = noise_floor(pixel_corr.n, pairs_tested(is_class, dead), params.alpha, spearman=spearman)
         per_class = class_top_k(params, m - n_classes, n_classes)
         counts.floor, counts.class_top_k = floor, per_class
 
@@ -507,8 +609,10 @@ class _Stream:
         self.n_nodes = recorder.n_units + len(data.class_names)
         self.local = len(range(dist.rank, len(data), dist.world))
         self.store: _NodeStore | None = None
+        self.ranks: RankSketch | None = None  # Spearman: node values become their ranks
         self.total = len(data)
         self.forward_passes = 0
+        self._stored = False
         self._bad = torch.zeros((), dtype=torch.bool, device=device)
 
     @classmethod
@@ -554,9 +658,19 @@ class _Stream:
         if self.store is not None:
             self.store.truncate(int(saved["done"]))
 
-    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    def nodes_of(self, raw: torch.Tensor) -> torch.Tensor:
+        """The node values [hidden units..., classes...] of a batch of [0, 1] images (not ranked)."""
+        acts, out = self.recorder.record(self.prep(raw))
+        self._bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
+        cls = out.softmax(1) if self.class_values == "probs" else out
+        return torch.cat([acts, cls], dim=1)
+
+    def batches(self, start: int = 0, *, store: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
         """(raw images, labels, node values, images of this share done) per batch, from one
-        forward pass of the model over this process's share, from its ``start``-th image."""
+        forward pass of the model over this process's share, from its ``start``-th image. The
+        first pass with ``store`` fills the node store; node values are ranks once :attr:`ranks` is set."""
+        fill = store and self.store is not None and not self._stored
+        self._stored = self._stored or fill
         self.forward_passes += 1
         seen = start
         if start and self.progress is not None:
@@ -564,11 +678,11 @@ class _Stream:
         for batch in self.data.batches(self.batch_size, device=self.device, workers=self.workers, start=start,
                                        shard=self.dist.shard):
             raw, labels = batch.images, batch.labels
-            acts, out = self.recorder.record(self.prep(raw))
-            self._bad |= ~torch.isfinite(out).all()  # checked once at the end: no per-batch sync
-            cls = out.softmax(1) if self.class_values == "probs" else out
-            nodes = torch.cat([acts, cls], dim=1)
-            if self.store is not None and self.forward_passes == 1:
+            nodes = self.nodes_of(raw)
+            if self.ranks is not None:
+                nodes = self.ranks.transform(nodes).to(nodes.dtype)
+            if fill:
+                assert self.store is not None
                 self.store.put(seen, nodes)
             seen += int(raw.shape[0])
             yield raw, labels, nodes, seen

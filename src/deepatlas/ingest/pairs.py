@@ -112,13 +112,17 @@ class SparsifyParams:
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
-def noise_floor(n: int, tests: int, alpha: float | None = 0.05) -> float:
+def noise_floor(n: int, tests: int, alpha: float | None = 0.05, *, spearman: bool = False) -> float:
     """The |r| that chance exceeds with probability ``alpha`` over ``tests`` pairs at ``n`` images.
 
     ``t / sqrt(n - 2 + t^2)`` with t the quantile of Student's t (n - 2 degrees of freedom) at
     ``1 - alpha / (2 tests)``: the exact null distribution of Pearson's r for Gaussian data,
     Bonferroni over the tests. 0 when ``alpha`` is None; 1 (nothing clears it) with 3 or fewer
     images.
+
+    ``spearman``: the floor for Spearman's rho, tanh(z sqrt(1.06 / (n - 3))) with z the normal
+    quantile at the same level: Fisher's z of rho has variance about 1.06 / (n - 3) under
+    independence (Fieller, Hartley & Pearson 1957, Biometrika 44:470), no Gaussian assumption.
 
     Examples
     --------
@@ -131,6 +135,11 @@ def noise_floor(n: int, tests: int, alpha: float | None = 0.05) -> float:
         return 0.0
     if n <= 3:
         return 1.0
+    if spearman:
+        from scipy.stats import norm
+
+        z = float(norm.isf(alpha / (2 * max(1, tests))))
+        return float(math.tanh(z * math.sqrt(1.06 / (n - 3))))
     from scipy.stats import t as student
 
     t = float(student.isf(alpha / (2 * max(1, tests)), n - 2))

@@ -108,8 +108,13 @@ class CommunityReport(Result):
                 "modularity_graph_description": self.graph_label, "params": self.params, "communities": self.communities}
 
 
+def correlation_of(info: Any) -> str:
+    """The run's edge weight: "pearson" (runs from before the choice existed too) or "spearman"."""
+    return str((getattr(info, "params", None) or {}).get("correlation", "pearson"))
+
+
 def complete_edges(ws: Workspace, rg: RunGraph, *, max_matrix_mb: float | None = None) -> list[tuple[str, str, float]]:
-    """Every pair of the run's units and classes with its Pearson r, recomputed from the run's
+    """Every pair of the run's units and classes with its r (the run's correlation), recomputed from the run's
     own model (sha256-checked) and data with the ingest's code; pairs with an undefined r (a
     constant unit) are left out.
 
@@ -132,6 +137,7 @@ def complete_edges(ws: Workspace, rg: RunGraph, *, max_matrix_mb: float | None =
     layers = list(dict.fromkeys(n["layer"] for n in rg.neurons))
     res = compute_coactivation(ctx.ckpt.model, ctx.data, layers=layers, device=ctx.device, normalize=ctx.ckpt.normalize,
                                class_values=str(info.params.get("class_values", "probs")),
+                               correlation=correlation_of(info),
                                max_matrix_mb=MAX_MATRIX_MB if max_matrix_mb is None else max_matrix_mb)
     if res.units.r is None:
         raise UsageError(f"run {info.name} has too many units for the complete correlation matrix within the memory "

@@ -234,6 +234,7 @@ def ingest(
     batch_size: int | None = None,
     sparsify: SparsifyParams | None = None,
     class_values: str = "probs",
+    correlation: str = "pearson",
     edges: Sequence[str] | None = None,
     attribution_per_class: int = 100,
     between_samples: int | None = None,
@@ -266,6 +267,10 @@ def ingest(
     batch_size : int, optional
         Images per forward pass; default from the model's size (:func:`auto_batch_size`).
     class_values : see :func:`deepatlas.ingest.compute_coactivation`
+    correlation : {"pearson", "spearman"}, default "pearson"
+        The COACTIVATES and pixel edges' r: Pearson (the paper's) or Spearman's rho (one more
+        pass over the data; exact up to 2,048 images, beyond with the bound the report gives:
+        :mod:`deepatlas.ingest.ranks`). Stored on the Run as ``correlation``.
     sparsify : SparsifyParams, optional
         The edge rules and caps (:mod:`deepatlas.ingest.pairs`).
     edges : sequence of {"coactivation", "influence", "gradient"}, optional
@@ -360,7 +365,8 @@ def ingest(
                     pixel_grid=pixel_grid, batch_size=batch_size, edges=tuple(edges),
                     attribution_per_class=attribution_per_class)
     fingerprint = {"model": ckpt.sha256, "data": images.source or images.name, "split": images.split, "images": len(images),
-                   "layers": list(layers) if layers else None, "class_values": class_values, "sparsify": params_dict(sparsify),
+                   "layers": list(layers) if layers else None, "class_values": class_values, "correlation": correlation,
+                   "sparsify": params_dict(sparsify),
                    "pixel_grid": list(pixel_grid) if isinstance(pixel_grid, tuple) else pixel_grid, "max_matrix_mb": matrix_mb,
                    "edges": sorted(edges), "attribution_per_class": attribution_per_class,
                    "between_samples": between_samples, "processes": dist.world}
@@ -370,7 +376,7 @@ def ingest(
         ckpt.model, images, layers=layers, batch_size=batch_size, device=dev, normalize=ckpt.normalize,
         class_values=class_values, max_matrix_mb=matrix_mb, sparsify=sparsify, cache_mb=memory_mb / 2,
         progress=lambda k, total: progress("capture", k, total) if dist.main else None, pixel_grid=pixel_grid, amp=amp,
-        workers=workers, dist=dist, state=state, meter=meter,
+        workers=workers, dist=dist, state=state, meter=meter, correlation=correlation,
     )
     timings.update(result.seconds)  # setup, forward+stats, more passes (blockwise), correlate+select
     key = new_run_key(name)
@@ -436,6 +442,9 @@ def ingest(
     ckpt.model.cpu()
     pairs = result.pairs
     pair_counts = dataclasses.asdict(pairs.counts) if pairs is not None else {}
+    pair_counts["correlation"] = result.correlation
+    if result.correlation == "spearman":
+        pair_counts.update(rank_bins=result.rank_bins, rank_error_bound=result.rank_error_bound)
     attribution = {"gradient": {"stored": counts.gradient[0], "pairs": counts.gradient[1]},
                    "influence_class": {"stored": counts.influence_class[0], "pairs": counts.influence_class[1]},
                    "influence_between": {"stored": counts.influence_between[0], "pairs": counts.influence_between[1],
@@ -443,12 +452,15 @@ def ingest(
     run_props = {
         "dataset": images.source or images.name, "split": images.split, "n_samples": result.n_samples,
         "accuracy": result.accuracy, "layers": layer_names, "class_values": class_values,
+        "correlation": result.correlation,
         "input_shape": list(result.input_shape), "pixel_shape": list(result.pixel_shape),
         "params": {**params_dict(sparsify), "batch_size": result.batch_size, "class_values": class_values,
                    "layers": layer_names, "edges": list(edges), "attribution_per_class": attribution_per_class,
                    "between_samples": 0 if betw is None else (200 if between_samples is None else between_samples),
                    "gradient_output": "logit", "noise_floor": pairs.counts.floor if pairs is not None else 0.0,
-                   "processes": dist.world},
+                   "processes": dist.world, "correlation": result.correlation,
+                   **({"rank_bins": result.rank_bins, "rank_error_bound": result.rank_error_bound}
+                      if result.correlation == "spearman" else {})},
         "confusion": result.confusion.tolist(), "device": str(dev),
     }
     run: RunInfo | None = None
