@@ -165,14 +165,6 @@ def _gated(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
         yield
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, inputs: torch.Tensor, masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    if masks is None:
-        return torch.cat([model(inputs[s : s + 1000]).argmax(1) for s in range(0, len(inputs), 1000)])
-    with _gated(model, {k: v.to(inputs.dtype) for k, v in masks.items()}):
-        return torch.cat([model(inputs[s : s + 1000]).argmax(1) for s in range(0, len(inputs), 1000)])
-
-
 def _as_scores(out: torch.Tensor, scores: str) -> torch.Tensor:
     """The classifier's y: softmax probabilities or the raw logits."""
     return out.softmax(1) if scores == "probs" else out
@@ -188,6 +180,26 @@ def _score_matrix(model: nn.Module, inputs: torch.Tensor, scores: str,
         return run()
     with _gated(model, {k: v.to(inputs.dtype) for k, v in masks.items()}):
         return run()
+
+
+def _predict(model: nn.Module, inputs: torch.Tensor, masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    return _score_matrix(model, inputs, "logits", masks).argmax(1)
+
+
+def _rates(gated: torch.Tensor, before: torch.Tensor, n_positives: int, target: int, w_b: float,
+           sd: float) -> tuple[float, float, float]:
+    """From one gated forward pass over D'_c (``gated`` scores; ``before``: the ungated verdicts
+    "is ``target``"): the arg-max rule's holding rate, the positives still predicted as
+    ``target``, and the y_b rule's holding rate (as :func:`balanced_holding_rate`,
+    :func:`holding_rate` and :func:`yb_holding_rate` compute them one by one)."""
+    after = gated.argmax(1) == target
+    y = torch.arange(len(gated), device=gated.device) < n_positives
+    yb = center_classifier(gated, target, w_b, sd) >= 0.5
+
+    def share(t: torch.Tensor) -> float:
+        return float(t.to(torch.float64).mean()) if len(t) else 0.0
+
+    return share(before == after), share(after[:n_positives]), share(yb == y)
 
 
 @torch.no_grad()
@@ -452,6 +464,14 @@ class SwitchGates:
         """Fill ``res``'s random same-size subset rates (each rule, one subset per seed)."""
         everything = torch.cat([positives, negatives])
         scores = res.params.get("scores", "probs")
+        return self._random_rates(res, everything, len(positives), target, _score_matrix(self.model, everything, scores),
+                                  random_seeds)
+
+    @torch.no_grad()
+    def _random_rates(self, res: SwitchGateResult, everything: torch.Tensor, n_positives: int, target: int,
+                      ungated: torch.Tensor, random_seeds: Sequence[int]) -> SwitchGateResult:
+        scores = res.params.get("scores", "probs")
+        before = ungated.argmax(1) == target
         rand, rand_pos, rand_yb = [], [], []
         masks = {n: (b >= 0.5).to(everything.dtype) for n, b in res.gates.items()}
         for rseed in random_seeds:
@@ -461,9 +481,10 @@ class SwitchGates:
                 flat = torch.zeros(m.numel(), dtype=everything.dtype, device=everything.device)
                 flat[torch.as_tensor(rng.choice(m.numel(), size=int(m.sum()), replace=False), device=everything.device)] = 1
                 rmask[n] = flat.view(m.shape)
-            rand.append(balanced_holding_rate(self.model, everything, target, rmask))
-            rand_pos.append(holding_rate(self.model, positives, target, rmask))
-            rand_yb.append(yb_holding_rate(self.model, everything, len(positives), target, rmask, res.w_b, res.sd, scores))
+            rates = _rates(_score_matrix(self.model, everything, scores, rmask), before, n_positives, target, res.w_b, res.sd)
+            rand.append(rates[0])
+            rand_pos.append(rates[1])
+            rand_yb.append(rates[2])
         res.random_holding_rates, res.random_positive_holding_rates, res.random_holding_rates_yb = rand, rand_pos, rand_yb
         return res
 
@@ -474,7 +495,8 @@ class SwitchGates:
         train = positives if INPUT in self.layers else everything
         y = torch.cat([torch.ones(len(positives)), torch.zeros(len(train) - len(positives))]).to(train.device, train.dtype)
         shapes = self._shapes(train[:1])
-        sd = _score_matrix(self.model, everything, scores).var().clamp_min(1e-12).sqrt()
+        ungated = _score_matrix(self.model, everything, scores)
+        sd = ungated.var().clamp_min(1e-12).sqrt()
         params = {n: torch.full(s, init, dtype=train.dtype, device=train.device, requires_grad=True) for n, s in shapes.items()}
         log_wb = torch.zeros((), dtype=train.dtype, device=train.device, requires_grad=train_wb)
         opt = torch.optim.Adam([*params.values(), *([log_wb] if train_wb else [])], lr=lr)
@@ -508,13 +530,14 @@ class SwitchGates:
         masks = {n: (b >= 0.5).to(train.dtype) for n, b in final.items()}
         kept = {n: torch.nonzero(m.flatten()).flatten().tolist() for n, m in masks.items()}
         w_b, sd_f = float(log_wb.exp().detach()), float(sd)
+        before = ungated.argmax(1) == target
+        n_pos = len(positives)
+        kept_rate, kept_pos, kept_yb = _rates(_score_matrix(self.model, everything, scores, masks), before, n_pos, target, w_b,
+                                              sd_f)
         res = SwitchGateResult(
-            final, kept, balanced_holding_rate(self.model, everything, target, masks), [],
-            holding_rate(self.model, positives, target, masks), [], history, fits, w_b,
+            final, kept, kept_rate, [], kept_pos, [], history, fits, w_b,
             {"alpha": alpha, "lambda": lam, "w": self.w, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
              "layers": self.layers, "trained_on": "positives" if INPUT in self.layers else "balanced", "scores": scores,
              "train_wb": train_wb},
-            holding_rate_yb=yb_holding_rate(self.model, everything, len(positives), target, masks, w_b, sd_f, scores),
-            open_holding_rate_yb=yb_holding_rate(self.model, everything, len(positives), target, None, w_b, sd_f, scores),
-            sd=sd_f)
-        return self.random_baseline(res, positives, negatives, target, random_seeds)
+            holding_rate_yb=kept_yb, open_holding_rate_yb=_rates(ungated, before, n_pos, target, w_b, sd_f)[2], sd=sd_f)
+        return self._random_rates(res, everything, n_pos, target, ungated, random_seeds)
