@@ -398,20 +398,20 @@ def _rank_sketches(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], 
         nodes_sample.append(stream.nodes_of(raw).cpu())
         if p:
             pixel_sample.append(_pixels(raw, grid).cpu())
-    node_ranks = RankSketch(torch.cat(nodes_sample).to(stream.device), bins)
-    pixel_ranks = RankSketch(torch.cat(pixel_sample).to(stream.device), bins) if p else None
+    node_values = torch.cat(nodes_sample).to(stream.device)
+    pixel_values = torch.cat(pixel_sample).to(stream.device) if p else None
     del nodes_sample, pixel_sample
+    node_ranks = RankSketch(node_values, bins)
+    pixel_ranks = RankSketch(pixel_values, bins) if pixel_values is not None else None
     saved = state.load("ranks") if state is not None else None
     if saved is not None:
         node_ranks.load_state_dict(saved["nodes"])
         if pixel_ranks is not None:
             pixel_ranks.load_state_dict(saved["pixels"])
-    elif len(positions) == n and stream.dist.world == 1:
-        for s in range(0, n, stream.batch_size):  # the sample is the whole data set: count it, no second read
-            raw = data.take(positions[s : s + stream.batch_size]).to(stream.device)
-            node_ranks.update(stream.nodes_of(raw))
-            if pixel_ranks is not None:
-                pixel_ranks.update(_pixels(raw, grid))
+    elif len(positions) == n and stream.dist.world == 1:  # the sample is the whole data set: count it as it is
+        node_ranks.update(node_values)
+        if pixel_ranks is not None and pixel_values is not None:
+            pixel_ranks.update(pixel_values)
     else:
         stream.total += len(data)
         for raw, _labels, nodes, _seen in stream.batches(store=False):
@@ -421,6 +421,7 @@ def _rank_sketches(stream: _Stream, data: ImageSet, grid: tuple[int, int, int], 
         node_ranks.all_reduce_(stream.dist)
         if pixel_ranks is not None:
             pixel_ranks.all_reduce_(stream.dist)
+    del node_values, pixel_values
     if state is not None and saved is None:
         state.save("ranks", {"nodes": node_ranks.state_dict(),
                              **({"pixels": pixel_ranks.state_dict()} if pixel_ranks is not None else {})})

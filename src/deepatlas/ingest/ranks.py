@@ -206,11 +206,7 @@ class RankSketch:
         """The largest error any rho between two of these variables (or with ``other``'s) can have:
         see the module docstring. 0 when every value is an atom; inf when a variable's rank
         error reaches its spread (too few bins for it)."""
-        s, err = self.rank_std(), self.rank_error()
-        live = s > 0
-        if not bool(live.any()):
-            return 0.0
-        a = float((err[live] / s[live]).max())
+        a = worst_ratio(self)
         return pair_bound(a, a)
 
 
