@@ -3,6 +3,7 @@ what `deepatlas inspect` promised.
 
     python bench/stock_models.py                 # the nine models, 100 colour images each
     python bench/stock_models.py --images 30 --models densenet121,efficientnet_b0
+    python bench/stock_models.py --images 3000 --models resnet18 --correlation spearman   # the rank pass's cost
 
 For each model: seeded random weights saved as .safetensors (a ViT's zero-initialised head gets
 small random weights, else every class output is equal and no gradient flows), then
@@ -82,11 +83,12 @@ def _peak_kb(stderr: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def run_one(name: str, images: int, memory_mb: float) -> dict[str, Any]:
+def run_one(name: str, images: int, memory_mb: float, correlation: str = "pearson") -> dict[str, Any]:
     root, classes = _photos(images)
     spec, weights = _weights(name, classes)
     size = MODELS[name]
-    flags = ["--model", spec, "--weights", str(weights), "--num-classes", str(classes), "--input-size", f"3x{size}x{size}"]
+    flags = ["--model", spec, "--weights", str(weights), "--num-classes", str(classes), "--input-size", f"3x{size}x{size}",
+             "--correlation", correlation]
     inspect = subprocess.run([*DEEPATLAS, "inspect", *flags, "--images", str(images), "--memory-mb", str(memory_mb), "--json"],
                              capture_output=True, text=True, check=False)
     if inspect.returncode:
@@ -104,7 +106,7 @@ def run_one(name: str, images: int, memory_mb: float) -> dict[str, Any]:
     rep = json.loads(ingest.stdout)
     forward_mb = est["memory_mb"].get("forward+stats", 0.0) - est["comoment_mb"] - est["pixel_mb"]
     return {
-        "model": name, "input": size, "images": images, "units": est["units"], "batch_size": rep["batch_size"],
+        "model": name, "correlation": correlation, "input": size, "images": images, "units": est["units"], "batch_size": rep["batch_size"],
         "estimate_peak_mb": est["peak_mb"], "peak_mb": round(peak, 1), "ratio": round(peak / est["peak_mb"], 2),
         "baseline_mb": rep["memory_mb"].get("load"), "budget_mb": memory_mb, "forward_mb": round(forward_mb, 1),
         "within_budget": peak <= rep["memory_mb"].get("load", 0.0) + memory_mb + forward_mb + 1024,
@@ -119,25 +121,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--memory-mb", type=float, default=2048.0)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--correlation", default="pearson", help="pearson, spearman, or both (each model twice)")
     args = parser.parse_args(argv)
+    kinds = ["pearson", "spearman"] if args.correlation == "both" else [args.correlation]
     rows = []
-    for name in args.models.split(","):
-        row = run_one(name, args.images, args.memory_mb)
+    for name, kind in ((n, k) for n in args.models.split(",") for k in kinds):
+        row = run_one(name, args.images, args.memory_mb, kind)
         rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k in ("model", "peak_mb", "estimate_peak_mb", "ratio", "wall_s",
+        print(json.dumps({k: v for k, v in row.items() if k in ("model", "correlation", "peak_mb", "estimate_peak_mb", "ratio", "wall_s",
                                                                  "error")}), flush=True)
     OUT.mkdir(exist_ok=True)
-    (OUT / "stock_models.json").write_text(json.dumps(rows, indent=2))
-    print("\n| model | input | units | batch | peak RSS | inspect's estimate | measured / estimate | within budget | "
+    (OUT / f"stock_models{'' if kinds == ['pearson'] else '-' + args.correlation}.json").write_text(json.dumps(rows, indent=2))
+    print("\n| model | correlation | input | units | batch | peak RSS | inspect's estimate | measured / estimate | within budget | "
           "wall | forward+stats | gradient | write | edges |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | | | | {r.get('peak_mb', 0):.0f} MB | | | | | | | | {r['error']} |")
+            print(f"| {r['model']} | | | | | {r.get('peak_mb', 0):.0f} MB | | | | | | | | {r['error']} |")
             continue
         s = r["seconds"]
         edges = sum(v for k, v in r["edges"].items() if k != "IN_LAYER")
-        print(f"| {r['model']} | {r['input']} px | {r['units']:,} | {r['batch_size']} | {r['peak_mb']:,.0f} MB | "
+        print(f"| {r['model']} | {r['correlation']} | {r['input']} px | {r['units']:,} | {r['batch_size']} | {r['peak_mb']:,.0f} MB | "
               f"{r['estimate_peak_mb']:,.0f} MB | {r['ratio']:.2f} | {'yes' if r['within_budget'] else 'NO'} | {r['wall_s']:.0f} s | "
               f"{s.get('forward+stats', 0):.1f} s | {s.get('gradient', 0):.1f} s | {s.get('write', 0):.1f} s | {edges:,} |")
     return 0

@@ -98,7 +98,7 @@ def test_a_disk_below_the_margin_stops_the_ingest_before_any_write(neo4j_server,
     assert r.exit_code == 0 and "database online" in r.output and "below the margin" in r.output
     monkeypatch.delenv("DEEPATLAS_MIN_FREE_MB")
     r = runner.invoke(app, ["db", "status", "--json"])
-    st = json.loads(r.output)
+    st = json.loads(r.stdout)
     assert st["database"] == "online" and st["free_mb"] > 0
 
 
@@ -127,4 +127,4 @@ def test_a_disk_filling_during_the_write_stops_it_and_keeps_earlier_runs(neo4j_s
         kept = find_run(g, "kept-safe")
         assert kept is not None and kept.status == "complete"
     r = runner.invoke(app, ["db", "status", "--json"])
-    assert json.loads(r.output)["database"] == "online"
+    assert json.loads(r.stdout)["database"] == "online"

@@ -32,12 +32,12 @@ def test_resnet18_trained_and_ingested_blockwise(neo4j_server, tmp_path: Path) -
     r = runner.invoke(app, ["train", "--arch", "resnet18", "--epochs", "1", "--limit", "1024", "--out", str(ckpt_path),
                             "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["test_accuracy"] > 0.15  # 8 steps: above chance (0.1); the path is what is tested
+    assert json.loads(r.stdout)["test_accuracy"] > 0.15  # 8 steps: above chance (0.1); the path is what is tested
     r = runner.invoke(app, ["ingest", "--model", str(ckpt_path), "--limit", "200", "--run", "resnet",
                             "--between-samples", "0", "--attribution-per-class", "2", "--max-matrix-mb", "15",
                             "--min-r", "0.95", "--top-k", "2", "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
-    report = json.loads(r.output)
+    report = json.loads(r.stdout)
     assert report["nodes"]["Neuron"] == 1984
     assert "more passes" in report["seconds"]  # 1,994 rows of 15 MB each (less the pixel statistics): several passes
     assert report["pairs"]["tested"] > report["pairs"]["above_floor"] >= report["pairs"]["kept"]  # every filter reported
@@ -61,4 +61,4 @@ def test_resnet18_trained_and_ingested_blockwise(neo4j_server, tmp_path: Path) -
         assert infl["c"] > 0 and infl["s"] > 0
     r = runner.invoke(app, ["query", "drivers", "--class", "Trouser", "-k", "3", "--run", "resnet", "--json"])
     assert r.exit_code == 0, r.output
-    assert len(json.loads(r.output)["drivers"]) == 3
+    assert len(json.loads(r.stdout)["drivers"]) == 3

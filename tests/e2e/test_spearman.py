@@ -23,7 +23,7 @@ def test_a_spearman_run_stores_rho_within_its_stated_bound(graph: Graph, tiny_ch
     r = CliRunner().invoke(app, ["ingest", "--model", str(tiny_checkpoint), "--limit", str(n), "--edges", "coactivation",
                                  "--correlation", "spearman", "--run", "rho", "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
-    report = json.loads(r.output)
+    report = json.loads(r.stdout)
     pairs = report["pairs"]
     assert pairs["correlation"] == "spearman" and 0 < pairs["rank_error_bound"] < 1, pairs
     info = resolve_run(graph, "rho")
@@ -31,7 +31,7 @@ def test_a_spearman_run_stores_rho_within_its_stated_bound(graph: Graph, tiny_ch
 
     r = CliRunner().invoke(app, ["query", "drivers", "--class", "Trouser", "--run", "rho", "-k", "5", "--json"])
     assert r.exit_code == 0, r.output
-    drivers = json.loads(r.output)
+    drivers = json.loads(r.stdout)
     assert drivers["correlation"] == "spearman" and len(drivers["drivers"]) == 5
     text = CliRunner().invoke(app, ["query", "drivers", "--class", "Trouser", "--run", "rho", "-k", "5"])
     assert "Spearman" in text.output, text.output
@@ -52,3 +52,18 @@ def test_a_spearman_run_stores_rho_within_its_stated_bound(graph: Graph, tiny_ch
         want = spearmanr(col, probs).statistic
         assert abs(row["r"] - want) <= max(1e-6, pairs["rank_error_bound"]), (row, want)
         assert abs(row["r"] - want) < 0.01  # and in practice far inside the worst-case bound
+
+    # every command that prints r says which correlation it is (issue 24 item 3)
+    for argv in (["analyze", "overlap", "--dry-run"], ["analyze", "centrality", "--dry-run"],
+                 ["analyze", "communities", "--graph", "stored", "--dry-run"], ["audit", "confusion", "--no-plots"]):
+        r = CliRunner().invoke(app, [*argv, "--run", "rho", "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["correlation"] == "spearman", argv
+        text = CliRunner().invoke(app, [*argv, "--run", "rho"])
+        assert text.exit_code == 0 and "Spearman" in text.stdout, (argv, text.output)
+    text = CliRunner().invoke(app, ["runs", "show", "rho"])
+    assert "co-activation by Spearman's rho" in text.stdout, text.output
+    r = CliRunner().invoke(app, ["export", "json", "--run", "rho", "--json"])
+    assert r.exit_code == 0, r.output
+    exported = json.loads(Path(json.loads(r.stdout)["path"]).read_text())
+    assert exported["graph"]["correlation"] == "spearman"

@@ -17,6 +17,7 @@ from deepatlas.cli._common import (
     model_flags,
     print_json,
 )
+from deepatlas.db.runs import correlation_name
 from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 app = typer.Typer(help="Communities, class overlap and centrality, computed and written back to the run.", no_args_is_help=True)
@@ -57,7 +58,7 @@ def communities(
         print_json(rep.to_json())
         return
     table = Table(title=f"{rep.run}: {len(rep.communities)} communities, modularity {rep.modularity:.3f} "
-                        f"on the {rep.graph_label}")
+                        f"on the {rep.graph_label}; edge weight {correlation_name(rep.correlation)}")
     for col in ("#", "size", "classes", "neurons by layer"):
         table.add_column(col)
     for c in rep.communities:
@@ -87,7 +88,7 @@ def overlap(
         return
     console.print(f"{rep.run}: Pearson r(Jaccard, mistakes) = [bold]{rep.stats.r:.3f}[/] "
                   f"(p = {rep.stats.p_value:.2g}, {rep.stats.n_pairs} class pairs)")
-    table = Table(title=f"{rep.run}: class pairs by overlap")
+    table = Table(title=f"{rep.run}: class pairs by overlap (neuron sets ranked by {correlation_name(rep.correlation)})")
     for col in ("a", "b", "jaccard", "shared", "mistakes"):
         table.add_column(col)
     for p in sorted(rep.pairs, key=lambda p: -p["jaccard"])[:10]:
@@ -111,7 +112,7 @@ def centrality(
     if json_out:
         print_json(rep.to_json())
         return
-    table = Table(title=f"{rep.run}: most central neurons")
+    table = Table(title=f"{rep.run}: most central neurons (strength: sum of {correlation_name(rep.correlation)})")
     for col in ("unit", "degree", "strength"):
         table.add_column(col)
     for row in rep.top:

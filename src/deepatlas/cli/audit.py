@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, err, print_json
+from deepatlas.db.runs import correlation_name
 from deepatlas.paths import out_dir
 from deepatlas.workspace import Workspace
 
@@ -48,7 +49,8 @@ def confusion(
         print_json(rep.to_json())
     else:
         st = rep.overlap.stats
-        console.print(f"[bold]{rep.run}[/]: r(Jaccard, mistakes) = [bold]{st.r:.3f}[/] (p = {st.p_value:.2g}, {st.n_pairs} pairs); "
+        console.print(f"[bold]{rep.run}[/] (co-activation: {correlation_name(rep.overlap.correlation)}): "
+                      f"r(Jaccard, mistakes) = [bold]{st.r:.3f}[/] (p = {st.p_value:.2g}, {st.n_pairs} pairs); "
                       f"{len(rep.communities.communities)} communities, modularity {rep.communities.modularity:.3f} "
                       f"(on the {rep.communities.graph_label}"
                       + (", as stored by `analyze communities`)" if rep.communities.params.get("read_from") else ")"))

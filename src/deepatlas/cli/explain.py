@@ -21,6 +21,7 @@ from deepatlas.cli._common import (
     print_json,
     progress_bars,
 )
+from deepatlas.db.runs import correlation_name
 from deepatlas.workspace import DataSource, ModelSource, Workspace
 
 app = typer.Typer(help="Explain single images (influential scores, prediction gradients) and where the graph's measures disagree.",
@@ -125,7 +126,7 @@ def disagree(
         print_json(res)
         return
     for key in (f"correlated_not_{by}", f"{by}_not_correlated"):
-        table = Table(title=f"{res['run']}: {key.replace('_', ' ')}")
+        table = Table(title=f"{res['run']}: {key.replace('_', ' ')} (r = {correlation_name(res['correlation'])})")
         for col in ("class", "unit", "r", by, "r rank", f"{by} rank"):
             table.add_column(col)
         for row in res[key]:

@@ -23,6 +23,8 @@ def inspect(
     pixel_grid: Annotated[str, typer.Option(help="As for ingest: auto, off or ROWSxCOLS.")] = "auto",
     min_r: Annotated[float, typer.Option(min=0.0, max=1.0, help="As for ingest.")] = 0.5,
     top_k: Annotated[int, typer.Option(min=0, help="As for ingest.")] = 8,
+    correlation: Annotated[str, typer.Option(metavar="KIND", help="As for ingest: pearson, or spearman (plans its "
+                                                                  "rank pass and sketches).")] = "pearson",
     all_layers: Annotated[bool, typer.Option("--all", help="List every layer inside the blocks too, grouped by block.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,10 +40,13 @@ def inspect(
     from deepatlas.ingest.pairs import SparsifyParams
     from deepatlas.workflows.inspect import inspect as run_inspect
 
+    if correlation not in ("pearson", "spearman"):
+        raise typer.BadParameter(f"{correlation!r} is not pearson or spearman", param_hint="--correlation")
     grid = parse_grid(pixel_grid)
     with console.status("loading the model", spinner="dots") if not json_out else nullcontext():
         rep = run_inspect(Workspace(model=model), images=images, memory_mb=memory_mb, max_matrix_mb=max_matrix_mb,
-                          pixel_grid=grid, sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k), batch_size=batch_size)
+                          pixel_grid=grid, sparsify=SparsifyParams(min_abs_r=min_r, top_k=top_k), batch_size=batch_size,
+                          correlation=correlation)
     if json_out:
         print_json(rep.to_json())
         return
@@ -72,7 +77,9 @@ def inspect(
     console.print(
         f"ingest of {est.images:,} images: {est.units:,} units + {est.classes} classes, {est.pixels:,} pixel nodes "
         f"({'x'.join(map(str, est.pixel_grid))}), batches of {est.batch_size}; co-moments {est.comoment_mb:,.1f} MB in "
-        f"{est.passes} pass(es), pixel statistics {est.pixel_mb:,.1f} MB", highlight=False)
+        f"{est.passes} pass(es), pixel statistics {est.pixel_mb:,.1f} MB"
+        + (f"; Spearman: rank sketches of {est.rank_bins:,} edges per unit and pixel, and a rank pass"
+           if est.correlation == "spearman" else ""), highlight=False)
     plan = Table(title=f"plan: peak about {est.peak_mb:,.0f} MB ({est.baseline_mb:,.0f} MB with the model loaded; "
                        f"{est.available_mb:,.0f} MB free)")
     plan.add_column("stage")

@@ -13,7 +13,7 @@ from rich.table import Table
 from deepatlas.cli._common import JsonOpt, RunOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
 from deepatlas.db.queries import class_drivers, run_template
-from deepatlas.db.runs import resolve_run
+from deepatlas.db.runs import correlation_name, resolve_run
 from deepatlas.db.templates import list_templates, load_template
 from deepatlas.errors import UsageError
 
@@ -43,13 +43,11 @@ def drivers(
         raise UsageError(f"k must lie in 1..100000, got {k}")
     with Graph() as g:
         info, stored, rows = class_drivers(g, class_name, k=k, run=run)
-    kind = str((info.params or {}).get("correlation", "pearson"))
     if json_out:
-        print_json({"run": info.name, "class": stored, "correlation": kind, "drivers": rows})
+        print_json({"run": info.name, "class": stored, "correlation": info.correlation, "drivers": rows})
         return
-    what = "r = Spearman's rho" if kind == "spearman" else "r = Pearson r"
     console.print(_table([{k2: v for k2, v in r.items() if k2 != "key"} for r in rows],
-                         f"drivers of {stored} in {info.name} ({what})"))
+                         f"drivers of {stored} in {info.name} (r = {correlation_name(info.correlation)})"))
 
 
 @app.command("list")

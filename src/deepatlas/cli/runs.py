@@ -11,7 +11,7 @@ from rich.table import Table
 
 from deepatlas.cli._common import JsonOpt, cli_errors, console, print_json
 from deepatlas.db.graph import Graph
-from deepatlas.db.runs import delete_run, list_runs, resolve_run
+from deepatlas.db.runs import correlation_name, delete_run, list_runs, resolve_run
 
 app = typer.Typer(help="List, inspect and delete the runs stored in the graph.", no_args_is_help=True)
 
@@ -92,6 +92,7 @@ def show(
     console.print(f"[bold]{info.name}[/]  ({info.status}, key {info.key})")
     console.print(f"  data      {info.dataset}/{info.split}, {info.n_samples} images, accuracy {info.accuracy:.2%}")
     console.print(f"  model     {info.model}")
+    console.print(f"  edges     co-activation by {correlation_name(info.correlation)}")
     console.print(f"  params    {info.params}")
     console.print(f"  counts    {info.counts}")
     console.print(f"  completed {info.completed_at}")

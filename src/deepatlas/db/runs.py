@@ -75,6 +75,20 @@ class RunInfo:
             params=json.loads(r.get("params") or "{}"), counts=json.loads(r.get("counts") or "{}"),
         )
 
+    @property
+    def correlation(self) -> str:
+        """The run's co-activation weight: "pearson" (also runs from before the choice existed) or "spearman"."""
+        return str(self.params.get("correlation", "pearson"))
+
+
+#: How each correlation is named beside the numbers it gives (tables, titles, figures).
+CORRELATION_NAMES = {"pearson": "Pearson r", "spearman": "Spearman's rho"}
+
+
+def correlation_name(kind: str) -> str:
+    """``"Pearson r"`` or ``"Spearman's rho"``: what the r of a run with this correlation is."""
+    return CORRELATION_NAMES.get(kind, kind)
+
 
 def validate_run_name(name: str) -> str:
     if not name or len(name) > 100 or not set(name) <= _NAME_CHARS:

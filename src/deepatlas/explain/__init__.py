@@ -37,7 +37,7 @@ _WHERE = {
     "parse_units": "interventions", "unit_statistics": "interventions",
     "activate_only_sweep": "experiments", "knockout_curve": "experiments", "pg_ranking": "experiments",
     "SwitchGates": "switchgate", "SwitchGateResult": "switchgate", "holding_rate": "switchgate",
-    "balanced_holding_rate": "switchgate",
+    "balanced_holding_rate": "switchgate", "yb_holding_rate": "switchgate",
     "CoupledNMF": "factorize", "activation_matrices": "factorize", "coupled_nmf": "factorize", "spectra": "factorize",
     "Feature": "query", "characteristic_feature": "query", "perturb_toward": "query", "removal_curve": "query",
     "single_step_sweep": "query",

@@ -13,6 +13,10 @@ forward+stats       co-moments (one block of rows x M, float64) + pixel statisti
                     the forward pass (batch x module outputs x :data:`FORWARD_LIVE`) + the
                     decoded batches in flight (workers x 2 x batch, uint8) + a blockwise pass's
                     node values when they stay in memory (N x M, float32)
+ranks (Spearman)    the sample images' node and pixel values (K x V float32, twice while joined) +
+                    the rank sketches (V x E x :data:`~deepatlas.ingest.ranks.BYTES_PER_EDGE`) +
+                    the forward pass + a slice of a batch being counted (:data:`RANK_SLICE_MB`);
+                    the sketches stay through the next two stages, with a batch of ranks
 correlate+select    co-moments turned into r in place + pixel statistics + the selection's
                     bands (:data:`SELECT_MB`) + the candidate pairs (M x max_degree x 24 bytes)
 gradient, influence pixel r (kept for the write) + the backward pass (batch x module outputs x
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 
 from deepatlas.ingest.pairs import SparsifyParams, class_top_k
 
-__all__ = ["BACKWARD_LIVE", "FORWARD_LIVE", "SELECT_MB", "WRITE_MB", "IngestPlan", "ModelSizes", "plan_ingest"]
+__all__ = ["BACKWARD_LIVE", "FORWARD_LIVE", "RANK_SLICE_MB", "SELECT_MB", "WRITE_MB", "IngestPlan", "ModelSizes", "plan_ingest"]
 
 #: Share of the summed module outputs (per image, times the batch) alive at once in a no-grad
 #: forward pass (intermediate outputs are freed as the pass goes; concatenating blocks keep more).
@@ -42,6 +46,8 @@ BACKWARD_LIVE = 2.5
 SELECT_MB = 250.0
 #: A write batch in flight: the rows as Python objects, the driver's packed copy, allocator slack.
 WRITE_MB = 320.0
+#: A slice of a batch being counted or ranked (ranks.CHUNK_VALUES x ranks.BYTES_PER_VALUE).
+RANK_SLICE_MB = 80.0
 #: Rough rates for the time estimate: Bolt rows per second and pixel-vector numbers per second.
 WRITE_ROWS_PER_S = 20_000.0
 WRITE_FLOATS_PER_S = 1.5e6
@@ -91,6 +97,7 @@ class IngestPlan:
     edges_max: dict[str, int] = field(default_factory=dict)
     between: bool = False
     problem: str | None = None
+    rank_bins: int = 0  #: Spearman: edges per variable of the rank sketches (0: Pearson)
 
     @property
     def peak_mb(self) -> float:
@@ -101,7 +108,7 @@ def plan_ingest(sizes: ModelSizes, images: int, *, memory_mb: float, max_matrix_
                 sparsify: SparsifyParams | None = None, pixel_grid: str | tuple[int, int] = "auto",
                 batch_size: int | None = None, backward_batch: int | None = None, workers: int = 0,
                 edges: tuple[str, ...] = ("coactivation", "influence", "gradient"), attribution_per_class: int = 100,
-                between_samples: int | None = None, between_limit: int = 1_000) -> IngestPlan:
+                between_samples: int | None = None, between_limit: int = 1_000, correlation: str = "pearson") -> IngestPlan:
     """The stage-by-stage plan of an ingest of ``images`` images (see the module docstring)."""
     from deepatlas.errors import DeepAtlasError
     from deepatlas.ingest.coactivation import FORWARD_MB, pixel_shape, plan_blocks
@@ -125,10 +132,22 @@ def plan_ingest(sizes: ModelSizes, images: int, *, memory_mb: float, max_matrix_
     cache = "none" if passes == 1 else ("memory" if store <= memory_mb / 2 else "disk")
     in_flight = workers * 2 * batch * math.prod(sizes.input_shape) / 2**20
     plan = IngestPlan(images, batch, back, grid, passes, cache, round(comoments, 1), round(pixels, 1), problem=problem)
-    plan.memory_mb["forward+stats"] = (comoments + pixels + FORWARD_LIVE * batch * sizes.output_mb + in_flight
+    forward = FORWARD_LIVE * batch * sizes.output_mb
+    sketch = rank_batch = 0.0
+    if correlation == "spearman":
+        from deepatlas.ingest.ranks import BYTES_PER_EDGE, RankSketch
+
+        variables = m + p
+        bins = RankSketch.bins_for(variables, max(64.0, matrix_mb))  # as compute_coactivation chooses
+        sample = min(images, bins) * variables * 4 / 2**20
+        sketch = variables * min(images, bins) * BYTES_PER_EDGE / 2**20
+        rank_batch = batch * variables * 4 / 2**20 + RANK_SLICE_MB
+        plan.rank_bins = bins
+        plan.memory_mb["ranks"] = 2 * sample + sketch + forward + in_flight + RANK_SLICE_MB
+    plan.memory_mb["forward+stats"] = (comoments + pixels + forward + in_flight + sketch + rank_batch
                                        + (store if cache == "memory" else 0.0))
     candidates = m * params.max_degree * 24 * 2 / 2**20
-    plan.memory_mb["correlate+select"] = comoments + pixels + SELECT_MB + candidates
+    plan.memory_mb["correlate+select"] = comoments + pixels + SELECT_MB + candidates + sketch
     per_class = class_top_k(params, sizes.units, sizes.classes)
     attributed = min(images, attribution_per_class * sizes.classes)
     if "gradient" in edges or "influence" in edges:
@@ -147,6 +166,8 @@ def plan_ingest(sizes: ModelSizes, images: int, *, memory_mb: float, max_matrix_
         plan.edges_max["INFLUENCES"] = per_class * sizes.classes + (sizes.units * params.influence_top_k if plan.between else 0)
     # time
     plan.seconds["forward+stats"] = images * sizes.forward_s * (passes if cache == "none" else 1)
+    if correlation == "spearman":  # the sample's pass, and the counting pass when the sample is not every image
+        plan.seconds["ranks"] = (min(images, plan.rank_bins) + (images if images > plan.rank_bins else 0)) * sizes.forward_s
     plan.seconds["correlate+select"] = m * m * 2e-8
     if "gradient" in edges:
         plan.seconds["gradient"] = attributed * sizes.backward_s

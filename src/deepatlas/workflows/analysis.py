@@ -24,7 +24,7 @@ from deepatlas.db.analytics import (
     write_overlaps,
 )
 from deepatlas.db.graph import Graph
-from deepatlas.db.runs import RunInfo
+from deepatlas.db.runs import RunInfo, correlation_name
 from deepatlas.errors import UsageError
 from deepatlas.graphops import (
     OverlapStats,
@@ -97,6 +97,7 @@ class CommunityReport(Result):
     params: dict[str, Any]
     membership: dict[str, int] = field(repr=False, default_factory=dict)
     graph: str = "stored"
+    correlation: str = "pearson"  #: the run's edge weight (RunInfo.correlation)
 
     @property
     def graph_label(self) -> str:
@@ -104,13 +105,9 @@ class CommunityReport(Result):
         return GRAPH_LABELS[self.graph]
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run, "modularity": self.modularity, "modularity_graph": self.graph,
-                "modularity_graph_description": self.graph_label, "params": self.params, "communities": self.communities}
-
-
-def correlation_of(info: Any) -> str:
-    """The run's edge weight: "pearson" (runs from before the choice existed too) or "spearman"."""
-    return str((getattr(info, "params", None) or {}).get("correlation", "pearson"))
+        return {"run": self.run, "correlation": self.correlation, "modularity": self.modularity,
+                "modularity_graph": self.graph, "modularity_graph_description": self.graph_label, "params": self.params,
+                "communities": self.communities}
 
 
 def complete_edges(ws: Workspace, rg: RunGraph, *, max_matrix_mb: float | None = None) -> list[tuple[str, str, float]]:
@@ -137,7 +134,7 @@ def complete_edges(ws: Workspace, rg: RunGraph, *, max_matrix_mb: float | None =
     layers = list(dict.fromkeys(n["layer"] for n in rg.neurons))
     res = compute_coactivation(ctx.ckpt.model, ctx.data, layers=layers, device=ctx.device, normalize=ctx.ckpt.normalize,
                                class_values=str(info.params.get("class_values", "probs")),
-                               correlation=correlation_of(info),
+                               correlation=info.correlation,
                                max_matrix_mb=MAX_MATRIX_MB if max_matrix_mb is None else max_matrix_mb)
     if res.units.r is None:
         raise UsageError(f"run {info.name} has too many units for the complete correlation matrix within the memory "
@@ -182,7 +179,7 @@ def _community_report(rg: RunGraph, membership: dict[str, int], modularity: floa
                 layers[layer] = layers.get(layer, 0) + 1
         out.append({"index": i, "size": len(members), "classes": sorted((names[m] for m in members if m in names), key=order.index),
                     "neurons_by_layer": layers})
-    return CommunityReport(rg.run.name, modularity, out, params, membership, kind)
+    return CommunityReport(rg.run.name, modularity, out, params, membership, kind, rg.run.correlation)
 
 
 def _stored_communities(graph: Graph, info: RunInfo, rg: RunGraph) -> CommunityReport | None:
@@ -255,10 +252,13 @@ class OverlapReport(Result):
     class_names: list[str]
     jaccard: np.ndarray = field(repr=False)
     mistakes: np.ndarray = field(repr=False)
+    #: What ranks a class's neurons into its set: the run's co-activation (RunInfo.correlation).
+    #: ``stats.r`` (Jaccard vs mistakes over class pairs) is always Pearson's.
+    correlation: str = "pearson"
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run, "params": self.params, "r": self.stats.r, "p_value": self.stats.p_value,
-                "pairs": self.pairs, "sets": self.sets}
+        return {"run": self.run, "correlation": self.correlation, "params": self.params, "r": self.stats.r,
+                "p_value": self.stats.p_value, "pairs": self.pairs, "sets": self.sets}
 
 
 #: Up to this many classes every class pair is listed (and written as an OVERLAPS edge); above
@@ -288,7 +288,8 @@ def _overlap(rg: RunGraph, top_k: int | None, min_r: float | None) -> OverlapRep
     for c, members in enumerate(sets):
         col = rg.class_r[:, c]
         ranked[names[c]] = [labels[i] for i in sorted(members, key=lambda i: (-col[i], i))]
-    return OverlapReport(rg.run.name, {"top_k": top_k, "min_r": min_r}, st, pairs, ranked, names, jac, mis)
+    return OverlapReport(rg.run.name, {"top_k": top_k, "min_r": min_r}, st, pairs, ranked, names, jac, mis,
+                         rg.run.correlation)
 
 
 def analyze_overlap(ws: Workspace, *, top_k: int | None = 10, min_r: float | None = None, write: bool = True) -> OverlapReport:
@@ -326,6 +327,7 @@ class CentralityReport(Result):
     run: str
     top: list[dict[str, Any]]
     params: dict[str, Any]
+    correlation: str = "pearson"  #: the edge weight summed into strength (RunInfo.correlation)
 
 
 def analyze_centrality(ws: Workspace, *, negative: str = "drop", k: int = 10, write: bool = True) -> CentralityReport:
@@ -341,7 +343,7 @@ def analyze_centrality(ws: Workspace, *, negative: str = "drop", k: int = 10, wr
     neurons = [r for r in rows if r["key"] in {n["key"] for n in rg.neurons}]
     top = sorted(neurons, key=lambda r: (-r["strength"], labels[r["key"]]))[:k]
     return CentralityReport(info.name, [{"unit": labels[r["key"]], **{k2: v for k2, v in r.items() if k2 != "key"}} for r in top],
-                            {"negative": negative})
+                            {"negative": negative}, info.correlation)
 
 
 @dataclass
@@ -363,7 +365,8 @@ class AuditReport(Result):
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "run": self.run, "passed": self.passed, "failures": self.failures, "thresholds": self.thresholds,
+            "run": self.run, "correlation": self.overlap.correlation, "passed": self.passed, "failures": self.failures,
+            "thresholds": self.thresholds,
             "overlap_vs_mistakes": {"r": self.overlap.stats.r, "p_value": self.overlap.stats.p_value,
                                     "n_pairs": self.overlap.stats.n_pairs},
             "set_params": self.overlap.params, "by_overlap": self.by_overlap, "by_mistakes": self.by_mistakes,
@@ -470,7 +473,7 @@ def audit_confusion(
         drawn["heatmaps"] = str(heatmap_grid(
             [(f"{name} #{rank}: {label}", m) for (name, rank, label), m in zip(chosen, maps, strict=True)],
             out / "neuron_heatmaps.png", columns=6,
-            title=f"{info.name}: pixel correlations of each class's top 3 neurons"
+            title=f"{info.name}: pixel correlations ({correlation_name(info.correlation)}) of each class's top 3 neurons"
                   + (f" ({len(shown)} of {len(ov.class_names):,} classes: the most overlapping and confused pairs)"
                      if len(shown) < len(ov.class_names) else "")))
     return AuditReport(info.name, ov, comm, by_overlap, by_mistakes,
@@ -502,7 +505,7 @@ def export_run(ws: Workspace, path: str | Path, *, fmt: str = "graphml", pixels:
         raise UsageError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     info = ws.run_info()
     nodes, edges = read_run_export(ws.graph, info, pixels=pixels)
-    g = nx.MultiDiGraph(name=info.name)
+    g = nx.MultiDiGraph(name=info.name, correlation=info.correlation)  # what every COACTIVATES r is
     for n in nodes:
         attrs = {k: v for k, v in n.items() if k != "key"}
         if fmt != "json":

@@ -363,7 +363,7 @@ def ingest(
     if dev.type == "cpu":
         _check_fits(ckpt, images, layers, memory_mb=memory_mb, max_matrix_mb=matrix_mb, sparsify=sparsify,
                     pixel_grid=pixel_grid, batch_size=batch_size, edges=tuple(edges),
-                    attribution_per_class=attribution_per_class)
+                    attribution_per_class=attribution_per_class, correlation=correlation)
     fingerprint = {"model": ckpt.sha256, "data": images.source or images.name, "split": images.split, "images": len(images),
                    "layers": list(layers) if layers else None, "class_values": class_values, "correlation": correlation,
                    "sparsify": params_dict(sparsify),

@@ -195,9 +195,11 @@ class DisagreementResult(Result):
     min_r: float
     correlated_not_by: list[dict[str, Any]]
     by_not_correlated: list[dict[str, Any]]
+    correlation: str = "pearson"  #: what r is: the run's co-activation (RunInfo.correlation)
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run, "class": self.class_name, "by": self.by, "k": self.k, "min_r": self.min_r,
+        return {"run": self.run, "class": self.class_name, "correlation": self.correlation, "by": self.by, "k": self.k,
+                "min_r": self.min_r,
                 "correlated_not_" + self.by: self.correlated_not_by, self.by + "_not_correlated": self.by_not_correlated}
 
 
@@ -230,7 +232,8 @@ def disagreement(ws: Workspace, *, class_name: str | None = None, by: str = "inf
                 out["correlated_not_" + by].append(entry)
             if s_rank[id(x)] < k and r_rank[id(x)] >= half:
                 out[by + "_not_correlated"].append(entry)
-    return DisagreementResult(info.name, stored, by, k, min_r, out["correlated_not_" + by], out[by + "_not_correlated"])
+    return DisagreementResult(info.name, stored, by, k, min_r, out["correlated_not_" + by], out[by + "_not_correlated"],
+                              info.correlation)
 
 
 @dataclass

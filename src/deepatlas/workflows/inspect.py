@@ -91,6 +91,8 @@ class Estimate:
     edges_max: dict[str, int]
     between: bool
     problem: str | None = None  # why an ingest with these settings would be refused
+    correlation: str = "pearson"  # the co-activation planned for (Spearman adds the "ranks" stage)
+    rank_bins: int = 0  # Spearman: edges per variable of the rank sketches
 
 
 @dataclass
@@ -111,7 +113,7 @@ class InspectReport(Result):
 
 def inspect(ws: Workspace, *, images: int = 10_000, memory_mb: float = 2048.0, max_matrix_mb: float | None = None,
             pixel_grid: str | tuple[int, int] = "auto", sparsify: SparsifyParams | None = None,
-            batch_size: int | None = None) -> InspectReport:
+            batch_size: int | None = None, correlation: str = "pearson") -> InspectReport:
     """:func:`inspect_model` on the Workspace's model, with two seeded random images of its
     input shape as the dry batch.
 
@@ -127,7 +129,7 @@ def inspect(ws: Workspace, *, images: int = 10_000, memory_mb: float = 2048.0, m
         raise UsageError("the model's input shape is not known; pass --input-size CxHxW (e.g. 3x224x224)")
     example = ckpt.normalize(torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)))
     return inspect_model(ckpt.model, example, name=ckpt.name, images=images, memory_mb=memory_mb, max_matrix_mb=max_matrix_mb,
-                         pixel_grid=pixel_grid, sparsify=sparsify, batch_size=batch_size)
+                         pixel_grid=pixel_grid, sparsify=sparsify, batch_size=batch_size, correlation=correlation)
 
 
 def inspect_model(
@@ -141,6 +143,7 @@ def inspect_model(
     pixel_grid: str | tuple[int, int] = "auto",
     sparsify: SparsifyParams | None = None,
     batch_size: int | None = None,
+    correlation: str = "pearson",
 ) -> InspectReport:
     """List a model's layers, try every method on ``example`` and plan an ingest.
 
@@ -152,7 +155,7 @@ def inspect_model(
         A small normalised batch (two images are enough).
     name : str
         For the report.
-    images, memory_mb, max_matrix_mb, pixel_grid, sparsify, batch_size
+    images, memory_mb, max_matrix_mb, pixel_grid, sparsify, batch_size, correlation
         The ingest settings to plan for (see :func:`deepatlas.workflows.build.ingest`).
 
     Returns
@@ -221,7 +224,7 @@ def inspect_model(
     if recorder is not None:
         est = estimate(model, example, recorder, n_classes, images=images, memory_mb=memory_mb, max_matrix_mb=max_matrix_mb,
                        pixel_grid=pixel_grid, sparsify=sparsify, batch_size=batch_size,
-                       influence=methods["influence"] is None)
+                       influence=methods["influence"] is None, correlation=correlation)
     return InspectReport(name, tuple(int(d) for d in example.shape[1:]), n_classes, rows, defaults, methods, est)
 
 
@@ -248,7 +251,8 @@ def _timed(fn: Callable[[], object], images: int) -> float:
 
 def estimate(model: nn.Module, example: torch.Tensor, recorder: ActivationRecorder, n_classes: int, *, images: int,
              memory_mb: float, max_matrix_mb: float | None = None, pixel_grid: str | tuple[int, int] = "auto",
-             sparsify: SparsifyParams | None = None, batch_size: int | None = None, influence: bool = True) -> Estimate:
+             sparsify: SparsifyParams | None = None, batch_size: int | None = None, influence: bool = True,
+             correlation: str = "pearson") -> Estimate:
     """The ingest plan for ``model`` (see :mod:`deepatlas.ingest.budget`), with the machine's
     free memory and, when the peak would not fit, the reason and the flags that would."""
     params = sparsify or SparsifyParams()
@@ -263,7 +267,8 @@ def estimate(model: nn.Module, example: torch.Tensor, recorder: ActivationRecord
                        sweeps)
     plan = plan_ingest(sizes, images, memory_mb=memory_mb, max_matrix_mb=max_matrix_mb, sparsify=params,
                        pixel_grid=pixel_grid, batch_size=batch_size,
-                       edges=("coactivation", "influence", "gradient") if influence else ("coactivation", "gradient"))
+                       edges=("coactivation", "influence", "gradient") if influence else ("coactivation", "gradient"),
+                       correlation=correlation)
     baseline = rss_mb() + BASELINE_EXTRA_MB
     peak = baseline + plan.peak_mb
     free = available_mb()
@@ -277,6 +282,7 @@ def estimate(model: nn.Module, example: torch.Tensor, recorder: ActivationRecord
         comoment_mb=plan.comoment_mb, pixel_mb=plan.pixel_mb, nodes=recorder.n_units + n_classes + p + len(layers) + 2,
         batch_size=plan.batch_size, memory_mb=plan.memory_mb, seconds=plan.seconds, baseline_mb=round(baseline, 1),
         peak_mb=round(peak, 1), available_mb=round(free, 1), edges_max=plan.edges_max, between=plan.between, problem=problem,
+        correlation=correlation, rank_bins=plan.rank_bins,
     )
 
 

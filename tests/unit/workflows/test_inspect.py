@@ -65,7 +65,7 @@ def test_vision_transformer_says_why_influence_does_not_work() -> None:
 def test_cli_inspect_json(tiny_checkpoint: Path) -> None:
     r = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--images", "1000", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["default_layers"] == ["relu1", "relu2", "relu3", "relu4"]
     assert out["estimate"]["units"] == 4 + 8 + 8 + 16 and out["estimate"]["pixels"] == 784
     assert all(v is None for v in out["methods"].values())
@@ -77,7 +77,7 @@ def test_cli_inspect_takes_a_stock_torchvision_model_and_refuses_a_bad_spec() ->
     r = CliRunner().invoke(app, ["inspect", "--model", "torchvision:resnet18", "--num-classes", "4", "--input-size", "3x64x64",
                                  "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["input_shape"] == [3, 64, 64] and out["classes"] == 4
     assert out["default_layers"][:2] == ["relu", "layer1.0"] and out["methods"]["influence"] is None
     bad = CliRunner().invoke(app, ["inspect", "--model", "torchvision:nosuch"])
