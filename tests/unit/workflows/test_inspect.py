@@ -69,8 +69,18 @@ def test_cli_inspect_json(tiny_checkpoint: Path) -> None:
     assert out["default_layers"] == ["relu1", "relu2", "relu3", "relu4"]
     assert out["estimate"]["units"] == 4 + 8 + 8 + 16 and out["estimate"]["pixels"] == 784
     assert all(v is None for v in out["methods"].values())
+    assert "ranks" not in out["estimate"]["memory_mb"] and out["estimate"]["correlation"] == "pearson"
     bad = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--pixel-grid", "7by7"])
     assert bad.exit_code == 1 and "ROWSxCOLS" in bad.output
+    # Spearman: the rank pass and its sketches are planned; 1,000 images <= 2,048: the sample is every image
+    r = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--images", "1000", "--correlation", "spearman",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    est = json.loads(r.stdout)["estimate"]
+    assert est["correlation"] == "spearman" and est["rank_bins"] > 0 and est["memory_mb"]["ranks"] > 0
+    assert est["memory_mb"]["forward+stats"] > out["estimate"]["memory_mb"]["forward+stats"]  # the sketches stay
+    bad = CliRunner().invoke(app, ["inspect", "--model", str(tiny_checkpoint), "--correlation", "kendall"])
+    assert bad.exit_code == 2 and "pearson or spearman" in bad.output
 
 
 def test_cli_inspect_takes_a_stock_torchvision_model_and_refuses_a_bad_spec() -> None:
