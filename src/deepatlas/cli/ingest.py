@@ -94,7 +94,7 @@ def ingest(
     """Run the model over a data set and write its co-activation graph to Neo4j.
 
     Nodes: every captured unit (conv filters averaged over positions), each class, each input
-    pixel. Edges: Pearson r (COACTIVATES; bounded: a noise floor for the number of images,
+    pixel. Edges: Pearson r, or Spearman's rho with --correlation spearman (COACTIVATES; bounded: a noise floor for the number of images,
     per-node and per-run caps), influential scores (INFLUENCES), prediction gradients
     (GRADIENT) and the confusion matrix (CONFUSED_WITH). Images stream through DataLoader
     workers; memory does not grow with their number. The run becomes visible only once every

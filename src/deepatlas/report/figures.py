@@ -211,6 +211,8 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path, *,
               if len(shown) < len(ov.class_names) else "")
     on = {"complete": "the complete correlation graph", "stored": "the stored COACTIVATES edges"}.get(
         getattr(comm, "graph", "stored"), "the co-activation graph")
+    if getattr(comm, "correlation", "pearson") == "spearman":
+        on += " (Spearman's rho)"
     ax.set_title(f"{ov.run}: classes by {algorithm} community of {on}\n"
                  f"(modularity {comm.modularity:.3f}; lines: Jaccard of the classes' neuron sets, "
                  f"{_set_desc(ov.params) or 'all'}{subset})", fontsize=10)

@@ -473,6 +473,7 @@ def audit_confusion(
         drawn["heatmaps"] = str(heatmap_grid(
             [(f"{name} #{rank}: {label}", m) for (name, rank, label), m in zip(chosen, maps, strict=True)],
             out / "neuron_heatmaps.png", columns=6,
+            label=f"{correlation_name(info.correlation)} (unit vs pixel, over the run's images)",
             title=f"{info.name}: pixel correlations ({correlation_name(info.correlation)}) of each class's top 3 neurons"
                   + (f" ({len(shown)} of {len(ov.class_names):,} classes: the most overlapping and confused pairs)"
                      if len(shown) < len(ov.class_names) else "")))
