@@ -129,6 +129,11 @@ def test_runs_over_other_images_are_refused(graph: Graph, runs, tiny_checkpoint:
     ingest(Workspace(graph, model=tiny_checkpoint, run="cmp-fewer", limit=N // 2, device="cpu"), edges=EDGES, replace=True)
     r = runner.invoke(app, ["compare", "--base", "cmp-a", "--head", "cmp-fewer", "--device", "cpu"])
     assert r.exit_code == 1 and "other images (images: 400 vs 200)" in r.output and "Traceback" not in r.output
+    # the same images, but rho against r: class drift would mix the measure with the model
+    ingest(Workspace(graph, model=tiny_checkpoint, run="cmp-rho", limit=N, device="cpu"), edges=EDGES, replace=True,
+           correlation="spearman")
+    r = runner.invoke(app, ["compare", "--base", "cmp-a", "--head", "cmp-rho", "--device", "cpu"])
+    assert r.exit_code == 1 and "--correlation pearson" in r.output and "Traceback" not in r.output, r.output
 
 
 def test_deleting_a_run_deletes_the_comparisons_it_was_part_of(graph: Graph, runs) -> None:  # type: ignore[no-untyped-def]

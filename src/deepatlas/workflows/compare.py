@@ -84,6 +84,9 @@ def _same_images(a: RunInfo, b: RunInfo) -> None:
             raise UsageError(f"runs {a.name} and {b.name} were made on other images ({what}: {x} vs {y}); compare needs "
                              "two runs over the same data, split and number of images (ingest the head checkpoint with "
                              f"--data {a.dataset} --split {a.split} --limit {a.n_samples})")
+    if a.correlation != b.correlation:  # class drift and overlap compare the stored r: one measure on both sides
+        raise UsageError(f"run {a.name} stores {a.correlation} co-activation and {b.name} {b.correlation}; compare needs "
+                         f"both the same (ingest the head checkpoint with --correlation {a.correlation})")
 
 
 def _recorder(ckpt: Any, layers: list[str], example: torch.Tensor) -> Any:
