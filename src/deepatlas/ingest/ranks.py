@@ -55,7 +55,7 @@ BYTES_PER_EDGE = 40
 BYTES_PER_VALUE = 160
 
 #: Values (images x variables) counted or ranked at once: a batch is taken a slice of its
-#: columns at a time, so the temporaries stay near CHUNK_VALUES x BYTES_PER_VALUE (160 MB).
+#: columns at a time, so the temporaries stay near CHUNK_VALUES x BYTES_PER_VALUE (80 MB).
 CHUNK_VALUES = 1 << 19
 
 #: Sample values sorted at once when the edges are built (a slice of columns at a time).
@@ -133,8 +133,13 @@ class RankSketch:
         step = max(1, CHUNK_VALUES // max(1, batch))
         return [slice(s, s + step) for s in range(0, self.n_variables, step)]
 
+    def _check_width(self, x: torch.Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_variables:
+            raise ValueError(f"x must be (B, {self.n_variables}), got {tuple(x.shape)}")
+
     def update(self, x: torch.Tensor) -> None:
         """Count one batch: ``x`` (B, C)."""
+        self._check_width(x)
         b = x.shape[0]
         total = self.n + b
         for cols in self._slices(b):
@@ -201,6 +206,7 @@ class RankSketch:
         if self._start is None:
             self.finish()
         assert self._start is not None
+        self._check_width(x)
         out = torch.empty(x.shape, dtype=torch.float32, device=self.edges.device)
         e = self.edges.shape[1]
         for cols in self._slices(x.shape[0]):

@@ -63,6 +63,23 @@ def test_binned_ranks_stay_within_the_stated_bound(bins: int) -> None:
     assert bound < {64: 2.0, 256: 0.3}[bins]
 
 
+@pytest.mark.parametrize("bins", [2048, 64])
+def test_slices_of_columns_give_what_the_whole_batch_gives(monkeypatch: pytest.MonkeyPatch, bins: int) -> None:
+    """Built, counted and ranked a few columns at a time (tiny slices forced here; real ones hold
+    ~0.5M values), the sketch is the one made in one piece, and a batch of the wrong width is refused."""
+    x = _columns(1500, seed=2)
+    whole, _ = _rho(x, bins=bins)
+    monkeypatch.setattr(ranks_module, "CHUNK_VALUES", 7)  # one or two columns a slice at batch 97
+    monkeypatch.setattr(ranks_module, "SORT_VALUES", 5)
+    sliced, sk = _rho(x, bins=bins)
+    assert np.array_equal(sliced, whole)
+    assert len(sk._slices(3)) == 3 and len(sk._slices(97)) == 5
+    with pytest.raises(ValueError, match=r"\(B, 5\)"):
+        sk.update(torch.zeros(4, 6))
+    with pytest.raises(ValueError, match=r"\(B, 5\)"):
+        sk.transform(torch.zeros(4, 4))
+
+
 def test_pair_bound_is_the_formula() -> None:
     assert pair_bound(0.0, 0.0) == 0.0
     assert pair_bound(0.1, 0.2) == pytest.approx(2 * (0.1 + 0.2 + 0.02) / (0.9 * 0.8))
