@@ -149,8 +149,7 @@ def matrix_figure(matrix: np.ndarray, names: list[str], path: Path, *, title: st
     """A labelled heat matrix in [0, 1] with the values written in; ``label`` names the colour bar.
     Empty cells (NaN) are grey and say "n/a"."""
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
-    cmap = plt.get_cmap("Greens").copy()
-    cmap.set_bad("#DDDDDD")
+    cmap = plt.get_cmap("Greens").with_extremes(bad="#DDDDDD")
     im = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
