@@ -18,7 +18,7 @@ from deepatlas.ingest.capture import ActivationRecorder
 from deepatlas.models import load_checkpoint
 
 
-def test_a_spearman_run_stores_rho_within_its_stated_bound(graph: Graph, tiny_checkpoint: Path) -> None:
+def test_a_spearman_run_stores_rho_within_its_stated_bound(graph: Graph, tiny_checkpoint: Path, tmp_path: Path) -> None:
     n = 2500  # more than the 2,048 sample images: the counting pass runs and rho is binned
     r = CliRunner().invoke(app, ["ingest", "--model", str(tiny_checkpoint), "--limit", str(n), "--edges", "coactivation",
                                  "--correlation", "spearman", "--run", "rho", "--device", "cpu", "--json"])
@@ -63,7 +63,7 @@ def test_a_spearman_run_stores_rho_within_its_stated_bound(graph: Graph, tiny_ch
         assert text.exit_code == 0 and "Spearman" in text.stdout, (argv, text.output)
     text = CliRunner().invoke(app, ["runs", "show", "rho"])
     assert "co-activation by Spearman's rho" in text.stdout, text.output
-    r = CliRunner().invoke(app, ["export", "json", "--run", "rho", "--json"])
+    r = CliRunner().invoke(app, ["export", "json", "--run", "rho", "-o", str(tmp_path / "rho.json"), "--json"])
     assert r.exit_code == 0, r.output
     exported = json.loads(Path(json.loads(r.stdout)["path"]).read_text())
     assert exported["graph"]["correlation"] == "spearman"
