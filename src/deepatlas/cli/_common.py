@@ -351,6 +351,16 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
         yield update
 
 
+def check_correlation(kind: str) -> str:
+    """``--correlation``: one of the kinds :data:`deepatlas.db.runs.CORRELATION_NAMES` names
+    (checked here, before torch is imported), else a usage error (exit 2)."""
+    from deepatlas.db.runs import CORRELATION_NAMES
+
+    if kind not in CORRELATION_NAMES:
+        raise typer.BadParameter(f"{kind!r} is not {' or '.join(CORRELATION_NAMES)}", param_hint="--correlation")
+    return kind
+
+
 def parse_grid(text: str) -> str | tuple[int, int]:
     """``--pixel-grid``: ``auto``, ``off`` or ``ROWSxCOLS``."""
     if text in ("auto", "off"):

@@ -16,6 +16,7 @@ from deepatlas.cli._common import (
     DataSpecOpt,
     DeviceOpt,
     JsonOpt,
+    check_correlation,
     cli_errors,
     console,
     model_flags,
@@ -109,8 +110,7 @@ def ingest(
     --weights w.safetensors --data imagenet:/data/imagenet --split val (the "--" keeps torchrun from reading
     deepatlas's options as its own)
     """
-    if correlation not in ("pearson", "spearman"):
-        raise typer.BadParameter(f"{correlation!r} is not pearson or spearman", param_hint="--correlation")
+    check_correlation(correlation)
     if nproc is not None and nproc > 1:
         _launch(nproc)
         return

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deepatlas.cli._common import JsonOpt, cli_errors, console, model_flags, parse_grid, print_json
+from deepatlas.cli._common import (
+    JsonOpt,
+    check_correlation,
+    cli_errors,
+    console,
+    model_flags,
+    parse_grid,
+    print_json,
+)
 from deepatlas.workspace import ModelSource, Workspace
 
 
@@ -40,8 +48,7 @@ def inspect(
     from deepatlas.ingest.pairs import SparsifyParams
     from deepatlas.workflows.inspect import inspect as run_inspect
 
-    if correlation not in ("pearson", "spearman"):
-        raise typer.BadParameter(f"{correlation!r} is not pearson or spearman", param_hint="--correlation")
+    check_correlation(correlation)
     grid = parse_grid(pixel_grid)
     with console.status("loading the model", spinner="dots") if not json_out else nullcontext():
         rep = run_inspect(Workspace(model=model), images=images, memory_mb=memory_mb, max_matrix_mb=max_matrix_mb,

@@ -138,7 +138,7 @@ def plan_ingest(sizes: ModelSizes, images: int, *, memory_mb: float, max_matrix_
         from deepatlas.ingest.ranks import BYTES_PER_EDGE, RankSketch
 
         variables = m + p
-        bins = RankSketch.bins_for(variables, max(64.0, matrix_mb))  # as compute_coactivation chooses
+        bins = RankSketch.bins_for(variables, matrix_mb)  # as compute_coactivation chooses
         sample = min(images, bins) * variables * 4 / 2**20
         sketch = variables * min(images, bins) * BYTES_PER_EDGE / 2**20
         rank_batch = batch * variables * 4 / 2**20 + RANK_SLICE_MB

@@ -372,9 +372,7 @@ def compute_coactivation(
             return _passes(stream, data, grid, blocks, dtype, sparsify or SparsifyParams(), seconds, state, meter)
         t0 = time.perf_counter()
         with meter.stage("ranks"):
-            # the sketches take at most the co-moments' budget (64 MB at least: a tiny budget for the
-            # matrix should not make the ranks coarse)
-            bins = RankSketch.bins_for(m + grid[0] * grid[1] * grid[2], None if max_matrix_mb is None else max(64.0, max_matrix_mb))
+            bins = RankSketch.bins_for(m + grid[0] * grid[1] * grid[2], max_matrix_mb)  # within the co-moments' share
             node_ranks, pixel_ranks = _rank_sketches(stream, data, grid, bins, state)
         seconds["ranks"] = time.perf_counter() - t0
         result = _passes(stream, data, grid, blocks, dtype, sparsify or SparsifyParams(), seconds, state, meter,

@@ -109,10 +109,13 @@ class RankSketch:
     @staticmethod
     def bins_for(variables: int, budget_mb: float | None, most: int | None = None) -> int:
         """Edges per variable (at most ``most``, default :data:`RANK_BINS`) that keep ``variables``
-        sketches within ``budget_mb`` (at least 64)."""
+        sketches within ``budget_mb`` (at least 64 edges). The ingest passes the co-moments' share
+        (``max_matrix_mb``), taken as 64 MB at least: a tiny budget for the matrix should not make
+        the ranks coarse. ``inspect``'s plan calls this too, so both choose the same."""
         most = RANK_BINS if most is None else most
         if budget_mb is None:
             return most
+        budget_mb = max(64.0, budget_mb)
         return int(max(64, min(most, budget_mb * 2**20 // max(1, variables * BYTES_PER_EDGE))))
 
     @property

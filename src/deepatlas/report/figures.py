@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
 
+from deepatlas.db.runs import correlation_name
 from deepatlas.report._save import save
 
 __all__ = ["CommunitiesLike", "OverlapLike", "class_community_graph", "heatmap_grid", "jaccard_mistakes_scatter",
@@ -212,7 +213,7 @@ def class_community_graph(ov: OverlapLike, comm: CommunitiesLike, path: Path, *,
     on = {"complete": "the complete correlation graph", "stored": "the stored COACTIVATES edges"}.get(
         getattr(comm, "graph", "stored"), "the co-activation graph")
     if getattr(comm, "correlation", "pearson") == "spearman":
-        on += " (Spearman's rho)"
+        on += f" ({correlation_name('spearman')})"
     ax.set_title(f"{ov.run}: classes by {algorithm} community of {on}\n"
                  f"(modularity {comm.modularity:.3f}; lines: Jaccard of the classes' neuron sets, "
                  f"{_set_desc(ov.params) or 'all'}{subset})", fontsize=10)
